@@ -1,0 +1,95 @@
+"""The store manifest: one versioned JSON object in the root group's `zarr.json` attributes.
+
+The root `zarr.json` is written last and atomically (temp file + rename), after every array is on disk
+and fsynced; a directory without it is not a store. Later stages (partition) rewrite it the same way.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gstore.errors import FormatVersionError, StoreError
+from gstore.shard_array import ZARR_JSON, ArrayRecord, write_json_atomic
+
+FORMAT_VERSION = 1
+MANIFEST_KEY = "gstore"
+
+
+@dataclass
+class StoreManifest:
+    """Everything needed to open and describe a store.
+
+    `num_edges` counts stored edge entries (len(indices)); an undirected store holds both directions.
+    Rows of the CSR are destination nodes: `indices[indptr[v]:indptr[v+1]]` are the sources u of the
+    edges u -> v (in-neighbors), which is what message passing samples.
+    """
+
+    num_nodes: int
+    num_edges: int
+    directed: bool
+    id_type: str = "int"                      # "int" or "string"
+    feature_dim: int | None = None
+    feature_dtype: str | None = None
+    label_names: list[str] | None = None      # class names; labels index into it
+    num_classes: int | None = None
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    arrays: dict[str, ArrayRecord] = field(default_factory=dict)
+    build: dict = field(default_factory=dict)       # parameters and stats of the build
+    partitions: dict[str, dict] = field(default_factory=dict)  # filled by `gstore partition`
+    format_version: int = FORMAT_VERSION
+    created: float = field(default_factory=time.time)
+    gstore_version: str = ""
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["arrays"] = {k: v.to_json() for k, v in self.arrays.items()}
+        return d
+
+    @staticmethod
+    def from_json(d: dict) -> "StoreManifest":
+        d = dict(d)
+        d["arrays"] = {k: ArrayRecord.from_json(v) for k, v in d.get("arrays", {}).items()}
+        known = set(StoreManifest.__dataclass_fields__)
+        return StoreManifest(**{k: v for k, v in d.items() if k in known})
+
+
+def write_manifest(store_dir: Path, manifest: StoreManifest) -> None:
+    """Atomically (re)write the root group metadata holding the manifest."""
+    from gstore import __version__
+
+    manifest.gstore_version = manifest.gstore_version or __version__
+    write_json_atomic(Path(store_dir) / ZARR_JSON, {
+        "zarr_format": 3, "node_type": "group",
+        "attributes": {MANIFEST_KEY: manifest.to_json()},
+    })
+
+
+def read_manifest(store_dir: Path) -> StoreManifest:
+    """Read and version-check the manifest of `store_dir`; clear StoreError when it is not a store."""
+    store_dir = Path(store_dir)
+    if not store_dir.exists():
+        raise StoreError("no such store", path=store_dir, hint="build one with `gstore ingest`")
+    meta_path = store_dir / ZARR_JSON
+    if not meta_path.is_file():
+        hint = "the build did not finish; re-run it" if store_dir.name.endswith(".tmp") else \
+            "not a gstore store (or an unfinished build); re-run `gstore ingest`"
+        raise StoreError("missing zarr.json manifest", path=store_dir, hint=hint)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"unreadable manifest: {exc}", path=meta_path, hint="rebuild the store") from None
+    attrs = meta.get("attributes") or {}
+    if meta.get("zarr_format") != 3 or MANIFEST_KEY not in attrs:
+        raise StoreError("zarr group without a gstore manifest", path=store_dir,
+                         hint="this directory was not written by gstore")
+    d = attrs[MANIFEST_KEY]
+    version = d.get("format_version")
+    if version != FORMAT_VERSION:
+        raise FormatVersionError(f"store format version {version}, this gstore reads {FORMAT_VERSION}",
+                                 path=store_dir, hint="re-ingest with this gstore version")
+    try:
+        return StoreManifest.from_json(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"malformed manifest: {exc}", path=meta_path, hint="rebuild the store") from None

@@ -1,0 +1,73 @@
+"""Byte sizes and resident-memory measurement (peak RSS) for budgets and reports."""
+from __future__ import annotations
+
+import re
+import resource
+import sys
+
+from gstore.errors import OptionError
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str | int) -> int:
+    """Parse '2GiB', '512MB', '1.5g' or an int into a byte count (> 0)."""
+    if isinstance(text, int):
+        value = text
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+        unit = m.group(2).lower() if m else None
+        if not m or unit not in _UNITS:
+            raise OptionError(f"cannot read size {text!r}", hint="use e.g. 2GiB, 512MiB or 1000000000")
+        value = int(float(m.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise OptionError(f"size must be positive, got {text!r}")
+    return value
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable binary size, e.g. '1.50 GiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (VmHWM), in bytes."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def current_rss_bytes() -> int:
+    """Current resident set size (VmRSS), in bytes; 0 where /proc is unavailable."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so a stage can measure its own peak.
+
+    Returns False where the kernel does not allow it.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,267 @@
+"""Single-shard, uncompressed zarr v3 arrays whose data region is one contiguous, memory-mappable run.
+
+Each array is a zarr v3 array whose one shard (`c/0` or `c/0/0`) holds every inner chunk, uncompressed
+and in C order, followed by the shard index (`(offset, nbytes)` uint64 per chunk plus its crc32c).
+zarr-python reads it like any sharded array, slicing chunk by chunk; gstore memory-maps bytes
+`[0, rows * row_bytes)` of the shard file and hands numpy views to numba with no copy. The shard's row
+count is padded up to a whole number of chunks (zarr v3 stores edge chunks at full size).
+
+We write the shard ourselves rather than through zarr's sharding codec: zarr rewrites a whole shard on
+every partial write, which would make streaming a billion-edge array quadratic.
+"""
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gstore.errors import StoreError
+
+ZARR_JSON = "zarr.json"
+_INDEX_ENTRY_BYTES = 16
+_CRC_BYTES = 4
+_SAMPLE_BYTES = 1 << 16
+DEFAULT_CHUNK_BYTES = 4 << 20
+_DTYPES = {"int8", "uint8", "int16", "int32", "int64", "uint32", "uint64", "float16", "float32",
+           "float64", "bool"}
+
+
+@dataclass(frozen=True)
+class ArrayRecord:
+    """What the manifest keeps about one array: enough to open it and to check it cheaply."""
+
+    name: str                # path inside the store, e.g. "indices" or "splits/train"
+    shape: tuple[int, ...]
+    dtype: str               # numpy dtype name, little-endian
+    chunk_rows: int          # rows per inner zarr chunk
+    data_bytes: int          # bytes of the padded data region (file size minus index)
+    checksum: str            # crc32 over the shard index and the data region's first/last 64 KiB
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @staticmethod
+    def from_json(d: dict) -> "ArrayRecord":
+        return ArrayRecord(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=d["dtype"],
+                           chunk_rows=int(d["chunk_rows"]), data_bytes=int(d["data_bytes"]),
+                           checksum=d["checksum"])
+
+
+def _row_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize if len(shape) > 1 else dtype.itemsize
+
+
+def default_chunk_rows(shape: tuple[int, ...], dtype: np.dtype | str,
+                       target_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Rows per inner chunk so a chunk is about `target_bytes` (at least 1 row)."""
+    rb = _row_bytes(tuple(shape), np.dtype(dtype))
+    return max(1, target_bytes // max(rb, 1))
+
+
+def shard_path(array_dir: Path, ndim: int) -> Path:
+    """The file holding the single shard of an array of `ndim` dimensions."""
+    return Path(array_dir, "c", *(["0"] * ndim))
+
+
+def array_metadata(shape: tuple[int, ...], dtype: str, chunk_rows: int) -> dict:
+    """zarr v3 `zarr.json` for a single-shard, uncompressed array."""
+    n_chunks = -(-shape[0] // chunk_rows) if shape[0] else 1
+    inner = [chunk_rows, *shape[1:]]
+    shard = [n_chunks * chunk_rows, *shape[1:]]
+    # zarr requires positive chunk extents even for zero-width trailing dims
+    inner = [max(1, s) for s in inner]
+    shard = [max(1, s) for s in shard]
+    fill = 0.0 if np.dtype(dtype).kind == "f" else (False if dtype == "bool" else 0)
+    bytes_codec = {"name": "bytes", "configuration": {"endian": "little"}}
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(shape),
+        "data_type": dtype,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": shard}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill,
+        "codecs": [{"name": "sharding_indexed", "configuration": {
+            "chunk_shape": inner,
+            "codecs": [bytes_codec],
+            "index_codecs": [bytes_codec, {"name": "crc32c"}],
+            "index_location": "end",
+        }}],
+        "attributes": {},
+        "storage_transformers": [],
+    }
+
+
+def _crc32c(data: bytes) -> bytes:
+    import google_crc32c  # shipped with zarr v3 (its crc32c codec uses it)
+
+    return int(google_crc32c.value(data)).to_bytes(4, "little")
+
+
+def _shard_index(n_chunks: int, chunk_bytes: int) -> bytes:
+    index = np.empty((n_chunks, 2), dtype="<u8")
+    index[:, 0] = np.arange(n_chunks, dtype=np.uint64) * np.uint64(chunk_bytes)
+    index[:, 1] = chunk_bytes
+    raw = index.tobytes()
+    return raw + _crc32c(raw)
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write JSON to `path` via a temp file, fsync and rename, so readers see old or new, never half."""
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_group_metadata(group_dir: Path, attributes: dict | None = None) -> None:
+    """Make `group_dir` a zarr v3 group (atomically)."""
+    group_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(group_dir / ZARR_JSON,
+                      {"zarr_format": 3, "node_type": "group", "attributes": attributes or {}})
+
+
+class ShardArrayWriter:
+    """Writes one array, either sequentially (`append`) or at row offsets (`write_rows`).
+
+    The data file is preallocated (sparse) at its final size, so any write order works and unwritten
+    rows read as zero. `finish()` appends the shard index and returns the manifest record.
+
+    Args:
+        root: store directory; the array lives at `root/name`.
+        name: array path inside the store ("indices", "splits/train").
+        shape: final shape; rows are the first dimension.
+        dtype: numpy dtype.
+        chunk_rows: rows per inner zarr chunk (default: about 4 MiB per chunk).
+    """
+
+    def __init__(self, root: Path, name: str, shape: tuple[int, ...], dtype: str | np.dtype,
+                 chunk_rows: int | None = None) -> None:
+        self.root = Path(root)
+        self.name = name
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
+        if self.dtype.name not in _DTYPES:
+            raise StoreError(f"unsupported array dtype {self.dtype} for {name}")
+        self.chunk_rows = int(chunk_rows or default_chunk_rows(self.shape, self.dtype))
+        self.row_bytes = _row_bytes(self.shape, self.dtype)
+        self.n_chunks = -(-self.shape[0] // self.chunk_rows) if self.shape[0] else 0
+        self.data_bytes = self.n_chunks * self.chunk_rows * self.row_bytes
+        self.array_dir = self.root / name
+        self.array_dir.mkdir(parents=True, exist_ok=True)
+        meta = array_metadata(self.shape, self.dtype.name, self.chunk_rows)
+        write_json_atomic(self.array_dir / ZARR_JSON, meta)
+        self.path = shard_path(self.array_dir, len(self.shape))
+        self._fh = None
+        self._cursor = 0  # next row for append()
+        if self.n_chunks:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w+b")
+            self._fh.truncate(self.data_bytes)
+
+    def append(self, block: np.ndarray) -> None:
+        """Write `block` (rows x ...) right after the previously appended rows."""
+        self.write_rows(self._cursor, block)
+        self._cursor += len(block)
+
+    def write_rows(self, start: int, block: np.ndarray) -> None:
+        """Write `block` at row `start` (pwrite; never maps the file, so RSS stays flat)."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or start < 0 or start + len(block) > self.shape[0]:
+            raise StoreError(f"write of rows [{start}, {start + len(block)}) x {block.shape[1:]} "
+                             f"does not fit array {self.name} of shape {self.shape}")
+        if len(block) == 0:
+            return
+        os.pwrite(self._fh.fileno(), memoryview(block).cast("B"), start * self.row_bytes)
+
+    def memmap(self) -> np.ndarray:
+        """Writable memory map over the logical rows (for scatter writes; dirty pages count as RSS)."""
+        if not self.n_chunks:
+            return np.zeros(self.shape, dtype=self.dtype)
+        self._fh.flush()
+        return np.memmap(self.path, dtype=self.dtype, mode="r+", shape=self.shape)
+
+    def finish(self) -> ArrayRecord:
+        """Append the shard index, fsync, and return the record for the manifest."""
+        if self._fh is not None:
+            fh = self._fh
+            fh.seek(self.data_bytes)
+            fh.write(_shard_index(self.n_chunks, self.chunk_rows * self.row_bytes))
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            self._fh = None
+        return ArrayRecord(name=self.name, shape=self.shape, dtype=self.dtype.name,
+                           chunk_rows=self.chunk_rows, data_bytes=self.data_bytes,
+                           checksum=_checksum(self.path, self.data_bytes, self.n_chunks))
+
+    def abort(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def write_array(root: Path, name: str, arr: np.ndarray, chunk_rows: int | None = None,
+                block_rows: int = 1 << 22) -> ArrayRecord:
+    """Write an in-memory (or memory-mapped) array as a single-shard zarr array, in blocks."""
+    w = ShardArrayWriter(root, name, arr.shape, arr.dtype, chunk_rows)
+    try:
+        for start in range(0, arr.shape[0], block_rows):
+            w.append(arr[start:start + block_rows])
+        return w.finish()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def _checksum(path: Path, data_bytes: int, n_chunks: int) -> str:
+    if not n_chunks:
+        return "00000000"
+    index_bytes = n_chunks * _INDEX_ENTRY_BYTES + _CRC_BYTES
+    with open(path, "rb") as fh:
+        crc = zlib.crc32(fh.read(min(_SAMPLE_BYTES, data_bytes)))
+        fh.seek(max(0, data_bytes - _SAMPLE_BYTES))
+        crc = zlib.crc32(fh.read(min(_SAMPLE_BYTES, data_bytes)), crc)
+        fh.seek(data_bytes)
+        crc = zlib.crc32(fh.read(index_bytes), crc)
+    return f"{crc:08x}"
+
+
+def verify_array(root: Path, rec: ArrayRecord) -> None:
+    """Cheap integrity check: metadata present, file size exact, checksum of index and ends matches."""
+    array_dir = Path(root) / rec.name
+    if not (array_dir / ZARR_JSON).is_file():
+        raise StoreError(f"array {rec.name!r} is missing its zarr.json", path=root,
+                         hint="the store is incomplete; rebuild it")
+    path = shard_path(array_dir, len(rec.shape))
+    n_chunks = -(-rec.shape[0] // rec.chunk_rows) if rec.shape[0] else 0
+    if not n_chunks:
+        return
+    expected = rec.data_bytes + n_chunks * _INDEX_ENTRY_BYTES + _CRC_BYTES
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise StoreError(f"array {rec.name!r} has no data file {path}", path=root,
+                         hint="the store is incomplete; rebuild it") from None
+    if size != expected:
+        raise StoreError(f"array {rec.name!r} is {size} bytes on disk, expected {expected} "
+                         f"(truncated or overwritten)", path=root, hint="rebuild the store")
+    if _checksum(path, rec.data_bytes, n_chunks) != rec.checksum:
+        raise StoreError(f"array {rec.name!r} fails its checksum", path=root, hint="rebuild the store")
+
+
+def open_array(root: Path, rec: ArrayRecord, mode: str = "r") -> np.ndarray:
+    """Memory-map an array's logical rows (read-only by default). Zero-row arrays come back empty."""
+    dtype = np.dtype(rec.dtype)
+    if rec.shape[0] == 0 or 0 in rec.shape:
+        return np.zeros(rec.shape, dtype=dtype)
+    path = shard_path(Path(root) / rec.name, len(rec.shape))
+    return np.memmap(path, dtype=dtype, mode=mode, shape=rec.shape)

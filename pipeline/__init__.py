@@ -1,0 +1,1 @@
+"""gstore.pipeline: ingest, generate, partition, sampling, feature gather and the prefetching loader."""

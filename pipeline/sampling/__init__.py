@@ -1,0 +1,1 @@
+"""gstore.pipeline.sampling"""

@@ -1,0 +1,1 @@
+"""gstore.train: GNN models and the trainer (built on gstore.pipeline's loader)."""
