@@ -138,6 +138,19 @@ class GraphStore:
         key = f"splits/{name}"
         return self.array(key) if self.has_array(key) else np.zeros(0, dtype=np.int64)
 
+    @property
+    def partition(self):
+        """The default `Partition` (gstore/partition_info.py) written by `gstore partition`, or None."""
+        from gstore.partition_info import load_partition
+
+        return load_partition(self)
+
+    def partitions(self) -> dict:
+        """Every recorded `Partition`, by number of parts."""
+        from gstore.partition_info import load_partition, partition_keys
+
+        return {int(k): load_partition(self, k) for k in partition_keys(self.manifest)}
+
     def zarr_group(self):
         """The store opened read-only through zarr-python (slower, chunked access)."""
         import zarr

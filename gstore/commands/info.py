@@ -1,0 +1,134 @@
+"""`gstore info STORE [--json]`: what is in a store (counts, degrees, labels, splits, partitions)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from gstore.memory import format_bytes
+
+_PARTITION_KEYS = ("num_parts", "method", "edge_cut", "balance", "contiguous", "seconds", "peak_rss")
+_PARTITION_HIDDEN = ("arrays", "created")
+_DEFAULT_PARTITION = "default"          # manifest.partitions["default"] = {"key": K} (partition_info.py)
+
+
+def _fmt_scalar(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def _short(d: dict, limit: int = 12) -> str:
+    """key=value pairs of the scalar entries of d (nested dicts and lists are summarised)."""
+    parts = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = "{...}"
+        elif isinstance(v, (list, tuple)):
+            v = f"[{len(v)} items]"
+        parts.append(f"{k}={_fmt_scalar(v)}")
+    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
+    return ", ".join(parts[:limit]) + more
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """Nested dicts -> dotted keys; None values and empty containers dropped; lists joined."""
+    out: dict = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif v is None or (isinstance(v, (list, tuple, str)) and len(v) == 0):
+            continue
+        elif isinstance(v, (list, tuple)):
+            out[key] = ";".join(str(x) for x in v)
+        elif isinstance(v, int) and not isinstance(v, bool) and any(
+                w in k for w in ("budget", "rss", "bytes")):
+            out[key] = format_bytes(v).replace(" ", "")
+        else:
+            out[key] = v
+    return out
+
+
+def _wrapped(title: str, items: dict, width: int = 100) -> list[str]:
+    """'title  k=v, k=v' lines wrapped at `width` with a hanging indent."""
+    lines, cur = [], ""
+    for k, v in items.items():
+        part = f"{k}={_fmt_scalar(v)}"
+        if cur and len(cur) + len(part) + 2 > width - 12:
+            lines.append(cur + ",")
+            cur = part
+        else:
+            cur = f"{cur}, {part}" if cur else part
+    if cur:
+        lines.append(cur)
+    return [f"{title:<11} {line}" if i == 0 else f"{'':<11} {line}" for i, line in enumerate(lines)]
+
+
+def render_text(s) -> list[str]:
+    """Human-readable lines for a StoreSummary."""
+    created = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(s.created)) if s.created else "?"
+    lines = [f"store       {s.path}  (format v{s.format_version}, gstore {s.gstore_version or '?'}, "
+             f"created {created})",
+             f"nodes       {s.num_nodes:,}  ({s.id_type} ids)"]
+    if s.directed:
+        lines.append(f"edges       {s.num_edges:,}  directed ({s.index_dtype} indices"
+                     f"{', weighted' if s.has_weights else ''})")
+    else:
+        lines.append(f"edges       {s.num_edges:,} stored entries, undirected (~{s.num_edges // 2:,} "
+                     f"edges, both directions; {s.index_dtype} indices"
+                     f"{', weighted' if s.has_weights else ''})")
+    if s.degree is not None:
+        d = s.degree
+        kind = "in-degree" if s.directed else "degree"
+        lines.append(f"{kind:<11} min {d.min:,} / median {d.median:g} / mean {d.mean:.2f} / max {d.max:,}"
+                     f";  isolated nodes {d.isolated:,}")
+    if s.feature_shape:
+        lines.append(f"features    {' x '.join(f'{x:,}' for x in s.feature_shape)} {s.feature_dtype}")
+    else:
+        lines.append("features    none")
+    if s.label_counts:
+        shown = list(s.label_counts.items())
+        text = ", ".join(f"{k} {v:,}" for k, v in shown[:20])
+        if len(shown) > 20:
+            text += f", ... (+{len(shown) - 20} more)"
+        lines.append(f"labels      {s.num_classes} classes: {text}")
+    else:
+        lines.append("labels      none")
+    if s.split_sizes:
+        lines.append("splits      " + ", ".join(f"{k} {v:,}" for k, v in s.split_sizes.items()))
+    default = (s.partitions.get(_DEFAULT_PARTITION) or {}).get("key")
+    for name, p in s.partitions.items():
+        if name == _DEFAULT_PARTITION or not isinstance(p, dict):
+            continue
+        keys = {k: p[k] for k in _PARTITION_KEYS if k in p}
+        if isinstance(keys.get("peak_rss"), int):
+            keys["peak_rss"] = format_bytes(keys["peak_rss"])
+        rest = {k: v for k, v in p.items() if k not in keys and k not in _PARTITION_HIDDEN}
+        mark = " (default)" if default is not None and str(default) == str(name) else ""
+        lines.append(f"partition   K={name}{mark}: {_short({**keys, **rest}, 10)}")
+    disk = ", ".join(f"{k} {format_bytes(v)}" for k, v in
+                     sorted(s.array_bytes.items(), key=lambda kv: -kv[1]))
+    lines.append(f"disk        {format_bytes(s.bytes_on_disk)}  ({disk})")
+    if s.build:
+        lines.extend(_wrapped("build", _flatten(s.build)))
+    return lines
+
+
+@click.command("info")
+@click.argument("store", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def command(store: Path, as_json: bool) -> None:
+    """Describe the store at STORE: nodes, edges, degrees, features, labels, splits, partitions."""
+    import gstore
+    from gstore.pipeline.store_stats import describe
+
+    summary = describe(gstore.open(store))
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), default=str))
+    else:
+        click.echo("\n".join(render_text(summary)))

@@ -1,0 +1,158 @@
+"""`gstore sample STORE`: run the prefetching loader and report its throughput.
+
+    gstore sample STORE --method neighbor --fanouts 15,10,5 --batch-size 1024 --batches 50
+    gstore sample STORE --method cluster --random-parts 1500 --clusters-per-batch 20 --json
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import click
+import numpy as np
+
+from gstore.cli_progress import quiet_option
+from gstore.errors import OptionError
+from gstore.memory import format_bytes, parse_bytes
+
+log = logging.getLogger(__name__)
+
+
+def parse_fanouts(text: str) -> list[int]:
+    try:
+        out = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        out = []
+    if not out or any(f < -1 for f in out):
+        raise OptionError(f"bad --fanouts {text!r}", hint="comma-separated integers, e.g. 15,10,5 (-1 = all)")
+    return out
+
+
+def union_edges(batch) -> np.ndarray:
+    """int64 (2, E) dense store ids [src; dst] of a batch's message-flow edges (duplicates removed;
+    self-loops added by the cluster sampler dropped unless the store has them)."""
+    nodes = batch.nodes.cpu().numpy()
+    if batch.edge_index is not None:
+        ei = batch.edge_index.cpu().numpy()
+    elif batch.blocks:
+        ei = np.concatenate([b.edge_index.cpu().numpy() for b in batch.blocks], axis=1)
+        key = ei[0] * len(nodes) + ei[1]
+        _, first = np.unique(key, return_index=True)
+        ei = ei[:, np.sort(first)]
+    else:
+        ei = np.zeros((2, 0), np.int64)
+    return nodes[ei]
+
+
+def drop_added_self_loops(store, ei: np.ndarray) -> np.ndarray:
+    loops = np.flatnonzero(ei[0] == ei[1])
+    if not len(loops):
+        return ei
+    keep = np.ones(ei.shape[1], dtype=bool)
+    for j in loops:
+        v = int(ei[1, j])
+        nb = store.neighbors(v)
+        pos = np.searchsorted(nb, v)
+        keep[j] = pos < len(nb) and nb[pos] == v
+    return ei[:, keep]
+
+
+def _seeds_for(store, split: str) -> str | np.ndarray:
+    if len(store.split(split)):
+        return split
+    log.info("store has no %r split; sampling seeds from all nodes", split)
+    return np.arange(store.num_nodes, dtype=np.int64)
+
+
+def _echo_report(r, args: dict) -> None:
+    click.echo(f"method {args['method']}  batches {r.batches} (+1 warm-up)  workers {args['workers']}  "
+               f"prefetch {args['prefetch']}  {'cold' if args['cold'] else 'warm'} page cache")
+    click.echo(f"  batches/s        {r.batches_per_s:12.2f}")
+    click.echo(f"  sampled edges/s  {r.edges_per_s:12.0f}   ({r.mean_edges:.0f} per batch)")
+    click.echo(f"  nodes/s          {r.nodes_per_s:12.0f}   ({r.mean_nodes:.0f} per batch)")
+    click.echo(f"  feature MB/s     {r.feature_mb_per_s:12.1f}")
+    click.echo(f"  peak RSS         {format_bytes(r.peak_rss_bytes):>12}")
+    if r.cache_hit_rate is not None:
+        click.echo(f"  cache hit rate   {r.cache_hit_rate:12.3f}")
+    med = r.stage_median_s
+    click.echo(f"  median per batch: sample {med['sample'] * 1e3:.1f} ms, gather {med['gather'] * 1e3:.1f} ms, "
+               f"to-device {med['copy'] * 1e3:.1f} ms (worker time; stages overlap)")
+
+
+@click.command("sample")
+@click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--method", type=click.Choice(["neighbor", "cluster"]), default="neighbor", show_default=True)
+@click.option("--fanouts", default="15,10,5", show_default=True, help="Neighbors per hop, seeds outwards.")
+@click.option("--batch-size", type=int, default=1024, show_default=True, help="Seeds per batch (neighbor).")
+@click.option("--clusters-per-batch", type=int, default=20, show_default=True)
+@click.option("--random-parts", type=int, default=None,
+              help="Cluster method: use K random clusters instead of the store's partition.")
+@click.option("--split", default="train", show_default=True,
+              help="Seed nodes (neighbor) / loss nodes (cluster); all nodes when the store has none.")
+@click.option("--batches", type=int, default=50, show_default=True, help="Batches to time (after 1 warm-up).")
+@click.option("--cold", is_flag=True, help="Evict the store's files from the page cache first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option("--dump", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write every batch (warm-up included) as DIR/batch_<i>.npz.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--prefetch", type=int, default=4, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Sample/gather threads each.")
+@click.option("--cache-bytes", default="0", show_default=True, help="RAM for hot feature rows, e.g. 512MiB.")
+@click.option("--device", default="cpu", show_default=True)
+@quiet_option
+def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_per_batch: int,
+            random_parts: int | None, split: str, batches: int, cold: bool, as_json: bool,
+            dump: Path | None, seed: int, prefetch: int, workers: int, cache_bytes: str, device: str,
+            quiet: bool) -> None:
+    """Sample BATCHES mini-batches from STORE and report batches/s, edges/s, MB/s and peak RSS."""
+    import gstore
+    from gstore.pipeline.loader import ClusterLoader, NeighborLoader
+    from gstore.pipeline.loader.throughput import drop_page_cache, measure
+
+    if batches < 1:
+        raise OptionError(f"--batches must be >= 1, got {batches}")
+    cache = 0 if str(cache_bytes).strip() in ("0", "") else parse_bytes(cache_bytes)
+    if cold:
+        # before anything is memory-mapped: mapped pages are not evicted
+        n = drop_page_cache(store)
+        log.info("dropped %d files of %s from the page cache", n, store)
+    g = gstore.open(store)
+    common = dict(seed=seed, prefetch=prefetch, num_workers=workers, cache_bytes=cache, device=device)
+    if method == "neighbor":
+        loader = NeighborLoader(g, parse_fanouts(fanouts), batch_size, _seeds_for(g, split), **common)
+    else:
+        parts = num_parts = None
+        if random_parts is not None:
+            if random_parts < 1:
+                raise OptionError(f"--random-parts must be >= 1, got {random_parts}")
+            parts = np.random.default_rng(seed).integers(0, random_parts, g.num_nodes).astype(np.int32)
+            num_parts = random_parts
+        elif g.partition is None:
+            raise OptionError("store has no partition for --method cluster", path=store,
+                              hint="run `gstore partition` first, or pass --random-parts K")
+        loader = ClusterLoader(g, parts, num_parts, clusters_per_batch,
+                               split=split if len(g.split(split)) else None, **common)
+
+    on_batch = None
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+
+        def on_batch(i: int, batch) -> None:
+            ei = drop_added_self_loops(g, union_edges(batch))
+            nodes = batch.nodes.cpu().numpy()
+            seeds = nodes[:batch.num_seeds] if batch.kind == "neighbor" else nodes[batch.mask.cpu().numpy()] \
+                if batch.mask is not None else nodes
+            np.savez(dump / f"batch_{i}.npz", nodes=nodes, edge_index=ei, seeds=seeds)
+
+    result = measure(loader, batches, warmup=1, on_batch=on_batch)
+    args = dict(method=method, workers=workers, prefetch=prefetch, cold=cold)
+    if as_json:
+        out = result.to_json()
+        out.update(method=method, cold=cold, workers=workers, prefetch=prefetch, store=str(store),
+                   fanouts=parse_fanouts(fanouts) if method == "neighbor" else None,
+                   batch_size=batch_size if method == "neighbor" else None,
+                   clusters_per_batch=clusters_per_batch if method == "cluster" else None)
+        click.echo(json.dumps(out))
+    else:
+        _echo_report(result, args)

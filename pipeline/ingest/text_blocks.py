@@ -1,0 +1,299 @@
+"""Block-wise parsing of delimited text: the decompressed stream is cut into ~block_bytes pieces at
+line ends (read ahead by a background thread), comment lines are stripped only from blocks that
+hold any, and each block is parsed by pyarrow's multi-threaded CSV reader with explicit column
+types. When pyarrow rejects a block, `find_bad_lines` (the Python reference) re-scans just that
+block to name the exact 1-based line, and skip mode drops the bad lines and parses again.
+"""
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from gstore.errors import InputError
+from gstore.pipeline.ingest.chunks import ReadStats
+from gstore.pipeline.ingest.text_format import TextFormat, TextStream, split_fields
+
+MAX_SKIP_EXAMPLES = 5
+_INT_RE = re.compile(r"[ \t]*-?\d+[ \t]*")
+_FLOAT_RE = re.compile(r"[ \t]*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|inf|infinity)[ \t]*",
+                       re.IGNORECASE)
+_INT64_MAX = 2**63 - 1
+_PA_TYPES = {"int": pa.int64(), "str": pa.string(), "float": pa.float32(), "text": pa.string()}
+
+ColumnKind = Literal["int", "str", "float", "text"]
+
+
+@dataclass
+class ColumnSpec:
+    """One column to parse: 0-based `index`, `kind` ('int': int64 node id, 'str': non-empty string
+    node id, 'float': float32 value, 'text': any string) and `what` (name used in messages)."""
+
+    index: int
+    kind: ColumnKind
+    what: str
+
+
+@dataclass
+class TextBlock:
+    """Whole lines of decompressed text. first_line: 1-based line number of data's first line;
+    bytes_done: on-disk bytes of the file consumed when the block was cut."""
+
+    data: bytes
+    first_line: int
+    bytes_done: int
+
+
+@dataclass
+class BadLine:
+    """A rejected line: kind 'columns' | 'id' | 'value' | 'utf8'."""
+
+    line: int
+    kind: str
+    reason: str
+    hint: str
+
+
+class IntIdRejected(Exception):
+    """Internal: an int-typed id column holds a non-integer value at `line` (auto mode decides)."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def _cut_blocks(stream: TextStream, fmt: TextFormat, block_bytes: int) -> Iterator[TextBlock]:
+    skip = fmt.data_offset
+    while skip > 0:
+        got = stream.read(min(skip, 1 << 20))
+        if not got:
+            return
+        skip -= len(got)
+    line = fmt.data_line
+    carry = b""
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            if carry:
+                yield TextBlock(carry, line, stream.raw_pos())
+            return
+        data = carry + chunk if carry else chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data      # a line longer than a block: keep reading
+            continue
+        block, carry = data[:cut + 1], data[cut + 1:]
+        yield TextBlock(block, line, stream.raw_pos())
+        line += block.count(b"\n")
+
+
+def iter_text_blocks(path: str, compression: str | None, fmt: TextFormat,
+                     block_bytes: int) -> Iterator[TextBlock]:
+    """Yield whole-line blocks of the decompressed file from data_offset on; reading and
+    decompression run one block ahead in a thread (pyarrow releases the GIL)."""
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            with TextStream(path, compression) as stream:
+                for blk in _cut_blocks(stream, fmt, block_bytes):
+                    while not stop.is_set():
+                        try:
+                            q.put(blk, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            q.put(done)
+        except BaseException as e:  # handed to the consumer, re-raised there
+            q.put(e)
+
+    worker = threading.Thread(target=produce, name="gstore-read", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(0.05)
+
+
+def _strip_comments(data: bytes, comment: str | None) -> bytes:
+    if not comment:
+        return data
+    c = comment.encode()
+    if not data.startswith(c) and b"\n" + c not in data:
+        return data
+    return re.sub(rb"(?m)^" + re.escape(c) + rb"[^\n]*(?:\n|\Z)", b"", data)
+
+
+_BLANK_RUN = re.compile(rb"[ \t]+")
+_EDGE_BLANK = re.compile(rb"(?m)^ | (?=\r?$)")
+
+
+def _collapse_whitespace(data: bytes) -> bytes:
+    return _EDGE_BLANK.sub(b"", _BLANK_RUN.sub(b" ", data))
+
+
+def _is_skipped_line(raw: bytes, fmt: TextFormat, comment: bytes | None) -> bool:
+    if comment and raw.startswith(comment):
+        return True
+    return not raw.strip() if fmt.collapse_whitespace else not raw
+
+
+def find_bad_lines(block: TextBlock, fmt: TextFormat, specs: list[ColumnSpec],
+                   stop_at_first: bool) -> list[BadLine]:
+    """Python reference scan of a block: every line the fast parser would reject, in order."""
+    comment = fmt.comment.encode() if fmt.comment else None
+    bad: list[BadLine] = []
+    for k, raw in enumerate(block.data.split(b"\n")):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if _is_skipped_line(raw, fmt, comment):
+            continue
+        found = _check_line(raw, block.first_line + k, fmt, specs)
+        if found is not None:
+            bad.append(found)
+            if stop_at_first:
+                break
+    return bad
+
+
+def _check_line(raw: bytes, line: int, fmt: TextFormat, specs: list[ColumnSpec]) -> BadLine | None:
+    text = raw.decode("utf-8", errors="surrogateescape")
+    fields = split_fields(text, fmt.delimiter, fmt.collapse_whitespace)
+    if len(fields) != fmt.num_columns:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        return BadLine(line, "columns", f"expected {fmt.num_columns} columns, found {len(fields)}: "
+                       f"{shown!r}", "fix or remove the line, pass --delimiter, or use "
+                       "--on-bad-line skip")
+    for spec in specs:
+        v = fields[spec.index]
+        if spec.kind == "int":
+            if not _INT_RE.fullmatch(v) or not -_INT64_MAX - 1 <= int(v) <= _INT64_MAX:
+                return BadLine(line, "id", f"{spec.what} {v!r} is not an integer node id",
+                               "use --id-type string (or auto) for non-integer ids")
+        elif spec.kind in ("str", "text"):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return BadLine(line, "utf8", f"{spec.what} is not valid UTF-8",
+                               "re-encode the file as UTF-8")
+            if spec.kind == "str" and v == "":
+                return BadLine(line, "id", f"empty {spec.what}", "every edge needs both node ids")
+        elif spec.kind == "float" and not _FLOAT_RE.fullmatch(v):
+            return BadLine(line, "value", f"{spec.what} {v!r} is not a number",
+                           "fix the value or choose another column")
+    return None
+
+
+def line_of_row(block: TextBlock, fmt: TextFormat, row: int) -> int:
+    """1-based line number of the `row`-th (0-based) data row of a block."""
+    comment = fmt.comment.encode() if fmt.comment else None
+    seen = 0
+    for k, raw in enumerate(block.data.split(b"\n")):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if _is_skipped_line(raw, fmt, comment):
+            continue
+        if seen == row:
+            return block.first_line + k
+        seen += 1
+    return block.first_line
+
+
+def _read_arrow(data: bytes, fmt: TextFormat, specs: list[ColumnSpec]) -> pa.Table:
+    names = [f"f{i}" for i in range(fmt.num_columns)]
+    include = [names[s.index] for s in specs]
+    return pcsv.read_csv(
+        pa.BufferReader(data),
+        read_options=pcsv.ReadOptions(column_names=names, use_threads=True, block_size=1 << 20),
+        parse_options=pcsv.ParseOptions(delimiter=fmt.delimiter, quote_char='"',
+                                        ignore_empty_lines=True),
+        convert_options=pcsv.ConvertOptions(
+            include_columns=include,
+            column_types={names[s.index]: _PA_TYPES[s.kind] for s in specs},
+            null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False,
+            check_utf8=True))
+
+
+def _fast_parse(data: bytes, fmt: TextFormat, specs: list[ColumnSpec]) -> pa.Table | None:
+    """Arrow parse of a block; None when arrow rejects it (or an id is empty)."""
+    data = _strip_comments(data, fmt.comment)
+    if fmt.collapse_whitespace:
+        data = _collapse_whitespace(data)
+    if not data.strip():
+        return _empty_table(specs)
+    try:
+        table = _read_arrow(data, fmt, specs)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+        return None
+    for spec, col in zip(specs, table.columns):
+        if spec.kind == "str" and len(col) and pc.min(pc.binary_length(col)).as_py() == 0:
+            return None
+    return table
+
+
+def _empty_table(specs: list[ColumnSpec]) -> pa.Table:
+    return pa.table({f"f{s.index}": pa.array([], type=_PA_TYPES[s.kind]) for s in specs})
+
+
+def parse_block(block: TextBlock, fmt: TextFormat, specs: list[ColumnSpec], path: str,
+                on_bad_line: str, stats: ReadStats | None, int_ids_tentative: bool = False
+                ) -> pa.Table:
+    """Parse one block into an arrow table whose columns follow `specs` (names f<index>).
+
+    Errors: InputError naming path and exact line (on_bad_line='error'); with 'skip' bad lines
+    are dropped and counted in `stats`. With int_ids_tentative, a non-integer id raises
+    IntIdRejected(line) instead (the caller switches to string ids or restarts).
+    """
+    table = _fast_parse(block.data, fmt, specs)
+    if table is not None:
+        return table
+    bad = find_bad_lines(block, fmt, specs, stop_at_first=on_bad_line == "error")
+    if int_ids_tentative:
+        for b in bad:
+            if b.kind == "id" and any(s.kind == "int" for s in specs):
+                raise IntIdRejected(b.line)
+    if not bad:
+        # arrow disagrees with the reference scan: report arrow's own message
+        try:
+            _read_arrow(_strip_comments(block.data, fmt.comment), fmt, specs)
+            msg = "cannot parse block"
+        except Exception as e:  # noqa: BLE001 - re-raised as InputError below
+            msg = str(e).splitlines()[0]
+        raise InputError(f"cannot parse text ({msg})", path=path, line=block.first_line,
+                         hint="check quoting and the delimiter near this line")
+    if on_bad_line == "error":
+        b = bad[0]
+        raise InputError(b.reason, path=path, line=b.line, hint=b.hint)
+    if stats is not None:
+        stats.skipped_bad_lines += len(bad)
+        for b in bad[:max(0, MAX_SKIP_EXAMPLES - len(stats.skipped_examples))]:
+            stats.skipped_examples.append(f"{path}:{b.line}: {b.reason}")
+    drop = {b.line - block.first_line for b in bad}
+    kept = b"\n".join(raw for k, raw in enumerate(block.data.split(b"\n")) if k not in drop)
+    table = _fast_parse(kept, fmt, specs)
+    if table is None:
+        raise InputError("cannot parse text even after skipping bad lines", path=path,
+                         line=block.first_line, hint="check quoting and the delimiter")
+    return table
+

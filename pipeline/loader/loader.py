@@ -1,0 +1,266 @@
+"""NeighborLoader and ClusterLoader: seeds -> sample -> gather -> pin -> to device, in threads.
+
+Wiring of one run (one pass over the remaining batches of an epoch):
+
+    WorkFeed --(W sample threads)--> q_sampled --(W gather threads)--> q_gathered
+        --(1 deliver thread: reorder, tensors, CUDA copy)--> q_out --> consumer (the for loop)
+
+Queues hold at most `prefetch` batches and at most `prefetch + 2 * num_workers` batches are in flight,
+which bounds memory. Batch order and content do not depend on `num_workers`: batches are emitted in
+sequence order and each batch's sampler seed comes from (seed, epoch, batch index) (seeds.batch_seed).
+Threads, not processes: the numba kernels release the GIL, and forking after numba ran would abort.
+Shutdown: leaving the loop (`break`, an exception, garbage collection of the iterator) sets the stop
+Event, which every blocking call checks within queues.POLL_S, and joins every thread.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+
+import numpy as np
+import torch
+
+from gstore.errors import LoaderError, OptionError
+from gstore.pipeline.features.gather import FeatureSource
+from gstore.pipeline.loader.batch import Batch
+from gstore.pipeline.loader.gather_stage import Gatherer, gather_worker
+from gstore.pipeline.loader.pin import HostBufferPool
+from gstore.pipeline.loader.queues import (InFlightLimit, PipelineControl, StageFailure, StageQueue,
+                                           StageThread)
+from gstore.pipeline.loader.sample_stage import WorkFeed, sample_worker
+from gstore.pipeline.loader.seeds import ClusterPlan, SeedPlan, WorkItem, epoch_items
+from gstore.pipeline.loader.to_device import END, DeviceCopier, deliver_worker
+
+log = logging.getLogger(__name__)
+
+JOIN_TIMEOUT_S = 30.0
+
+
+class PipelineRun:
+    """The threads and queues producing one sequence of batches (`items`, in order)."""
+
+    def __init__(self, items: list[WorkItem], sampler, gatherer: Gatherer, copier: DeviceCopier,
+                 prefetch: int, num_workers: int) -> None:
+        self.control = c = PipelineControl()
+        self.total = len(items)
+        self._where = [(it.epoch, it.index) for it in items]
+        self.limit = InFlightLimit(prefetch + 2 * num_workers, c)
+        feed = WorkFeed(list(items), self.limit)
+        self.q_sampled = StageQueue(prefetch, c)
+        self.q_gathered = StageQueue(prefetch, c)
+        self.q_out = StageQueue(prefetch, c)
+        self.threads: list[StageThread] = []
+        for w in range(num_workers):
+            self.threads.append(StageThread(
+                f"sample-{w}", lambda: sample_worker(feed, sampler, self.q_sampled), c))
+            self.threads.append(StageThread(
+                f"gather-{w}", lambda: gather_worker(gatherer, self.q_sampled, self.q_gathered), c))
+        self.threads.append(StageThread(
+            "deliver", lambda: deliver_worker(copier, self.q_gathered, self.q_out, self.total), c))
+        self._done = False
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def next(self) -> Batch | None:
+        """The next batch in order, None at the end; raises LoaderError for a failed stage."""
+        if self._done:
+            return None
+        while True:
+            failure = self.control.failure
+            if failure is not None:
+                raise LoaderError(f"loader stage {failure.stage!r} failed: {failure.exc!r}") \
+                    from failure.exc
+            try:
+                got = self.q_out.poll()
+                break
+            except queue.Empty:
+                continue
+        if got is END:
+            self._done = True
+            return None
+        self.limit.release()
+        if isinstance(got, StageFailure):
+            epoch, index = self._where[got.seq]
+            raise LoaderError(f"loader stage {got.stage!r} failed on batch {index} of epoch {epoch}: "
+                              f"{got.exc!r}") from got.exc
+        got.wait()
+        return got
+
+    def close(self) -> None:
+        """Stop every stage and join its thread (idempotent)."""
+        self.control.stop.set()
+        for t in self.threads:
+            t.join(JOIN_TIMEOUT_S)
+            if t.is_alive():
+                log.warning("loader thread %s did not stop within %.0f s", t.name, JOIN_TIMEOUT_S)
+        for q in (self.q_sampled, self.q_gathered, self.q_out):
+            q.drain()
+
+
+def _resolve_device(device: str | torch.device, pin_memory: bool | None) -> tuple[torch.device, bool]:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device {device!r} requested but CUDA is not available",
+                          hint="use device='cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise OptionError(f"unsupported device {device!r}", hint="use 'cpu' or 'cuda'")
+    pin = dev.type == "cuda" if pin_memory is None else bool(pin_memory)
+    if pin and not torch.cuda.is_available():
+        raise OptionError("pin_memory needs a CUDA build of torch with a GPU", hint="leave it None")
+    return dev, pin
+
+
+class StagedLoader:
+    """Shared machinery of NeighborLoader and ClusterLoader (see the module docstring).
+
+    Iterating yields the remaining batches of the current epoch, then advances the epoch; a loop left
+    early resumes where it stopped on the next iteration (use `set_epoch` to restart an epoch).
+    """
+
+    def __init__(self, store, sampler, plan, *, seed: int, prefetch: int, device, pin_memory,
+                 cache_bytes: int, num_workers: int, features: bool, labels: bool,
+                 mask_ids: np.ndarray | None, sort_ids: bool = True) -> None:
+        if prefetch < 1:
+            raise OptionError(f"prefetch must be >= 1, got {prefetch}")
+        if num_workers < 1:
+            raise OptionError(f"num_workers must be >= 1, got {num_workers}")
+        self.store = store
+        self.sampler = sampler
+        self.plan = plan
+        self.seed = int(seed)
+        self.prefetch = int(prefetch)
+        self.num_workers = int(num_workers)
+        self.device, self.pin_memory = _resolve_device(device, pin_memory)
+        self.source = FeatureSource(store, cache_bytes=cache_bytes if features else 0, sort_ids=sort_ids)
+        self.pool = None
+        if features and self.source.features is not None:
+            self.pool = HostBufferPool(self.source.dim, self.source.dtype, pinned=self.pin_memory,
+                                       max_buffers=self.prefetch + 2 * self.num_workers + 2)
+        self.gatherer = Gatherer(self.source, self.pool, labels, mask_ids)
+        self._epoch = 0
+        self._consumed = 0
+
+    @property
+    def cache(self):
+        """The FeatureCache (hit counters), or None."""
+        return self.source.cache
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def __len__(self) -> int:
+        return int(self.plan.num_batches)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch `epoch` from its first batch on the next iteration."""
+        self._epoch, self._consumed = int(epoch), 0
+
+    def state_dict(self) -> dict:
+        """Where the loader stands: the epoch, the batches of it already handed out, the seed."""
+        return {"epoch": self._epoch, "batches_consumed": self._consumed, "seed": self.seed,
+                "num_batches": len(self)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume: the next iteration yields exactly the batches not yet consumed at `state_dict()`."""
+        if int(state["seed"]) != self.seed or int(state.get("num_batches", len(self))) != len(self):
+            raise OptionError("loader state comes from a loader with another seed or batch count",
+                              hint="build the loader with the same seed, seeds and batch size")
+        self._epoch, self._consumed = int(state["epoch"]), int(state["batches_consumed"])
+
+    def __iter__(self):
+        if self._consumed >= len(self):
+            self._epoch, self._consumed = self._epoch + 1, 0
+        items = epoch_items(self.plan, self._epoch, self._consumed, self.seed)
+        return self._run(items)
+
+    def _run(self, items: list[WorkItem]):
+        run = PipelineRun(items, self.sampler, self.gatherer, DeviceCopier(self.device, self.pool),
+                          self.prefetch, self.num_workers)
+        del items
+        run.start()
+        try:
+            while True:
+                batch = run.next()
+                if batch is None:
+                    break
+                self._consumed = batch.index + 1
+                yield batch
+                del batch
+            self._epoch, self._consumed = self._epoch + 1, 0
+        finally:
+            run.close()
+
+
+def _seed_ids(store, split) -> np.ndarray:
+    if isinstance(split, str):
+        ids = store.split(split)
+        if not len(ids):
+            raise OptionError(f"store has no {split!r} split (or it is empty)", path=store.path,
+                              hint="pass seed node ids instead, e.g. split=np.arange(store.num_nodes)")
+        return np.asarray(ids, dtype=np.int64)
+    ids = np.asarray(split)
+    if ids.ndim != 1 or (len(ids) and not np.issubdtype(ids.dtype, np.integer)):
+        raise OptionError("seed ids must be a 1-D integer array")
+    ids = ids.astype(np.int64)
+    if len(ids) and (ids.min() < 0 or ids.max() >= store.num_nodes):
+        raise OptionError(f"seed ids outside [0, {store.num_nodes})")
+    if len(np.unique(ids)) != len(ids):
+        raise OptionError("seed ids contain duplicates", hint="pass np.unique(ids)")
+    return ids
+
+
+class NeighborLoader(StagedLoader):
+    """GraphSAGE mini-batches: `batch_size` seeds of `split` (a split name or int64 seed ids) with
+    their sampled `fanouts`-hop neighborhoods, features `x`, labels `y` and per-layer `blocks`.
+
+    `sampler`: any object with `.sample(seeds int64, seed int) -> SampledSubgraph` (default:
+    NeighborSampler over the store's memmapped CSR). Shuffling: epoch e uses default_rng(seed + e).
+    """
+
+    kind = "neighbor"
+
+    def __init__(self, store, fanouts, batch_size: int, split="train", *, shuffle: bool = True,
+                 drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
+                 pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
+                 replace: bool = False, sampler=None, features: bool = True, labels: bool = True) -> None:
+        if sampler is None:
+            from gstore.pipeline.sampling.neighbor import NeighborSampler
+
+            sampler = NeighborSampler.from_store(store, fanouts, replace=replace, seed=seed)
+        self.fanouts = list(fanouts)
+        self.batch_size = int(batch_size)
+        plan = SeedPlan(_seed_ids(store, split), batch_size, shuffle, drop_last, seed)
+        super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
+                         pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
+                         features=features, labels=labels, mask_ids=None)
+
+
+class ClusterLoader(StagedLoader):
+    """Cluster-GCN batches: the subgraph induced by `clusters_per_batch` random clusters per batch.
+
+    parts: int (N,) cluster of every node (default: the store's partition). `split` picks the loss
+    nodes (`Batch.mask`); None for no mask. `sampler`: any object with `.sample(cluster_ids, seed)
+    -> ClusterSubgraph`, `.num_batches`, `.epoch_batches(epoch)` (default: ClusterSampler).
+    """
+
+    kind = "cluster"
+
+    def __init__(self, store, parts: np.ndarray | None = None, num_parts: int | None = None,
+                 clusters_per_batch: int = 20, split: str | None = "train", *, shuffle: bool = True,
+                 drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
+                 pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
+                 normalize: bool = True, self_loops: bool = True, sampler=None,
+                 features: bool = True, labels: bool = True) -> None:
+        if sampler is None:
+            from gstore.pipeline.sampling.cluster import ClusterSampler
+
+            sampler = ClusterSampler.from_store(store, parts, num_parts, clusters_per_batch,
+                                                normalize=normalize, self_loops=self_loops, seed=seed)
+        plan = ClusterPlan(sampler, clusters_per_batch, drop_last, shuffle)
+        mask_ids = np.asarray(store.split(split), dtype=np.int64) if split else None
+        super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
+                         pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
+                         features=features, labels=labels, mask_ids=mask_ids)

@@ -1,0 +1,99 @@
+"""The seeds stage: which batches an epoch holds, in what order, and each batch's sampling seed.
+
+Shuffling: epoch `e` of a loader with seed `s` permutes the seed nodes with
+`np.random.default_rng(s + e)`, so every epoch differs, and a run is reproducible from (s, e) alone —
+which is what lets `load_state_dict` resume mid-epoch. Each batch's sampler seed is derived from
+(s, e, batch index) by `batch_seed`, independent of which worker thread samples it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from gstore.errors import OptionError
+
+
+def batch_seed(seed: int, epoch: int, index: int) -> int:
+    """Non-negative 63-bit sampler seed for batch `index` of `epoch` (a hash of the three)."""
+    state = np.random.SeedSequence([int(seed) & (2**63 - 1), int(epoch), int(index)]).generate_state(2)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+@dataclass
+class WorkItem:
+    """One batch to produce. `payload`: int64 seed node ids (neighbor) or cluster ids (cluster)."""
+
+    seq: int          # position in this run's output order
+    epoch: int
+    index: int        # batch index within the epoch
+    payload: np.ndarray
+    seed: int         # sampler seed for this batch
+
+
+class EpochPlan(Protocol):
+    num_batches: int
+
+    def batches(self, epoch: int) -> list[np.ndarray]: ...
+
+
+def count_batches(n: int, batch_size: int, drop_last: bool) -> int:
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+class SeedPlan:
+    """Batches of seed nodes: `ids` (int64, unique dense ids) split into `batch_size` chunks."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool,
+                 seed: int) -> None:
+        if batch_size < 1:
+            raise OptionError(f"batch_size must be >= 1, got {batch_size}")
+        self.ids = np.ascontiguousarray(ids, dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self.num_batches = count_batches(len(self.ids), self.batch_size, drop_last)
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        ids = self.ids
+        if self.shuffle:
+            ids = np.random.default_rng(self.seed + epoch).permutation(ids)
+        return [ids[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.num_batches)]
+
+
+class ClusterPlan:
+    """Batches of cluster ids from a ClusterSampler's `epoch_batches(epoch)` (which shuffles with
+    its own seed and epoch), or clusters in id order when not `shuffle`; `drop_last` drops a final
+    batch with fewer than `clusters_per_batch` clusters."""
+
+    def __init__(self, sampler, clusters_per_batch: int, drop_last: bool, shuffle: bool = True) -> None:
+        self.sampler = sampler
+        self.shuffle = shuffle
+        self.clusters_per_batch = int(clusters_per_batch)
+        self.drop_last = drop_last
+        num_parts = getattr(sampler, "num_parts", None)
+        if drop_last and num_parts is not None:
+            self.num_batches = int(num_parts) // self.clusters_per_batch
+        else:
+            self.num_batches = int(sampler.num_batches)
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        if self.shuffle or getattr(self.sampler, "num_parts", None) is None:
+            out = [np.asarray(b, dtype=np.int64) for b in self.sampler.epoch_batches(epoch)]
+        else:
+            ids = np.arange(int(self.sampler.num_parts), dtype=np.int64)
+            q = self.clusters_per_batch
+            out = [ids[i:i + q] for i in range(0, len(ids), q)]
+        if self.drop_last and out and len(out[-1]) < self.clusters_per_batch:
+            out = out[:-1]
+        return out[:self.num_batches]
+
+
+def epoch_items(plan: EpochPlan, epoch: int, start: int, seed: int, first_seq: int = 0) -> list[WorkItem]:
+    """The work items of `epoch` from batch `start` on (resume), numbered from `first_seq`."""
+    batches = plan.batches(epoch)
+    return [WorkItem(seq=first_seq + k, epoch=epoch, index=i, payload=batches[i],
+                     seed=batch_seed(seed, epoch, i))
+            for k, i in enumerate(range(start, len(batches)))]

@@ -1,0 +1,138 @@
+"""numba kernels for out-of-core coarsening: size-constrained label propagation and contraction.
+
+All kernels work on one row chunk of a CSR: `local_indptr` int64 (rows+1, from 0), `nbrs` (entries,),
+`ew` (entries,) integer edge weights used only when `has_w`, `row0` the global id of the chunk's first
+row. Self loops are skipped. No I/O.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from gstore.numba_config import NJIT
+
+
+@njit(**NJIT)
+def mix_hash(x):
+    """splitmix64 finaliser: a cheap deterministic hash for seeded tie-breaking."""
+    z = np.uint64(x) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(**NJIT)
+def lp_cluster_chunk(local_indptr, nbrs, ew, has_w, row0, vw, cluster, cweight, bound, slot_of,
+                     seed):
+    """One label-propagation sweep over the chunk's rows, in row order.
+
+    Node v joins the neighbouring cluster c with the largest connection weight, provided
+    cweight[c] + vw[v] <= bound; it stays unless the best cluster is strictly better connected than
+    its own. Ties between equally good foreign clusters go to the smallest hash(c, seed).
+    cluster (N,) and cweight (N,) are updated in place; slot_of (N,) int must be -1 on entry and is
+    left -1. Returns the number of moves.
+    """
+    rows = len(local_indptr) - 1
+    maxdeg = 0
+    for i in range(rows):
+        d = local_indptr[i + 1] - local_indptr[i]
+        if d > maxdeg:
+            maxdeg = d
+    cand = np.empty(maxdeg + 1, dtype=np.int64)
+    conn = np.empty(maxdeg + 1, dtype=np.int64)
+    moves = 0
+    for i in range(rows):
+        v = row0 + i
+        own = cluster[v]
+        wv = vw[v]
+        nc = 0
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            u = nbrs[j]
+            if u == v:
+                continue
+            c = cluster[u]
+            w = ew[j] if has_w else 1
+            s = slot_of[c]
+            if s < 0:
+                slot_of[c] = nc
+                cand[nc] = c
+                conn[nc] = w
+                nc += 1
+            else:
+                conn[s] += w
+        best = own
+        best_conn = 0
+        if slot_of[own] >= 0:
+            best_conn = conn[slot_of[own]]
+        best_h = np.uint64(0)
+        for s in range(nc):
+            c = cand[s]
+            if c == own or cweight[c] + wv > bound:
+                continue
+            h = mix_hash(c ^ seed)
+            if conn[s] > best_conn or (conn[s] == best_conn and best != own and h < best_h):
+                best = c
+                best_conn = conn[s]
+                best_h = h
+        for s in range(nc):
+            slot_of[cand[s]] = -1
+        if best != own:
+            cweight[own] -= wv
+            cweight[best] += wv
+            cluster[v] = best
+            moves += 1
+    return moves
+
+
+@njit(**NJIT)
+def contract_scatter(local_indptr, nbrs, ew, has_w, row0, cmap, a, b, cursor, out_nbr, out_w):
+    """Scatter the coarse edges of fine rows whose coarse node lies in [a, b) into bucket slots.
+
+    For fine edge u -> v (u != v) with cmap[u] != cmap[v] = cv in [a, b): out_nbr/out_w at
+    cursor[cv - a] get (cmap[u], weight) and the cursor advances.
+    """
+    rows = len(local_indptr) - 1
+    for i in range(rows):
+        v = row0 + i
+        cv = cmap[v]
+        if cv < a or cv >= b:
+            continue
+        k = cv - a
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            u = nbrs[j]
+            if u == v:
+                continue
+            cu = cmap[u]
+            if cu == cv:
+                continue
+            pos = cursor[k]
+            out_nbr[pos] = cu
+            out_w[pos] = ew[j] if has_w else 1
+            cursor[k] = pos + 1
+
+
+@njit(**NJIT)
+def aggregate_rows(row_start, row_end, nbr, w, marker, base, counts):
+    """Merge duplicate neighbours of every bucket row in place (weights summed).
+
+    Row r holds slots [row_start[r], row_end[r]) of nbr/w. Results are packed from slot 0, row after
+    row, and counts[r] gets row r's length. marker (Nc,) int64 holds, per coarse node, the last packed
+    position + base + 1 it was seen at; `base` must grow across calls so stale marks are never
+    mistaken for the current row. Returns the packed length.
+    """
+    pos = 0
+    for r in range(len(row_start)):
+        start = pos
+        for k in range(row_start[r], row_end[r]):
+            cu = nbr[k]
+            m = marker[cu] - base - 1
+            if m >= start and m < pos:
+                w[m] += w[k]
+            else:
+                wk = w[k]
+                marker[cu] = pos + base + 1
+                nbr[pos] = cu
+                w[pos] = wk
+                pos += 1
+        counts[r] = pos - start
+    return pos

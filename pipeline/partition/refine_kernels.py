@@ -1,0 +1,102 @@
+"""numba kernels for partition refinement, rebalancing and edge-cut counting, one CSR row chunk at a
+time (`local_indptr`, `nbrs`, `ew`/`has_w`, `row0` as in coarsen_kernels). Self loops are skipped.
+No I/O.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from gstore.numba_config import NJIT
+
+REFINE = 0
+REBALANCE = 1
+
+
+@njit(**NJIT)
+def refine_chunk(local_indptr, nbrs, ew, has_w, row0, vw, part, pweight, lmax, conn, touched, mode,
+                 max_loss):
+    """One balance-constrained label-propagation sweep over the chunk's rows.
+
+    mode REFINE: v moves to the neighbouring part q with the largest connection weight when that
+    beats its own part's (gain > 0), or ties it while making the two parts more even; q must stay
+    within lmax. mode REBALANCE: only nodes of overweight parts (pweight > lmax) move, to the best
+    connected part with room, if they lose at most `max_loss` connection weight; with max_loss < 0 a
+    node with no such neighbour part goes to the lightest part.
+    part (N,) and pweight (K,) are updated in place; conn (K,) int64 must be zero on entry and is left
+    zero; touched (K,) int64 is scratch. Returns (moves, total gain).
+    """
+    rows = len(local_indptr) - 1
+    k_parts = len(pweight)
+    moves = 0
+    gain_sum = 0
+    for i in range(rows):
+        v = row0 + i
+        p = part[v]
+        if mode == REBALANCE and pweight[p] <= lmax:
+            continue
+        wv = vw[v]
+        nt = 0
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            u = nbrs[j]
+            if u == v:
+                continue
+            q = part[u]
+            if conn[q] == 0:
+                touched[nt] = q
+                nt += 1
+            conn[q] += ew[j] if has_w else 1
+        own = conn[p]
+        best = -1
+        best_conn = -1
+        for t in range(nt):
+            q = touched[t]
+            if q == p or pweight[q] + wv > lmax:
+                continue
+            c = conn[q]
+            if c > best_conn or (c == best_conn and pweight[q] < pweight[best]):
+                best = q
+                best_conn = c
+        for t in range(nt):
+            conn[touched[t]] = 0
+        target = -1
+        if mode == REFINE:
+            if best >= 0:
+                gain = best_conn - own
+                if gain > 0 or (gain == 0 and pweight[best] + wv < pweight[p]):
+                    target = best
+        else:
+            if best >= 0 and (max_loss < 0 or own - best_conn <= max_loss):
+                target = best
+            elif max_loss < 0:
+                light = 0
+                for q in range(1, k_parts):
+                    if pweight[q] < pweight[light]:
+                        light = q
+                if light != p and pweight[light] + wv <= pweight[p]:
+                    target = light
+                    best_conn = 0
+        if target >= 0:
+            pweight[p] -= wv
+            pweight[target] += wv
+            part[v] = target
+            moves += 1
+            gain_sum += best_conn - own
+    return moves, gain_sum
+
+
+@njit(**NJIT)
+def cut_chunk(local_indptr, nbrs, ew, has_w, row0, part):
+    """(cut weight, total weight) of the chunk's entries; self loops count in the total only."""
+    rows = len(local_indptr) - 1
+    cut = 0
+    total = 0
+    for i in range(rows):
+        v = row0 + i
+        pv = part[v]
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            w = ew[j] if has_w else 1
+            total += w
+            if part[nbrs[j]] != pv:
+                cut += w
+    return cut, total

@@ -1,0 +1,49 @@
+"""numba kernels for reordering a CSR by a node permutation, one bucket of new rows at a time. No I/O."""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from gstore.numba_config import NJIT
+
+
+@njit(**NJIT)
+def scatter_rows(local_indptr, vals, row0, inv, a, b, new_start, out):
+    """Copy old rows of the chunk whose new id inv[v] lies in [a, b) to out[new_start[inv[v] - a]:].
+
+    local_indptr int64 (rows+1, from 0) and vals (entries,) are one chunk of an old CSR-like array
+    (indices, weights, string bytes); new_start int64 (b-a,) are the new rows' offsets in `out`.
+    Returns the number of rows copied.
+    """
+    rows = len(local_indptr) - 1
+    copied = 0
+    for i in range(rows):
+        nv = inv[row0 + i]
+        if nv < a or nv >= b:
+            continue
+        dst = new_start[nv - a]
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            out[dst] = vals[j]
+            dst += 1
+        copied += 1
+    return copied
+
+
+@njit(**NJIT)
+def map_sort_rows(bucket_ptr, nbr, inv, w, has_w):
+    """Map every neighbour id through `inv` and sort each row [bucket_ptr[r], bucket_ptr[r+1]),
+    carrying the weights `w` along when has_w (stable, so equal ids keep their order)."""
+    for r in range(len(bucket_ptr) - 1):
+        s, e = bucket_ptr[r], bucket_ptr[r + 1]
+        for j in range(s, e):
+            nbr[j] = inv[nbr[j]]
+        if e - s < 2:
+            continue
+        if has_w:
+            order = np.argsort(nbr[s:e], kind="mergesort")
+            seg_n = nbr[s:e][order]
+            seg_w = w[s:e][order]
+            nbr[s:e] = seg_n
+            w[s:e] = seg_w
+        else:
+            nbr[s:e].sort()

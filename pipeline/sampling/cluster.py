@@ -1,0 +1,160 @@
+"""Cluster-GCN batches: the induced subgraph over the union of q random clusters.
+
+`ClusterSampler(indptr, indices, parts)` takes any node -> cluster assignment (int per node, values in
+[0, K)). Each epoch permutes the K clusters (seeded by (seed, epoch)) and cuts the permutation into
+batches of `clusters_per_batch`; a batch keeps EVERY store edge between its nodes, edges between
+different chosen clusters included (the multi-cluster variant of Cluster-GCN), optionally with
+self-loops and GCN normalisation. Conventions: docs/sampling.md.
+
+Memory: a cluster -> nodes index (partptr int64 (K+1,), perm int64 (N,)) built once by counting sort,
+or taken from the store's partition. When the clusters are contiguous id ranges (parts
+non-decreasing, e.g. a store relabelled by its partition) no perm is kept and batches read contiguous
+ranges. Per batch: O(batch nodes + batch edges); nothing N-sized.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from gstore.errors import OptionError
+from gstore.pipeline.sampling import cluster_kernels as ck
+from gstore.pipeline.sampling.inputs import as_u64, check_csr
+from gstore.pipeline.sampling.subgraph import ClusterSubgraph
+
+
+def build_induced(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray, *, normalize: bool,
+                  self_loops: bool, clusters: np.ndarray | None = None) -> ClusterSubgraph:
+    """Induced subgraph over `nodes` (int64 (n,) sorted unique dense ids) as a ClusterSubgraph."""
+    sub_indptr, sub_indices, edge_ids = ck.induced_subgraph(indptr, indices, nodes, bool(self_loops))
+    weight = ck.gcn_norm(sub_indptr, sub_indices) if normalize else None
+    return ClusterSubgraph(nodes=nodes, indptr=sub_indptr, indices=sub_indices, edge_ids=edge_ids,
+                           edge_weight=weight,
+                           clusters=np.zeros(0, np.int64) if clusters is None else clusters)
+
+
+def _store_partition(store):
+    """The partition the partition stage attached to a store (attribute or method), or None."""
+    part = getattr(store, "partition", None)
+    return part() if callable(part) else part
+
+
+class ClusterSampler:
+    """Cluster-GCN sampler over in-edge CSR arrays and a node -> cluster assignment.
+
+    parts: int (N,) cluster of every node, in [0, num_parts) (num_parts defaults to max + 1).
+    perm/partptr: optional precomputed cluster index (a store partition's `perm`, `partptr`); built
+        from `parts` when absent. contiguous: cluster c is the id range [partptr[c], partptr[c+1])
+        (a store reordered by its partition); perm is then not read.
+    """
+
+    def __init__(self, indptr: np.ndarray, indices: np.ndarray, parts: np.ndarray | None = None,
+                 num_parts: int | None = None, clusters_per_batch: int = 20, normalize: bool = True,
+                 self_loops: bool = True, seed: int = 0, *, perm: np.ndarray | None = None,
+                 partptr: np.ndarray | None = None, contiguous: bool = False) -> None:
+        self.indptr, self.indices = check_csr(indptr, indices)
+        if int(clusters_per_batch) < 1:
+            raise OptionError(f"clusters_per_batch must be >= 1, got {clusters_per_batch}")
+        self.clusters_per_batch = int(clusters_per_batch)
+        self.normalize = bool(normalize)
+        self.self_loops = bool(self_loops)
+        self.seed = int(seed)
+        as_u64(seed)
+        if partptr is not None and (perm is not None or contiguous):
+            self.num_parts, self.partptr, self.perm = self._check_index(perm, partptr, num_parts,
+                                                                        contiguous)
+        elif parts is not None:
+            self.num_parts, self.partptr, self.perm = self._index_from_parts(parts, num_parts)
+        else:
+            raise OptionError("ClusterSampler needs `parts` (cluster of every node) or perm+partptr",
+                              hint="run `gstore partition` or pass parts=")
+
+    @classmethod
+    def from_store(cls, store, parts: np.ndarray | None = None, num_parts: int | None = None,
+                   clusters_per_batch: int = 20, normalize: bool = True, self_loops: bool = True,
+                   seed: int = 0) -> "ClusterSampler":
+        """Sampler over a GraphStore; clusters from `parts` or else the store's partition."""
+        perm = partptr = None
+        contiguous = False
+        if parts is None:
+            part = _store_partition(store)
+            if part is None:
+                raise OptionError("store has no partition and no parts were given",
+                                  path=getattr(store, "path", None),
+                                  hint="run `gstore partition` or pass parts=")
+            parts = part.parts
+            num_parts = part.num_parts if num_parts is None else num_parts
+            perm, partptr = getattr(part, "perm", None), getattr(part, "partptr", None)
+            contiguous = bool(getattr(part, "contiguous", False))
+        return cls(store.indptr, store.indices, parts, num_parts, clusters_per_batch, normalize,
+                   self_loops, seed, perm=perm, partptr=partptr, contiguous=contiguous)
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.indptr) - 1
+
+    def _index_from_parts(self, parts, num_parts):
+        parts = np.asarray(parts)
+        if parts.shape != (self.num_nodes,) or not np.issubdtype(parts.dtype, np.integer):
+            raise OptionError(f"parts must be an integer array of one cluster per node "
+                              f"(shape ({self.num_nodes},)), got {parts.dtype} {parts.shape}")
+        lo = int(parts.min()) if len(parts) else 0
+        hi = int(parts.max()) if len(parts) else -1
+        k = hi + 1 if num_parts is None else int(num_parts)
+        if lo < 0 or hi >= k or k < 1:
+            raise OptionError(f"cluster ids must lie in [0, {k}), got [{lo}, {hi}]",
+                              hint="pass num_parts >= max(parts) + 1")
+        partptr, perm = ck.cluster_index(parts, np.int64(k))
+        if len(parts) < 2 or bool(np.all(parts[1:] >= parts[:-1])):
+            perm = None  # clusters are contiguous id ranges: read ranges, keep no permutation
+        return k, partptr, perm
+
+    def _check_index(self, perm, partptr, num_parts, contiguous):
+        partptr = np.asarray(partptr, dtype=np.int64)
+        perm = None if contiguous else np.asarray(perm)
+        k = len(partptr) - 1
+        perm_len = self.num_nodes if perm is None else len(perm)
+        if (num_parts is not None and int(num_parts) != k) or k < 1 or int(partptr[0]) != 0 \
+                or int(partptr[-1]) != self.num_nodes or perm_len != self.num_nodes \
+                or bool(np.any(np.diff(partptr) < 0)):
+            raise OptionError(f"partition index does not fit: {k} clusters, partptr ends at "
+                              f"{int(partptr[-1])}, perm has {perm_len} entries, N={self.num_nodes}",
+                              hint="re-run `gstore partition`")
+        return k, partptr, perm
+
+    # ---- epochs -------------------------------------------------------------------------------
+    @property
+    def num_batches(self) -> int:
+        """Batches per epoch: ceil(num_parts / clusters_per_batch)."""
+        return -(-self.num_parts // self.clusters_per_batch)
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The epoch's batches: a (seed, epoch)-seeded permutation of all clusters, cut into chunks
+        of clusters_per_batch (the last may be smaller); each chunk int64 sorted."""
+        rng = np.random.default_rng([int(as_u64(self.seed)), int(as_u64(epoch))])
+        order = rng.permutation(self.num_parts).astype(np.int64)
+        q = self.clusters_per_batch
+        return [np.sort(order[i:i + q]) for i in range(0, self.num_parts, q)]
+
+    # ---- batches ------------------------------------------------------------------------------
+    def cluster_nodes(self, cluster_ids: np.ndarray) -> np.ndarray:
+        """int64 sorted dense ids of the union of `cluster_ids` (int (q,) unique, in range)."""
+        ids = np.asarray(cluster_ids)
+        if ids.ndim != 1 or (len(ids) and not np.issubdtype(ids.dtype, np.integer)):
+            raise OptionError(f"cluster_ids must be a 1-D integer array, got {ids.dtype} {ids.shape}")
+        ids = np.sort(ids.astype(np.int64))
+        if len(ids) and (ids[0] < 0 or ids[-1] >= self.num_parts):
+            raise OptionError(f"cluster ids outside [0, {self.num_parts})")
+        if len(ids) > 1 and bool(np.any(ids[1:] == ids[:-1])):
+            raise OptionError("duplicate cluster ids in the batch", hint="pass unique cluster ids")
+        starts, stops = self.partptr[ids], self.partptr[ids + 1]
+        if self.perm is None:  # ascending ranges in ascending cluster order: already sorted
+            return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(starts, stops)]
+                                  or [np.zeros(0, np.int64)])
+        return np.sort(ck.gather_ranges(self.perm, starts, stops))
+
+    def sample(self, cluster_ids: np.ndarray, seed: int = 0) -> ClusterSubgraph:
+        """Induced subgraph over the clusters `cluster_ids`. Deterministic: `seed` is accepted for
+        a uniform sampler interface and unused."""
+        nodes = self.cluster_nodes(cluster_ids)
+        return build_induced(self.indptr, self.indices, nodes, normalize=self.normalize,
+                             self_loops=self.self_loops,
+                             clusters=np.sort(np.asarray(cluster_ids, dtype=np.int64)))

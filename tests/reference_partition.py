@@ -1,0 +1,173 @@
+"""Plain-Python twins of the partition kernels (pipeline/partition/*_kernels.py), for tests.
+
+Each function mirrors its kernel's documented rule on a whole in-memory CSR, with dicts and loops
+instead of scratch arrays, so the tests can compare them on tiny and random graphs.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MASK = (1 << 64) - 1
+
+
+def mix_hash(x: int) -> int:
+    z = (x + 0x9E3779B97F4A7C15) & MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return z ^ (z >> 31)
+
+
+def rows_of(indptr, nbrs, ew=None):
+    """Yield (v, [(u, w), ...]) per row, self loops dropped."""
+    for v in range(len(indptr) - 1):
+        out = []
+        for j in range(int(indptr[v]), int(indptr[v + 1])):
+            u = int(nbrs[j])
+            if u != v:
+                out.append((u, 1 if ew is None else int(ew[j])))
+        yield v, out
+
+
+def symmetrize(indptr, indices):
+    """{(v, u): multiplicity} of the symmetric graph of a directed in-CSR, self loops dropped."""
+    sym: dict[tuple[int, int], int] = {}
+    for v in range(len(indptr) - 1):
+        for u in indices[indptr[v]:indptr[v + 1]]:
+            u = int(u)
+            if u == v:
+                continue
+            sym[(v, u)] = sym.get((v, u), 0) + 1
+            sym[(u, v)] = sym.get((u, v), 0) + 1
+    return sym
+
+
+def lp_sweep(indptr, nbrs, ew, vw, cluster, cweight, bound, seed):
+    """One label-propagation sweep in row order (lp_cluster_chunk's rule); updates in place."""
+    moves = 0
+    for v, row in rows_of(indptr, nbrs, ew):
+        conn: dict[int, int] = {}
+        order: list[int] = []
+        for u, w in row:
+            c = int(cluster[u])
+            if c not in conn:
+                order.append(c)
+                conn[c] = 0
+            conn[c] += w
+        own = int(cluster[v])
+        best, best_conn, best_h = own, conn.get(own, 0), 0
+        for c in order:
+            if c == own or cweight[c] + vw[v] > bound:
+                continue
+            h = mix_hash((c ^ seed) & MASK)
+            if conn[c] > best_conn or (conn[c] == best_conn and best != own and h < best_h):
+                best, best_conn, best_h = c, conn[c], h
+        if best != own:
+            cweight[own] -= vw[v]
+            cweight[best] += vw[v]
+            cluster[v] = best
+            moves += 1
+    return moves
+
+
+def contract(indptr, nbrs, ew, vw, cluster):
+    """(cmap, coarse vw, {(cv, cu): weight}) with clusters numbered by ascending label."""
+    labels = sorted(set(int(c) for c in cluster))
+    newid = {c: i for i, c in enumerate(labels)}
+    cmap = np.array([newid[int(c)] for c in cluster], dtype=np.int64)
+    cvw = np.zeros(len(labels), dtype=np.int64)
+    for v, w in enumerate(vw):
+        cvw[cmap[v]] += w
+    edges: dict[tuple[int, int], int] = {}
+    for v, row in rows_of(indptr, nbrs, ew):
+        for u, w in row:
+            if cmap[u] != cmap[v]:
+                key = (int(cmap[v]), int(cmap[u]))
+                edges[key] = edges.get(key, 0) + w
+    return cmap, cvw, edges
+
+
+def refine_sweep(indptr, nbrs, ew, vw, part, pweight, lmax, mode, max_loss):
+    """One refine_chunk sweep (mode 0 refine, 1 rebalance) in row order; updates in place."""
+    moves = 0
+    for v, row in rows_of(indptr, nbrs, ew):
+        p = int(part[v])
+        if mode == 1 and pweight[p] <= lmax:
+            continue
+        conn: dict[int, int] = {}
+        order: list[int] = []
+        for u, w in row:
+            q = int(part[u])
+            if q not in conn:
+                order.append(q)
+                conn[q] = 0
+            conn[q] += w
+        own = conn.get(p, 0)
+        best, best_conn = -1, -1
+        for q in order:
+            if q == p or pweight[q] + vw[v] > lmax:
+                continue
+            if conn[q] > best_conn or (conn[q] == best_conn and pweight[q] < pweight[best]):
+                best, best_conn = q, conn[q]
+        target = -1
+        if mode == 0:
+            if best >= 0 and (best_conn > own or (best_conn == own and pweight[best] + vw[v] < pweight[p])):
+                target = best
+        else:
+            if best >= 0 and (max_loss < 0 or own - best_conn <= max_loss):
+                target = best
+            elif max_loss < 0:
+                light = int(np.argmin(pweight))
+                if light != p and pweight[light] + vw[v] <= pweight[p]:
+                    target = light
+        if target >= 0:
+            pweight[p] -= vw[v]
+            pweight[target] += vw[v]
+            part[v] = target
+            moves += 1
+    return moves
+
+
+def cut_fraction(indptr, nbrs, part):
+    """Fraction of stored entries whose endpoints lie in different parts."""
+    total = len(nbrs)
+    cut = sum(1 for v in range(len(indptr) - 1) for u in nbrs[indptr[v]:indptr[v + 1]]
+              if part[int(u)] != part[v])
+    return cut / total if total else 0.0
+
+
+def adjusted_rand_index(a, b) -> float:
+    """ARI of two labelings (agreement of a partition with planted communities, 1 = identical)."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    ka, kb = a.max() + 1, b.max() + 1
+    table = np.zeros((ka, kb), dtype=np.int64)
+    np.add.at(table, (a, b), 1)
+
+    def comb2(x):
+        return x * (x - 1) / 2
+
+    sum_ij = comb2(table).sum()
+    sa = comb2(table.sum(1)).sum()
+    sb = comb2(table.sum(0)).sum()
+    expected = sa * sb / comb2(len(a))
+    return float((sum_ij - expected) / (0.5 * (sa + sb) - expected))
+
+
+def reorder_csr(indptr, indices, weights, perm):
+    """CSR relabelled by perm (new -> old): rows in new order, ids mapped, rows sorted by new id
+    (stable, weights follow). Returns (indptr, indices, weights or None)."""
+    n = len(indptr) - 1
+    inv = np.empty(n, dtype=np.int64)
+    inv[np.asarray(perm)] = np.arange(n)
+    new_ptr = [0]
+    new_idx, new_w = [], []
+    for nv in range(n):
+        v = int(perm[nv])
+        row = [(int(inv[indices[j]]), None if weights is None else weights[j])
+               for j in range(indptr[v], indptr[v + 1])]
+        row.sort(key=lambda t: t[0])
+        new_idx += [u for u, _ in row]
+        new_w += [w for _, w in row]
+        new_ptr.append(len(new_idx))
+    return (np.array(new_ptr, dtype=np.int64), np.array(new_idx, dtype=np.int64),
+            None if weights is None else np.array(new_w, dtype=np.float32))

@@ -1,0 +1,193 @@
+"""Partition kernels and streaming stages against their plain-Python twins (tests/reference_partition.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import gstore
+from gstore.pipeline.partition.coarsen import contract, lp_clustering
+from gstore.pipeline.partition.coarsen_kernels import lp_cluster_chunk
+from gstore.pipeline.partition.csr_stream import CSRFile, row_ranges, write_raw
+from gstore.pipeline.partition.refine import edge_cut, max_part_weight, rebalance
+from gstore.pipeline.partition.refine_kernels import REBALANCE, REFINE, refine_chunk
+from gstore.pipeline.partition.symmetrize import load_in_memory, store_csr, symmetric_graph
+from reference_partition import contract as ref_contract
+from reference_partition import cut_fraction, lp_sweep, refine_sweep, symmetrize
+from store_factory import build_store, reference_csr
+
+
+def _graph(draw_n, draw_m, seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, draw_n, draw_m), rng.integers(0, draw_n, draw_m)
+
+
+def _csrfile(tmp_path, indptr, nbrs, ew=None, vw=None) -> CSRFile:
+    tag = len(list(tmp_path.iterdir()))
+    idx = write_raw(tmp_path / f"i{tag}", np.asarray(nbrs, dtype=np.int32))
+    w = write_raw(tmp_path / f"w{tag}", np.asarray(ew, dtype=np.int64)) if ew is not None else None
+    return CSRFile(indptr=np.asarray(indptr, dtype=np.int64), indices=idx, weights=w, vweights=vw)
+
+
+graphs = st.tuples(st.integers(1, 30), st.integers(0, 120), st.integers(0, 10**6))
+
+
+def test_row_ranges_cover_rows_within_cap():
+    indptr = np.array([0, 3, 3, 10, 11, 11, 15])
+    ranges = list(row_ranges(indptr, 4))
+    assert ranges[0][0] == 0 and ranges[-1][1] == 6
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    for r0, r1 in ranges:
+        assert indptr[r1] - indptr[r0] <= 4 or r1 == r0 + 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(graphs, st.integers(1, 50))
+def test_symmetrize_matches_reference(tmp_path_factory, g, chunk):
+    n, m, seed = g
+    src, dst = _graph(n, m, seed)
+    path = tmp_path_factory.mktemp("s") / "store"
+    build_store(path, src, dst, n, directed=True)
+    store = gstore.open(path)
+    scratch = tmp_path_factory.mktemp("scratch")
+    sym = symmetric_graph(store, scratch, chunk)
+    expected = symmetrize(np.asarray(store.indptr), np.asarray(store.indices))
+    got = {}
+    nb, w = sym.indices.read_all(), sym.weights.read_all()
+    for v in range(n):
+        row = nb[sym.indptr[v]:sym.indptr[v + 1]]
+        assert list(row) == sorted(set(row.tolist()))  # sorted, no duplicates
+        for j in range(sym.indptr[v], sym.indptr[v + 1]):
+            got[(v, int(nb[j]))] = int(w[j])
+    assert got == expected
+    mem = load_in_memory(sym, chunk)
+    assert mem.xadj[-1] == len(expected) and mem.eweights.sum() == sum(expected.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs, st.integers(1, 6), st.integers(0, 50))
+def test_lp_cluster_kernel_matches_reference(g, bound, seed):
+    n, m, gseed = g
+    src, dst = _graph(n, m, gseed)
+    indptr, nbrs = reference_csr(src, dst, n, directed=False)
+    nbrs = nbrs.astype(np.int32)
+    vw = np.ones(n, dtype=np.int64)
+    cl, cw = np.arange(n, dtype=np.int32), vw.copy()
+    slot = np.full(n, -1, dtype=np.int32)
+    moves = lp_cluster_chunk(indptr, nbrs, np.zeros(0, np.int64), False, 0, vw, cl, cw, bound, slot, seed)
+    rcl, rcw = np.arange(n), vw.copy()
+    rmoves = lp_sweep(indptr, nbrs, None, vw, rcl, rcw, bound, seed)
+    assert moves == rmoves
+    np.testing.assert_array_equal(cl, rcl)
+    np.testing.assert_array_equal(cw, np.bincount(cl, minlength=n))
+    assert cw.max() <= max(bound, 1) and (slot == -1).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(graphs, st.integers(1, 40))
+def test_contract_matches_reference(tmp_path_factory, g, chunk):
+    n, m, seed = g
+    src, dst = _graph(n, m, seed)
+    indptr, nbrs = reference_csr(src, dst, n, directed=False)
+    rng = np.random.default_rng(seed)
+    ew = rng.integers(1, 5, len(nbrs))
+    vw = rng.integers(1, 4, n).astype(np.int64)
+    tmp = tmp_path_factory.mktemp("c")
+    fine = _csrfile(tmp, indptr, nbrs, ew, vw)
+    cluster = lp_clustering(fine, 6, 3, seed, chunk)
+    level = contract(fine, cluster, tmp, 0, chunk)
+    cmap, cvw, edges = ref_contract(indptr, nbrs, ew, vw, cluster)
+    np.testing.assert_array_equal(level.cmap, cmap)
+    np.testing.assert_array_equal(level.graph.vweights, cvw)
+    cg = level.graph
+    nb, w = cg.indices.read_all(), cg.weights.read_all()
+    got = {}
+    for v in range(cg.num_nodes):
+        for j in range(cg.indptr[v], cg.indptr[v + 1]):
+            assert (v, int(nb[j])) not in got  # duplicates merged
+            got[(v, int(nb[j]))] = int(w[j])
+    assert got == edges
+    # total weight of cut edges is preserved by contraction
+    assert sum(edges.values()) == sum(int(ew[j]) for v in range(n)
+                                      for j in range(indptr[v], indptr[v + 1]) if cmap[nbrs[j]] != cmap[v])
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs, st.integers(1, 5), st.sampled_from([REFINE, REBALANCE]), st.sampled_from([0, 1, -1]))
+def test_refine_kernel_matches_reference(g, k, mode, max_loss):
+    n, m, seed = g
+    src, dst = _graph(n, m, seed)
+    indptr, nbrs = reference_csr(src, dst, n, directed=False)
+    nbrs = nbrs.astype(np.int32)
+    rng = np.random.default_rng(seed)
+    vw = rng.integers(1, 3, n).astype(np.int64)
+    part = rng.integers(0, k, n).astype(np.int32)
+    pweight = np.bincount(part, weights=vw, minlength=k).astype(np.int64)
+    lmax = max_part_weight(int(vw.sum()), k, 0.1, int(vw.max()))
+    rpart, rpw = part.copy(), pweight.copy()
+    conn, touched = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    moves, _ = refine_chunk(indptr, nbrs, np.zeros(0, np.int64), False, 0, vw, part, pweight, lmax,
+                            conn, touched, mode, max_loss)
+    rmoves = refine_sweep(indptr, nbrs, None, vw, rpart, rpw, lmax, mode, max_loss)
+    assert moves == rmoves
+    np.testing.assert_array_equal(part, rpart)
+    np.testing.assert_array_equal(pweight, np.bincount(part, weights=vw, minlength=k))
+    assert (conn == 0).all()
+
+
+@settings(max_examples=20, deadline=None)
+@given(graphs, st.integers(1, 6))
+def test_rebalance_reaches_bound_and_cut_matches_reference(tmp_path_factory, g, k):
+    n, m, seed = g
+    k = min(k, n)
+    src, dst = _graph(n, m, seed)
+    path = tmp_path_factory.mktemp("r") / "store"
+    build_store(path, src, dst, n, directed=False)
+    store = gstore.open(path)
+    csr = store_csr(store)
+    part = np.zeros(n, dtype=np.int32)  # everything in part 0: maximally unbalanced
+    lmax = max_part_weight(n, k, 0.05, 1)
+    rebalance(csr, part, k, lmax, 7)
+    assert np.bincount(part, minlength=k).max() <= lmax
+    cut = edge_cut(csr, part, 5)
+    assert cut.fraction == pytest.approx(cut_fraction(np.asarray(store.indptr), np.asarray(store.indices), part))
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs, st.integers(1, 12), st.booleans())
+def test_reorder_kernels_match_reference(g, n_buckets, weighted):
+    from gstore.pipeline.partition.reorder import _new_indptr
+    from gstore.pipeline.partition.reorder_kernels import map_sort_rows, scatter_rows
+    from reference_partition import reorder_csr
+
+    n, m, seed = g
+    src, dst = _graph(n, m, seed)
+    indptr, nbrs = reference_csr(src, dst, n, directed=True, dedup=False)
+    nbrs = nbrs.astype(np.int32)
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 3, len(nbrs)).astype(np.float32) if weighted else np.zeros(0, np.float32)
+    perm = rng.permutation(n)
+    inv = np.empty(n, np.int64)
+    inv[perm] = np.arange(n)
+    new_ptr = _new_indptr(indptr, perm)
+    out_n = np.empty(len(nbrs), np.int32)
+    out_w = np.empty(len(nbrs), np.float32) if weighted else w
+    step = max(1, -(-n // n_buckets))
+    for a in range(0, n, step):  # buckets of new rows, each from passes over old row chunks
+        b = min(n, a + step)
+        lo = new_ptr[a]
+        bn, bw = out_n[lo:new_ptr[b]], out_w[lo:new_ptr[b]] if weighted else w
+        start = new_ptr[a:b] - lo
+        for r0 in range(0, n, 3):
+            r1 = min(n, r0 + 3)
+            local = indptr[r0:r1 + 1] - indptr[r0]
+            scatter_rows(local, nbrs[indptr[r0]:indptr[r1]], r0, inv, a, b, start, bn)
+            if weighted:
+                scatter_rows(local, w[indptr[r0]:indptr[r1]], r0, inv, a, b, start, bw)
+        map_sort_rows(new_ptr[a:b + 1] - lo, bn, inv, bw, weighted)
+    ref_ptr, ref_idx, ref_w = reorder_csr(indptr, nbrs, w if weighted else None, perm)
+    np.testing.assert_array_equal(new_ptr, ref_ptr)
+    np.testing.assert_array_equal(out_n, ref_idx)
+    if weighted:
+        np.testing.assert_array_equal(out_w, ref_w)

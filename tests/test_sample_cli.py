@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import gstore
+from gstore.cli import main
+from store_factory import build_store, random_graph
+
+N = 500
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    src, dst = random_graph(N, 4000, seed=5)
+    feats = rng.standard_normal((N, 8)).astype(np.float32)
+    return build_store(tmp_path_factory.mktemp("cli") / "s", src, dst, N, features=feats,
+                       labels=rng.integers(0, 3, N), splits={"train": np.arange(0, N, 2)})
+
+
+def run(*args):
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return res
+
+
+def test_neighbor_json(store_path):
+    res = run("sample", store_path, "--fanouts", "5,3", "--batch-size", "32", "--batches", "12",
+              "--json", "--workers", "2", "--cache-bytes", "4KiB")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["batches"] == 12 and out["batches_per_s"] > 0 and out["edges_per_s"] > 0
+    assert out["peak_rss_bytes"] > 0 and out["feature_mb_per_s"] > 0
+    assert 0 <= out["cache_hit_rate"] <= 1
+
+
+def check_dump(store_path, dump, expect_seed_count=None):
+    g = gstore.open(store_path)
+    files = sorted(dump.glob("batch_*.npz"))
+    assert files
+    for f in files:
+        d = np.load(f)
+        nodes, ei, seeds = d["nodes"], d["edge_index"], d["seeds"]
+        assert ei.shape[0] == 2 and ei.shape[1] > 0
+        assert len(np.unique(nodes)) == len(nodes)
+        assert np.isin(ei, nodes).all() and np.isin(seeds, nodes).all()
+        for s, t in ei.T:
+            assert s in g.neighbors(int(t))
+        if expect_seed_count is not None:
+            assert len(seeds) <= expect_seed_count
+            np.testing.assert_array_equal(nodes[:len(seeds)], seeds)
+    return files
+
+
+def test_neighbor_dump_and_table(store_path, tmp_path):
+    res = run("sample", store_path, "--fanouts", "4,4", "--batch-size", "20", "--batches", "3",
+              "--dump", tmp_path / "d", "--cold")
+    assert res.exit_code == 0, res.output
+    assert "batches/s" in res.output and "peak RSS" in res.output
+    files = check_dump(store_path, tmp_path / "d", expect_seed_count=20)
+    assert len(files) == 4  # warm-up batch included
+
+
+def test_cluster_random_parts(store_path, tmp_path):
+    res = run("sample", store_path, "--method", "cluster", "--random-parts", "10",
+              "--clusters-per-batch", "3", "--batches", "5", "--json", "--dump", tmp_path / "c")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["batches"] == 5 and out["edges_per_s"] > 0
+    check_dump(store_path, tmp_path / "c")
+
+
+def test_cluster_without_partition_is_clear_error(store_path):
+    res = CliRunner().invoke(main, ["sample", str(store_path), "--method", "cluster"])
+    assert res.exit_code == 1
+    assert "--random-parts" in res.output
+
+
+def test_bad_fanouts(store_path):
+    res = CliRunner().invoke(main, ["sample", str(store_path), "--fanouts", "a,b"])
+    assert res.exit_code == 1 and "fanouts" in res.output
