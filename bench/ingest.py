@@ -9,9 +9,10 @@ Inputs: R-MAT edge lists (gstore generate rmat; CSV with a source,target header,
 Sides, each in its own spawned child process so peak RSS (VmHWM, read by the child at its end) is its
 own:
   gstore    gstore.pipeline.ingest.ingest.ingest(..., memory_budget=--budget): directed, dedup.
-  baseline  pyarrow.csv.read_csv, id remap with np.unique(return_inverse) (string ids: pyarrow
-            dictionary_encode), scipy.sparse.coo_matrix((1, (dst, src))).tocsr() (sums duplicates,
-            sorts indices), indptr/indices/node_ids saved as .npy. Same CSR orientation (rows = dst).
+  baseline  pyarrow.csv.read_csv, id remap with pyarrow dictionary_encode (hash; --remap unique:
+            np.unique(return_inverse), 4-6x slower with numpy 2.4 here), then
+            scipy.sparse.coo_matrix((1, (dst, src))).tocsr() (sums duplicates, sorts indices);
+            indptr/indices/node_ids saved to disk. Same CSR orientation (rows = dst).
 Times exclude interpreter start and imports; numba caches are warmed by a tiny run first. Medians over
 --repeats (sizes >= 60M run once). The baseline is skipped when MemAvailable is below its estimated
 need. --big adds one gstore-only run at --big-edges under --big-budget (no baseline: it cannot fit).
@@ -112,7 +113,7 @@ def child_gstore(inp: Path, out: Path, budget: str, string: bool) -> dict:
             "edges_read": r.edges_read, "buckets": r.buckets, "id_table": r.id_table}
 
 
-def child_baseline(inp: Path, out: Path, string: bool) -> dict:
+def child_baseline(inp: Path, out: Path, string: bool, remap: str) -> dict:
     import numpy as np
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -123,7 +124,8 @@ def child_baseline(inp: Path, out: Path, string: bool) -> dict:
         if string else None
     table = pcsv.read_csv(inp, convert_options=convert)
     e = table.num_rows
-    if string:
+    if string or remap == "arrow":
+        # hash-based remap in Arrow's C++ (dense ids in first-appearance order)
         both = pa.chunked_array(table.column(0).chunks + table.column(1).chunks)
         del table
         enc = both.combine_chunks().dictionary_encode()
@@ -144,7 +146,7 @@ def child_baseline(inp: Path, out: Path, string: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "indptr.npy", a.indptr.astype(np.int64))
     np.save(out / "indices.npy", a.indices)
-    if string:
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
         with pa.ipc.new_file(str(out / "node_ids.arrow"), pa.schema([("id", ids.type)])) as w:
             w.write_table(pa.table({"id": ids}))
     else:
@@ -153,10 +155,10 @@ def child_baseline(inp: Path, out: Path, string: bool) -> dict:
     return {"seconds": seconds, "num_nodes": int(n), "num_edges": int(a.nnz), "edges_read": int(e)}
 
 
-def run_child(tool: str, inp: Path, out: Path, budget: str, string: bool) -> dict:
+def run_child(tool: str, inp: Path, out: Path, budget: str, string: bool, remap: str = "arrow") -> dict:
     """Spawn this script as a child for one side; returns its JSON (plus wait4's ru_maxrss)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", tool, "--input", str(inp),
-           "--out", str(out), "--budget", budget] + (["--string"] if string else [])
+           "--out", str(out), "--budget", budget, "--remap", remap] + (["--string"] if string else [])
     with tempfile.TemporaryFile("w+") as out_fh, tempfile.TemporaryFile("w+") as err_fh:
         proc = subprocess.Popen(cmd, stdout=out_fh, stderr=err_fh, text=True)
         _pid, status, usage = os.wait4(proc.pid, 0)     # rusage of this child alone
@@ -195,10 +197,10 @@ def gib(n: float) -> str:
 
 
 def measure(tool: str, inp: Path, outdir: Path, edges: int, repeats: int, budget: str,
-            string: bool) -> dict:
+            string: bool, remap: str = "arrow") -> dict:
     runs = []
     for r in range(repeats):
-        res = run_child(tool, inp, outdir / f"{tool}-{label(edges)}", budget, string)
+        res = run_child(tool, inp, outdir / f"{tool}-{label(edges)}", budget, string, remap)
         if "error" in res:
             return res
         runs.append(res)
@@ -245,6 +247,9 @@ def main() -> None:
     ap.add_argument("--big-edges", default="300M")
     ap.add_argument("--big-budget", default="1GiB")
     ap.add_argument("--data", type=Path, default=Path("/work/data/bench"))
+    ap.add_argument("--remap", choices=["arrow", "unique"], default="arrow",
+                    help="baseline int-id remap: Arrow dictionary_encode (hash, default) or "
+                         "np.unique(return_inverse) (sort; 4-6x slower with numpy 2.4 here)")
     ap.add_argument("--md", type=Path, default=None, help="also append the table to this file")
     ap.add_argument("--child", choices=["gstore", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -254,7 +259,7 @@ def main() -> None:
 
     if args.child:
         res = child_gstore(args.input, args.out, args.budget, args.string) if args.child == "gstore" \
-            else child_baseline(args.input, args.out, args.string)
+            else child_baseline(args.input, args.out, args.string, args.remap)
         res["peak_rss"] = vm_hwm()
         print(json.dumps(res))
         return
@@ -286,7 +291,7 @@ def main() -> None:
         if need > avail * 0.9:
             base = {"skipped": f"needs ~{gib(need)}, MemAvailable {gib(avail)}"}
         else:
-            base = measure("baseline", inp, outdir, edges, reps, args.budget, string)
+            base = measure("baseline", inp, outdir, edges, reps, args.budget, string, args.remap)
         g = {"skipped": gstore_skip} if gstore_skip else \
             measure("gstore", inp, outdir, edges, reps, args.budget, string)
         if "num_edges" in g and "num_edges" in base and \
@@ -303,7 +308,8 @@ def main() -> None:
         g = measure("gstore", inp, outdir, edges, 1, args.big_budget, False)
         rows.append({"size": label(edges), "ids": "int", "tool": "gstore", "budget": args.big_budget,
                      "res": g})
-    table = render(rows)
+    table = render(rows) + f"\n\nbaseline int-id remap: {args.remap}; speed g/b = gstore edges/s / " \
+        "baseline edges/s; RSS g/b = gstore peak RSS / baseline peak RSS"
     print()
     print(table)
     if args.md:

@@ -88,12 +88,15 @@ def main() -> None:
         batches = sampler.epoch_batches(0)[:args.batches]
         sampler.sample(batches[0], 0)  # compile
         nodes = sampler.sample(batches[0], 0).num_nodes
-        sec, edges = time_batches(sampler.sample, batches)
-        scanned = int(np.diff(indptr)[sampler.cluster_nodes(batches[0])].sum())
-        print(f"| cluster K={k} q={q} {label} (scans {scanned:,} edges) | "
-              f"{numba.config.NUMBA_NUM_THREADS} | {q} clusters | {sec * 1e3:.1f} | {edges:,} | "
-              f"{nodes:,} | {edges / sec / 1e6:.2f} |")
-
+        deg = np.diff(indptr)
+        scanned = sum(int(deg[sampler.cluster_nodes(b)].sum()) for b in batches) // len(batches)
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            sec, edges = time_batches(sampler.sample, batches)
+            print(f"| cluster K={k} q={q} {label} (scans {scanned:,} edges: "
+                  f"{scanned / sec / 1e6:.2f} M/s) | {threads} | {q} clusters | {sec * 1e3:.1f} | "
+                  f"{edges:,} | {nodes:,} | {edges / sec / 1e6:.2f} |")
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 if __name__ == "__main__":
     main()

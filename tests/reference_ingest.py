@@ -134,3 +134,15 @@ def reference_weights(src_ids, dst_ids, weights, *, directed: bool, dedup: bool,
     if dedup:
         out = {k: [sum(v) if sum_weights else v[0]] for k, v in out.items()}
     return out
+
+
+def pack(dst, src, row_lo: int, src_bits: int) -> list[int]:
+    return [((int(d) - row_lo) << src_bits) | int(s) for d, s in zip(dst, src)]
+
+
+def partition_pack(dst, src, weights, row_lo: int, src_bits: int, mid_row: int):
+    """(keys, weights, size of the first part): rows < mid_row first, each part in input order."""
+    recs = list(zip(pack(dst, src, row_lo, src_bits), weights, dst))
+    lo = [r for r in recs if r[2] < mid_row]
+    hi = [r for r in recs if r[2] >= mid_row]
+    return [r[0] for r in lo + hi], [r[1] for r in lo + hi], len(lo)

@@ -49,8 +49,6 @@ def floyd(deg: int, k: int, stream: Stream) -> list[int]:
 def sample_neighbors(indptr, indices, seeds, fanouts, replace=False, sampler_seed=0, batch_seed=0):
     """Twin of NeighborSampler.sample. Returns dict(nodes, hop_sizes, blocks) where blocks are
     (src_local, dst_local, edge_ids) lists, input layer first."""
-    indptr = [int(x) for x in indptr]
-    indices = [int(x) for x in indices]
     nodes = [int(s) for s in seeds]
     if len(set(nodes)) != len(nodes):
         raise ValueError("duplicate seeds")
@@ -63,7 +61,7 @@ def sample_neighbors(indptr, indices, seeds, fanouts, replace=False, sampler_see
         src_l, dst_l, eids = [], [], []
         frontier = list(nodes)
         for i, v in enumerate(frontier):
-            base, deg = indptr[v], indptr[v + 1] - indptr[v]
+            base, deg = int(indptr[v]), int(indptr[v + 1]) - int(indptr[v])
             if f < 0 or (not replace and deg <= f):
                 pos = list(range(deg))
             elif replace:
@@ -72,7 +70,7 @@ def sample_neighbors(indptr, indices, seeds, fanouts, replace=False, sampler_see
             else:
                 pos = floyd(deg, f, Stream(lkey, i))
             for p in pos:
-                u = indices[base + p]
+                u = int(indices[base + p])
                 if u not in local:
                     local[u] = len(nodes)
                     nodes.append(u)

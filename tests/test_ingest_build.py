@@ -431,3 +431,31 @@ def test_two_thread_bucket_halves_match_reference(tmp_path, monkeypatch, weighte
         got = {(int(ids[v]), int(ids[g.indices[j]])): float(g.weights[j])
                for v in range(g.num_nodes) for j in range(g.indptr[v], g.indptr[v + 1])}
         assert got == pytest.approx({k: v[0] for k, v in want.items() if k[0] != k[1]})
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(3, 12), st.integers(0, 15)), max_size=40), st.integers(3, 13))
+def test_pack_and_partition_pack_match_twins(edges, mid):
+    dst = np.array([e[0] for e in edges], dtype=np.int64)
+    src = np.array([e[1] for e in edges], dtype=np.int64)
+    w = np.arange(len(edges), dtype=np.float32)
+    keys = np.empty(len(edges), dtype=np.int64)
+    C.remap_and_pack(dst, src, np.int64(3), 4, keys)
+    assert keys.tolist() == R.pack(dst, src, 3, 4)
+    w_out = np.empty(len(edges), dtype=np.float32)
+    n_lo = C.partition_pack(dst, src, w, True, np.int64(3), 4, np.int64(mid), keys, w_out)
+    rk, rw, r_lo = R.partition_pack(dst.tolist(), src.tolist(), w.tolist(), 3, 4, mid)
+    assert (keys.tolist(), w_out.tolist(), n_lo) == (rk, rw, r_lo)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(I64, max_size=40), st.lists(I64, max_size=5, unique=True))
+def test_scatter_keys_groups_by_bound(keys, bounds):
+    bnd = np.array(sorted(bounds), dtype=np.int64)
+    k = np.array(keys, dtype=np.int64)
+    out = np.empty(len(k), dtype=np.int64)
+    starts = np.empty(len(bnd) + 2, dtype=np.int64)
+    K.scatter_keys(k, bnd, np.int64(0), 0, np.zeros(0, dtype=np.int32), out, starts)
+    want = R.scatter_edges(k, k, None, False, bnd.tolist(), [-(2**63)] * len(bnd))
+    for b, recs in enumerate(want):
+        assert out[starts[b]:starts[b + 1]].tolist() == [r[0] for r in recs]

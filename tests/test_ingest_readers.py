@@ -1,11 +1,8 @@
 """Edge-list readers: every input format against numpy reference arrays (also across block
-boundaries), option overrides, string ids, weights, bad inputs with exact line numbers, skip mode
-and the auto -> string id switch. Node tables and features: tests/test_ingest_node_tables.py."""
+boundaries), option overrides, string ids, weights and the auto -> string id switch.
+Bad inputs and skip mode: tests/test_ingest_readers_errors.py; node tables and features:
+tests/test_ingest_node_tables.py."""
 from __future__ import annotations
-
-import bz2
-import gzip
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,60 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gstore.errors import InputError, OptionError
+from gstore.errors import InputError
 from gstore.pipeline.ingest.arrow_columns import string_column_from_arrow
-from gstore.pipeline.ingest.chunks import (EdgeReadOptions, NonIntegerIds, ReadStats,
-                                           StringColumn)
+from gstore.pipeline.ingest.chunks import EdgeReadOptions, NonIntegerIds, StringColumn
 from gstore.pipeline.ingest.edge_reader import iter_edge_chunks, total_input_bytes
 from gstore.pipeline.ingest.text_format import detect_text_format
 
-TINY = 37  # bytes per block: forces many block boundaries (and lines longer than a block)
-
-
-def ref_edges(n: int = 300, seed: int = 0, lo: int = -5, hi: int = 10**12) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.integers(lo, hi, size=(n, 2), dtype=np.int64)
-
-
-def lines(e: np.ndarray, sep: str = ",", weights: np.ndarray | None = None) -> list[str]:
-    if weights is None:
-        return [f"{a}{sep}{b}" for a, b in e]
-    return [f"{a}{sep}{b}{sep}{w!r}" for (a, b), w in zip(e, weights)]
-
-
-def write(path: Path, text: str, compress: str | None = None) -> Path:
-    data = text.encode()
-    if compress == "gzip":
-        data = gzip.compress(data)
-    elif compress == "bz2":
-        data = bz2.compress(data)
-    elif compress == "zstd":
-        with pa.CompressedOutputStream(str(path), "zstd") as out:
-            out.write(data)
-        return path
-    path.write_bytes(data)
-    return path
-
-
-def read_all(paths, stats: ReadStats | None = None, **kw):
-    chunks = list(iter_edge_chunks([str(p) for p in paths], EdgeReadOptions(**kw), stats))
-    return chunks
-
-
-def cat_ids(cols) -> np.ndarray | list[str]:
-    if cols and isinstance(cols[0], StringColumn):
-        return [s for c in cols for s in c.to_list()]
-    return np.concatenate(cols) if cols else np.zeros(0, np.int64)
-
-
-def edges_of(chunks) -> np.ndarray:
-    return np.stack([cat_ids([c.src for c in chunks]), cat_ids([c.dst for c in chunks])], 1)
-
-
-def error_of(paths, **kw) -> InputError:
-    with pytest.raises(InputError) as info:
-        read_all(paths, **kw)
-    return info.value
+from ingest_inputs import TINY, cat_ids, edges_of, error_of, lines, read_all, ref_edges, write
 
 
 # ------------------------------------------------------------------------------ formats / layout
@@ -198,6 +148,8 @@ def test_detection_rules():
     assert det.header and det.delimiter == "\t"
     det = detect_text_format("x", b'"a,b",c\n"d,e",f\n')
     assert det.delimiter == "," and det.num_columns == 2
+    assert not detect_text_format("x", b"node1,node2\nnode3,node4\n").header   # ids, not names
+    assert detect_text_format("x", b"source_node;target_node\nalice;bob\n").header
     with pytest.raises(InputError, match="delimiter"):
         detect_text_format("x", b"12\n13\n")
 
@@ -278,124 +230,6 @@ def test_auto_raises_non_integer_ids_in_a_later_block(tmp_path):
         read_all([p], block_bytes=200, id_type="int")
 
 
-# ---------------------------------------------------------------------------------- bad inputs
-
-def _body_with(e: np.ndarray, bad_at: int, bad: str, header: str = "# c1\n# c2\nsrc,dst\n"):
-    body = lines(e)
-    body[bad_at] = bad
-    return header + "\n".join(body) + "\n", bad_at + 1 + header.count("\n")
-
-
-@pytest.mark.parametrize("block", [TINY, 300, 64 << 20])
-@pytest.mark.parametrize("bad,what", [("1,2,3", "expected 2 columns"), ("7", "expected 2 columns"),
-                                      ("1,x2", "not an integer"), ("1.5,2", "not an integer"),
-                                      ("1,", "not an integer"),
-                                      ("99999999999999999999,1", "not an integer")])
-def test_bad_line_exact_line_number(tmp_path, block, bad, what):
-    e = np.abs(ref_edges(120))
-    text, line = _body_with(e, 97, bad)
-    p = write(tmp_path / "bad.csv", text)
-    err = error_of([p], block_bytes=block, id_type="int")
-    assert (err.path, err.line) == (str(p), line) and what in str(err), str(err)
-    assert f"bad.csv:{line}:" in str(err) and err.hint
-
-
-def test_bad_line_in_compressed_and_string_mode(tmp_path):
-    e = np.abs(ref_edges(120))
-    text, line = _body_with(e, 50, "a,b,c")
-    p = write(tmp_path / "bad.gz", text, "gzip")
-    assert error_of([p], block_bytes=100).line == line
-    text, line = _body_with(e, 60, "alice,")
-    q = write(tmp_path / "empty_id.csv", text)
-    err = error_of([q], id_type="string", block_bytes=100)
-    assert err.line == line and "empty" in str(err)
-
-
-def test_bad_weight(tmp_path):
-    p = write(tmp_path / "w.csv", "1,2,0.5\n2,3,abc\n")
-    err = error_of([p], weight_col=2)
-    assert err.line == 2 and "weight" in str(err)
-    q = write(tmp_path / "n.csv", "# c\n1,2,0.5\n\n2,3,nan\n")
-    err = error_of([q], weight_col=2)
-    assert err.line == 4 and "finite" in str(err)
-
-
-@pytest.mark.parametrize("text", ["", "\n\n", "# only\n# comments\n", "src,dst\n"])
-def test_empty_input(tmp_path, text):
-    p = write(tmp_path / "empty.csv", text)
-    err = error_of([p])
-    assert err.path == str(p) and ("empty" in str(err) or "no edges" in str(err))
-
-
-def test_missing_file_and_bad_options(tmp_path):
-    err = error_of([tmp_path / "nope.csv"])
-    assert "not found" in str(err) and err.path.endswith("nope.csv")
-    p = write(tmp_path / "e.csv", "src,dst\n1,2\n")
-    err = error_of([p], columns=("src", "target"))
-    assert "'target' not found" in str(err) and "src, dst" in str(err) and err.line == 1
-    assert "does not exist" in str(error_of([p], columns=(0, 5)))
-    assert "not found" in str(error_of([p], weight_col="w"))
-    with pytest.raises(OptionError):
-        read_all([p], columns=(0, 0))
-    with pytest.raises(OptionError):
-        read_all([p], on_bad_line="ignore")
-
-
-@pytest.mark.parametrize("codec", ["gzip", "bz2", "zstd"])
-def test_truncated_or_corrupt_compressed(tmp_path, codec):
-    e = ref_edges(20000, seed=4)
-    p = write(tmp_path / "e.z", "\n".join(lines(e)) + "\n", codec)
-    data = p.read_bytes()
-    p.write_bytes(data[:len(data) // 2])
-    err = error_of([p], block_bytes=4096)
-    assert err.path == str(p) and "truncated" in str(err)
-    corrupt = bytearray(data)
-    corrupt[len(data) // 3:len(data) // 3 + 64] = bytes(64)
-    p.write_bytes(bytes(corrupt))
-    with pytest.raises(InputError):
-        read_all([p], block_bytes=4096)
-
-
-def test_bad_parquet_and_npy(tmp_path):
-    pq.write_table(pa.table({"a": [1, 2], "b": [1.5, 2.5]}), tmp_path / "f.parquet")
-    assert "expected integer or string" in str(error_of([tmp_path / "f.parquet"]))
-    pq.write_table(pa.table({"a": [1, 2], "b": [3, None]}), tmp_path / "n.parquet")
-    err = error_of([tmp_path / "n.parquet"])
-    assert err.line == 2 and "null" in str(err)
-    pq.write_table(pa.table({"a": [1, 2]}), tmp_path / "one.parquet")
-    assert "2 columns" in str(error_of([tmp_path / "one.parquet"]))
-    assert "not found" in str(error_of([tmp_path / "f.parquet"], columns=("a", "zz")))
-    (tmp_path / "t.parquet").write_bytes((tmp_path / "f.parquet").read_bytes()[:30])
-    assert "parquet" in str(error_of([tmp_path / "t.parquet"]))
-    np.save(tmp_path / "s.npy", np.zeros((5, 1), np.int64))
-    assert "shape" in str(error_of([tmp_path / "s.npy"]))
-    np.save(tmp_path / "d.npy", np.zeros((5, 2), np.float64))
-    assert "dtype" in str(error_of([tmp_path / "d.npy"]))
-    np.save(tmp_path / "z.npy", np.zeros((0, 2), np.int64))
-    assert "no edges" in str(error_of([tmp_path / "z.npy"]))
-    (tmp_path / "c.npy").write_bytes((tmp_path / "d.npy").read_bytes()[:40])
-    assert ".npy" in str(error_of([tmp_path / "c.npy"]))
-
-
-# ------------------------------------------------------------------------------------ skip mode
-
-def test_skip_mode_counts_and_keeps_good_rows(tmp_path):
-    e = np.abs(ref_edges(200))
-    body = lines(e)
-    bad_rows = {5: "1,2,3", 77: "x,1", 78: "9", 150: "1.5,2", 199: "3;4"}
-    for k, v in bad_rows.items():
-        body[k] = v
-    p = write(tmp_path / "s.csv", "src,dst\n" + "\n".join(body) + "\n")
-    keep = np.array([k not in bad_rows for k in range(200)])
-    for block in (TINY, 333, 1 << 20):
-        stats = ReadStats()
-        chunks = read_all([p], stats, on_bad_line="skip", id_type="int", block_bytes=block)
-        np.testing.assert_array_equal(edges_of(chunks), e[keep])
-        assert stats.skipped_bad_lines == len(bad_rows) and stats.rows == keep.sum()
-        assert stats.skipped_examples[0].startswith(f"{p}:7:")
-        assert len(stats.skipped_examples) == 5
-
-
 # ------------------------------------------------------------------------- randomised reference
 
 def reference_parse(text: str, sep: str) -> list[tuple[int, int]]:
@@ -425,3 +259,27 @@ def test_random_text_matches_reference(tmp_path_factory, rows, extras, sep, eol,
     p.write_text(text, newline="")
     got = edges_of(read_all([p], block_bytes=block, header=False, comment="#", id_type="int"))
     assert [tuple(r) for r in got.tolist()] == reference_parse(text, sep)
+
+
+def test_long_comment_preamble_and_long_lines(tmp_path):
+    e = ref_edges(40)
+    pre = "".join(f"# comment line {k} " + "x" * 80 + "\n" for k in range(2000))   # > 64 KiB
+    p = write(tmp_path / "e.txt.gz", pre + "\n".join(lines(e, "\t")) + "\n", "gzip")
+    chunks = read_all([p], block_bytes=TINY)
+    np.testing.assert_array_equal(edges_of(chunks), e)
+    assert chunks[0].first_line == 2001
+    names = ["n" * 300 + str(k) for k in range(30)]          # lines longer than a block
+    q = write(tmp_path / "long.csv", "\n".join(f"{names[k]},{names[-k]}" for k in range(30)))
+    chunks = read_all([q], block_bytes=50)
+    assert cat_ids([c.src for c in chunks]) == names
+
+
+def test_abandoned_reader_stops_its_thread(tmp_path):
+    import threading
+    e = ref_edges(2000)
+    p = write(tmp_path / "e.csv", "\n".join(lines(e)) + "\n")
+    gen = iter_edge_chunks([str(p)], EdgeReadOptions(block_bytes=64))
+    first = next(gen)
+    assert len(first) > 0
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name == "gstore-read" and t.is_alive()]

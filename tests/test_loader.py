@@ -283,6 +283,7 @@ def test_cluster_loader_with_injected_sampler(store, workers):
         nodes = b.nodes.numpy()
         np.testing.assert_array_equal(b.mask.numpy(), np.isin(nodes, train))
         assert b.num_seeds == int(b.mask.sum())
+        np.testing.assert_array_equal(b.seeds.numpy(), nodes[np.isin(nodes, train)])
         np.testing.assert_array_equal(b.x.numpy(), np.asarray(store.features, np.float32)[nodes])
         for s, d in b.edge_index.numpy().T:
             assert nodes[s] in store.neighbors(int(nodes[d]))
@@ -313,3 +314,25 @@ def test_cluster_loader_real_sampler(store):
         assert torch.equal(p.edge_weight, q.edge_weight) and torch.equal(p.x, q.x)
     seen = np.sort(np.concatenate([p.nodes.numpy() for p in a]))
     np.testing.assert_array_equal(seen, np.arange(N))
+
+
+def test_pool_replaces_small_free_buffers():
+    from gstore.pipeline.loader.pin import HostBufferPool
+
+    pool = HostBufferPool(3, np.float32, max_buffers=2)
+    a = pool.acquire(10)
+    b = pool.acquire(20)
+    del a, b
+    big = pool.acquire(100)  # both free buffers too small: the larger one is replaced
+    assert big.shape[0] >= 100 and len(pool._entries) == 2
+    held = [pool.acquire(5), big]
+    extra = pool.acquire(5)  # every pooled buffer in use: an unpooled one
+    assert all(extra is not h for h in held) and len(pool._entries) == 2
+
+
+@pytest.mark.parametrize("sort_ids", [False, True])
+def test_sorted_and_unsorted_reads_same_batches(store, sort_ids, monkeypatch):
+    monkeypatch.setattr("gstore.pipeline.features.gather.SORT_MIN_ROWS", 1)
+    ref = batches_of(NeighborLoader(store, [4, 4], 64, seed=1, sort_ids=None))
+    got = batches_of(NeighborLoader(store, [4, 4], 64, seed=1, sort_ids=sort_ids))
+    same_batches(ref, got)

@@ -260,3 +260,15 @@ def test_random_edge_sampler():
         assert_matches_twin(sub, indptr, indices, sorted(ends), True, True)
     with pytest.raises(OptionError):
         sampler.sample(np.array([len(indices)]))
+
+
+def test_more_than_2_31_edges(tmp_path):
+    """Rows beyond offset 2^32 of a sparse int32 file (see test_sampling_neighbor.huge_sparse_csr)."""
+    from test_sampling_neighbor import huge_sparse_csr
+
+    indptr, indices, hub = huge_sparse_csr(tmp_path)
+    sub = ClusterSampler(indptr, indices, np.array([0, 1, 1], np.int32)).sample(np.array([1]))
+    assert sub.nodes.tolist() == [1, 2]
+    assert sub.edge_ids.tolist() == [hub + 1, hub + 2, -1]  # 1->1, 2->1, added loop on 2
+    check_induced(sub, indptr, indices, True)
+    assert_matches_twin(sub, indptr, indices, [1, 2], True, True)

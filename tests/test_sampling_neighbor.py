@@ -182,9 +182,11 @@ def test_int64_indices_same_as_int32():
     assert as_lists(a) == as_lists(b)
 
 
-def test_from_store_reads_memmaps(tmp_path):
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_from_store_reads_memmaps(tmp_path, index_dtype):
     s, d = random_graph(300, 2000, 3)
-    store = gstore.open(build_store(tmp_path / "g", s, d, 300))
+    store = gstore.open(build_store(tmp_path / "g", s, d, 300, index_dtype=index_dtype))
+    assert store.indices.dtype == index_dtype and not store.indices.flags.writeable
     sampler = NeighborSampler.from_store(store, [5, 5], seed=2)
     seeds = np.array([3, 1, 299, 150])
     sub = sampler.sample(seeds, seed=4)

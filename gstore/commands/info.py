@@ -22,19 +22,6 @@ def _fmt_scalar(v) -> str:
     return str(v)
 
 
-def _short(d: dict, limit: int = 12) -> str:
-    """key=value pairs of the scalar entries of d (nested dicts and lists are summarised)."""
-    parts = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            v = "{...}"
-        elif isinstance(v, (list, tuple)):
-            v = f"[{len(v)} items]"
-        parts.append(f"{k}={_fmt_scalar(v)}")
-    more = f" (+{len(parts) - limit} more)" if len(parts) > limit else ""
-    return ", ".join(parts[:limit]) + more
-
-
 def _flatten(d: dict, prefix: str = "") -> dict:
     """Nested dicts -> dotted keys; None values and empty containers dropped; lists joined."""
     out: dict = {}
@@ -108,9 +95,10 @@ def render_text(s) -> list[str]:
         keys = {k: p[k] for k in _PARTITION_KEYS if k in p}
         if isinstance(keys.get("peak_rss"), int):
             keys["peak_rss"] = format_bytes(keys["peak_rss"])
-        rest = {k: v for k, v in p.items() if k not in keys and k not in _PARTITION_HIDDEN}
+        rest = {k: v for k, v in p.items() if k not in keys and k not in _PARTITION_HIDDEN
+                and not isinstance(v, (dict, list, tuple))}
         mark = " (default)" if default is not None and str(default) == str(name) else ""
-        lines.append(f"partition   K={name}{mark}: {_short({**keys, **rest}, 10)}")
+        lines.extend(_wrapped("partition", {"K": name + mark, **keys, **rest}))
     disk = ", ".join(f"{k} {format_bytes(v)}" for k, v in
                      sorted(s.array_bytes.items(), key=lambda kv: -kv[1]))
     lines.append(f"disk        {format_bytes(s.bytes_on_disk)}  ({disk})")

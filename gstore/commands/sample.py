@@ -140,10 +140,8 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
 
         def on_batch(i: int, batch) -> None:
             ei = drop_added_self_loops(g, union_edges(batch))
-            nodes = batch.nodes.cpu().numpy()
-            seeds = nodes[:batch.num_seeds] if batch.kind == "neighbor" else nodes[batch.mask.cpu().numpy()] \
-                if batch.mask is not None else nodes
-            np.savez(dump / f"batch_{i}.npz", nodes=nodes, edge_index=ei, seeds=seeds)
+            np.savez(dump / f"batch_{i}.npz", nodes=batch.nodes.cpu().numpy(), edge_index=ei,
+                     seeds=batch.seeds.cpu().numpy())
 
     result = measure(loader, batches, warmup=1, on_batch=on_batch)
     args = dict(method=method, workers=workers, prefetch=prefetch, cold=cold)

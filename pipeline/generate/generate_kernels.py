@@ -1,13 +1,14 @@
 """Numba kernels for the synthetic graph generators and their fast text writers.
 
 Randomness is counter-based: edge e draws SplitMix64 outputs at counters key + (8e + j) * golden
-(j = 1..8, a disjoint slice per edge) and node row r from a stream hashed from (key, r), so the output depends only on the seed and never on the block
-size or on how threads split the work (blockwise generation == single-block generation, bit for bit).
+(j = 1..8, a disjoint slice per edge) and node row r from a stream hashed from (key, r), so the
+output depends only on the seed, never on the block size or on how threads split the work
+(blockwise generation == single-block generation, bit for bit).
 
 Node relabelling uses a keyed bijection on b-bit integers (three rounds of multiply-by-odd, xorshift
 and add, all invertible mod 2^b), with cycle walking for ranges that are not powers of two: a random
 permutation of [0, n) in O(1) memory. Its parameters come packed in a uint64 array `pk` built by
-`gstore.pipeline.generate.rmat.permutation_params`.
+`gstore.pipeline.generate.seeding.permutation_params`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _U53 = 1.0 / 9007199254740992.0     # 2^-53
-_U32 = 1.0 / 4294967296.0           # 2^-32
 PERM_ROUNDS = 3                     # pk layout: [n, bits, mask, shift, (mul, mul_inv, add) * rounds]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from contextlib import nullcontext
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 _MAX_BUCKETS = 512
 _MIN_BLOCK_BYTES = 1 << 20
-_MAX_BLOCK_BYTES = 64 << 20
+_MAX_BLOCK_BYTES = 16 << 20
 
 
 @dataclass
@@ -101,6 +102,8 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
 
     total_bytes = total_input_bytes(inputs)      # missing files fail before the store is touched
     budget = options.memory_budget
+    # numba's first call costs ~1 s (runtime start, cache loads): pay it while the first block parses
+    threading.Thread(target=_warm_up_kernels, name="gstore-numba-warmup", daemon=True).start()
     with StoreBuilder(out, force=options.force) as builder:
         stats = ReadStats()
         try:
@@ -115,7 +118,9 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
         n_table_rows = 0
         if options.nodes:
             n_table_rows = collect_node_ids(options.nodes, ep.id_type, ep.collector, progress)
-        with progress.phase("node ids", total=_n_id_buckets(ep.collector), unit="bucket") as bar:
+        n_id_buckets = _n_id_buckets(ep.collector)
+        with progress.phase("node ids", total=n_id_buckets, unit="bucket") if n_id_buckets \
+                else nullcontext(None) as bar:
             if isinstance(ep.collector, StringIdCollector):
                 table = ep.collector.finish(builder, bar)
             else:
@@ -142,6 +147,17 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
     report.edges_per_second = report.edges_read / max(report.seconds, 1e-9)
     report.peak_rss_bytes = peak_rss_bytes()
     return report
+
+
+def _warm_up_kernels() -> None:
+    from gstore.pipeline.ingest import id_remap_kernels as K
+
+    try:
+        a = np.arange(4, dtype=np.int64)
+        K.minmax(a)
+        K.bitmap_set(np.zeros(1, dtype=np.uint64), np.int64(0), a)
+    except Exception:  # noqa: BLE001 - only a warm-up; the real call reports errors
+        log.debug("kernel warm-up failed", exc_info=True)
 
 
 def _check_options(inputs: list[str], options: IngestOptions) -> None:
@@ -176,7 +192,7 @@ def _edge_pass(builder: StoreBuilder, inputs: list[str], options: IngestOptions,
 
     budget = options.memory_budget
     read = EdgeReadOptions(**{**asdict(options.read), "id_type": id_type})
-    read.block_bytes = int(min(_MAX_BLOCK_BYTES, max(_MIN_BLOCK_BYTES, budget // 32)))
+    read.block_bytes = int(min(_MAX_BLOCK_BYTES, max(_MIN_BLOCK_BYTES, budget // 64)))
     weighted = read.weight_col is not None
     both = options.undirected
     per_record = BYTES_PER_RECORD_WEIGHTED if weighted else BYTES_PER_RECORD
@@ -184,32 +200,49 @@ def _edge_pass(builder: StoreBuilder, inputs: list[str], options: IngestOptions,
     kind = None
     edges = 0
     done_files: dict[str, int] = {}
-    with progress.phase("read edges", total=total_bytes, unit="B", unit_scale=True) as bar:
-        reported = 0
-        for chunk in _prefetch(iter_edge_chunks(inputs, read, stats)):
-            if spill is None:
-                kind = "string" if isinstance(chunk.src, StringColumn) else "int"
-                spill, collector = _plan(builder, chunk, kind, total_bytes, budget, per_record, both,
-                                         weighted)
-            src, dst = _keys(chunk.src, collector), _keys(chunk.dst, collector)
-            if kind == "string":
-                collector.add(chunk.src, src)
-                collector.add(chunk.dst, dst)
-            else:
-                collector.add(src)
-                collector.add(dst)
-            w = None
-            if weighted:
-                w = np.ascontiguousarray(chunk.weight, dtype=np.float32)
-            spill.add(dst, src, w, both)
-            edges += len(chunk)
-            done_files[chunk.path] = chunk.bytes_done
-            now = sum(done_files.values())
-            bar.advance(max(0, now - reported))
-            reported = max(reported, now)
+    chunks = _prefetch(iter_edge_chunks(inputs, read, stats))
+    try:
+        with progress.phase("read edges", total=total_bytes, unit="B", unit_scale=True) as bar:
+            reported = 0
+            for chunk in chunks:
+                if spill is None:
+                    kind = "string" if isinstance(chunk.src, StringColumn) else "int"
+                    spill, collector = _plan(builder, chunk, kind, total_bytes, budget, per_record, both,
+                                             weighted)
+                src, dst = _keys(chunk.src, collector), _keys(chunk.dst, collector)
+                if kind == "string":
+                    collector.add(chunk.src, src)
+                    collector.add(chunk.dst, dst)
+                else:
+                    collector.add(src)
+                    collector.add(dst)
+                w = None
+                if weighted:
+                    w = np.ascontiguousarray(chunk.weight, dtype=np.float32)
+                spill.add(dst, src, w, both)
+                edges += len(chunk)
+                done_files[chunk.path] = chunk.bytes_done
+                now = sum(done_files.values())
+                bar.advance(max(0, now - reported))
+                reported = max(reported, now)
+    except BaseException:
+        # stop the reader thread and leave no open spill files (a NonIntegerIds restart deletes them)
+        chunks.close()
+        for obj in (spill, collector):
+            _close_spill_writers(obj)
+        raise
     spill.close_writers()
     spill.release_buffers()
     return _EdgePass(spill=spill, collector=collector, id_type=kind, edges_read=edges, weighted=weighted)
+
+
+def _close_spill_writers(obj) -> None:
+    if obj is None:
+        return
+    for files in (getattr(obj, "records", None), getattr(obj, "weights", None), getattr(obj, "spill", None),
+                  getattr(obj, "keys", None), getattr(obj, "lengths", None), getattr(obj, "utf8", None)):
+        if files is not None and hasattr(files, "close_writers"):
+            files.close_writers()
 
 
 def _prefetch(chunks: Iterator[EdgeChunk], depth: int = 1) -> Iterator[EdgeChunk]:

@@ -12,6 +12,7 @@ from a generator seeded by --seed, in dense id order.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,7 +226,8 @@ def write_node_data(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
         for s in range(0, n, _BLOCK):
             label_w.write_rows(s, fill[:min(_BLOCK, n - s)])
     any_split = False
-    with progress.phase("node table", unit="rows", unit_scale=True) as bar:
+    with progress.phase("node table", unit="rows", unit_scale=True) if opts.nodes or opts.labels \
+            else nullcontext(None) as bar:
         if opts.nodes:
             seen = np.zeros((n + 63) // 64, dtype=np.uint64)
             for ch in _node_chunks(opts.nodes, id_type):

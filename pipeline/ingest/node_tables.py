@@ -75,8 +75,8 @@ def _label_split_columns(names: list[str] | None, num_columns: int, id_idx: int,
 
     label = pick(label_col, "label", 1)
     split = pick(split_col, "split", 2)
-    if len({id_idx, label, split} - {None}) != len([c for c in (id_idx, label, split)
-                                                    if c is not None]):
+    used = [c for c in (id_idx, label, split) if c is not None]
+    if len(set(used)) != len(used):
         raise OptionError("id, label and split must be different columns", path=path)
     return label, split
 

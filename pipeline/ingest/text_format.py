@@ -96,12 +96,22 @@ class TextStream:
         self.path = str(path)
         self.compression = compression
         self._raw = pa.OSFile(self.path, "rb")
+        self.raw_size = self._raw.size()
         self._stream: pa.NativeFile | BinaryIO = (
             pa.CompressedInputStream(self._raw, compression) if compression else self._raw)
 
     def read(self, n: int) -> bytes:
         try:
             return self._stream.read(n)
+        except (OSError, pa.ArrowException) as e:
+            what = f"{self.compression} stream" if self.compression else "file"
+            raise InputError(f"cannot read {what}: {e}", path=self.path,
+                             hint="the file looks truncated or corrupt; re-download or re-compress "
+                                  "it") from None
+
+    def readinto(self, view: memoryview) -> int:
+        try:
+            return self._stream.readinto(view)
         except (OSError, pa.ArrowException) as e:
             what = f"{self.compression} stream" if self.compression else "file"
             raise InputError(f"cannot read {what}: {e}", path=self.path,
@@ -123,12 +133,19 @@ class TextStream:
         self.close()
 
 
+_DATA_LINE = re.compile(rb"(?m)^[ \t]*[^#%\s]")
+
+
 def read_sample(path: str | Path, compression: str | None, nbytes: int = SAMPLE_BYTES) -> bytes:
-    """The first `nbytes` decompressed bytes, extended to the end of a line when possible."""
+    """The first `nbytes` decompressed bytes, extended to the end of a line, and further (up to
+    256x) while it holds no data line yet (long comment preambles)."""
+    limit = 256 * nbytes
     with TextStream(path, compression) as s:
         data = s.read(nbytes)
-        # a sample that stops mid-line would make the last line look malformed
-        while len(data) >= nbytes and b"\n" not in data[-(nbytes // 4):] and len(data) < 16 * nbytes:
+        while len(data) < limit:
+            has_line_end = b"\n" in data[-(nbytes // 4):]
+            if has_line_end and len(data) >= nbytes and _DATA_LINE.search(data):
+                break
             more = s.read(nbytes)
             if not more:
                 break
@@ -160,9 +177,10 @@ def _detect_comment(lines: list[str]) -> str | None:
 
 
 def _mode_count(counts: list[int]) -> tuple[int, float]:
-    """Most common field count and the fraction of lines that have it."""
-    values, freq = Counter(counts).most_common(1)[0]
-    return values, freq / len(counts)
+    """Most common field count (ties: the smallest count >= 2) and the fraction of lines with it."""
+    freq = Counter(counts)
+    value = max(freq, key=lambda c: (freq[c], c >= 2, -c))
+    return value, freq[value] / len(counts)
 
 
 def _detect_delimiter(lines: list[str]) -> tuple[str, bool, int] | None:
@@ -195,7 +213,10 @@ def _looks_like_header(first: list[str], rest: list[list[str]]) -> bool:
     tokens = [f.strip().strip('"').strip().lower() for f in first]
     if all(_NUM_RE.fullmatch(t) for t in tokens):
         return False
-    if all(t in _HEADER_WORDS or any(p in t for p in _HEADER_PARTS) for t in tokens):
+    # name-like: a known column name, or one containing a known part and no digit (so that
+    # string ids such as 'node17' are not mistaken for a header)
+    if all(t in _HEADER_WORDS or (any(p in t for p in _HEADER_PARTS)
+                                  and not any(ch.isdigit() for ch in t)) for t in tokens):
         return True
     if not rest:
         return False

@@ -83,6 +83,9 @@ class Batch:
 
     @property
     def seeds(self) -> torch.Tensor:
+        """Dense ids of the loss nodes: the seed prefix (neighbor) or the masked nodes (cluster)."""
+        if self.kind == "cluster":
+            return self.nodes if self.mask is None else self.nodes[self.mask]
         return self.nodes[:self.num_seeds]
 
     def tensors(self) -> list[torch.Tensor]:

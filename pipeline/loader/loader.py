@@ -121,7 +121,7 @@ class StagedLoader:
 
     def __init__(self, store, sampler, plan, *, seed: int, prefetch: int, device, pin_memory,
                  cache_bytes: int, num_workers: int, features: bool, labels: bool,
-                 mask_ids: np.ndarray | None, sort_ids: bool = True) -> None:
+                 mask_ids: np.ndarray | None, sort_ids: bool | None = None) -> None:
         if prefetch < 1:
             raise OptionError(f"prefetch must be >= 1, got {prefetch}")
         if num_workers < 1:
@@ -225,7 +225,8 @@ class NeighborLoader(StagedLoader):
     def __init__(self, store, fanouts, batch_size: int, split="train", *, shuffle: bool = True,
                  drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
-                 replace: bool = False, sampler=None, features: bool = True, labels: bool = True) -> None:
+                 replace: bool = False, sampler=None, features: bool = True, labels: bool = True,
+                 sort_ids: bool | None = None) -> None:
         if sampler is None:
             from gstore.pipeline.sampling.neighbor import NeighborSampler
 
@@ -235,7 +236,7 @@ class NeighborLoader(StagedLoader):
         plan = SeedPlan(_seed_ids(store, split), batch_size, shuffle, drop_last, seed)
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
-                         features=features, labels=labels, mask_ids=None)
+                         features=features, labels=labels, mask_ids=None, sort_ids=sort_ids)
 
 
 class ClusterLoader(StagedLoader):
@@ -253,7 +254,7 @@ class ClusterLoader(StagedLoader):
                  drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  normalize: bool = True, self_loops: bool = True, sampler=None,
-                 features: bool = True, labels: bool = True) -> None:
+                 features: bool = True, labels: bool = True, sort_ids: bool | None = None) -> None:
         if sampler is None:
             from gstore.pipeline.sampling.cluster import ClusterSampler
 
@@ -263,4 +264,4 @@ class ClusterLoader(StagedLoader):
         mask_ids = np.asarray(store.split(split), dtype=np.int64) if split else None
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
-                         features=features, labels=labels, mask_ids=mask_ids)
+                         features=features, labels=labels, mask_ids=mask_ids, sort_ids=sort_ids)

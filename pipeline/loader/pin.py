@@ -29,7 +29,7 @@ _FREE_REFS = 2
 _GROWTH = 1.25
 
 
-@dataclass
+@dataclass(eq=False)  # entries compare by identity (list.remove must not compare arrays)
 class _Entry:
     array: np.ndarray            # (capacity, F) host buffer (numpy view of the pinned tensor if pinned)
     tensor: Any = None           # the pinned torch tensor owning the memory, when pinned

@@ -4,7 +4,6 @@ No I/O.
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from gstore.numba_config import NJIT

@@ -1,7 +1,6 @@
 """numba kernels for symmetrising a directed in-edge CSR (see symmetrize.py). No I/O."""
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from gstore.numba_config import NJIT

@@ -25,19 +25,17 @@ def _lower_bound(a: np.ndarray, lo: np.int64, hi: np.int64, x: np.int64) -> np.i
 
 
 @njit(**NJIT)
-def _scan_row(indptr, indices, nodes, i, write, out_indices, out_edge_ids, o, add_loop):
-    """Visit row nodes[i]'s in-edges whose source is in `nodes`: count them, and with `write` store
-    local sources/edge ids from position o; `add_loop` inserts the added self-loop (edge id -1)
-    before the first local source > i.
-    Returns (count, has_own_self_loop)."""
+def _match_row(indptr, indices, nodes, i, match, o):
+    """For each in-edge of row nodes[i], store in match[o + j] the local id of its source, or -1 when
+    the source is not in `nodes`. Returns (matches, has_own_self_loop)."""
     n = len(nodes)
     v = nodes[i]
+    lo = indptr[v]
     pos = np.int64(0)
     prev = np.int64(-1)
     cnt = np.int64(0)
     has_loop = False
-    pending = add_loop
-    for e in range(indptr[v], indptr[v + 1]):
+    for e in range(lo, indptr[v + 1]):
         u = np.int64(indices[e])
         if u < prev:
             pos = 0  # unsorted row: search from the start again
@@ -45,21 +43,11 @@ def _scan_row(indptr, indices, nodes, i, write, out_indices, out_edge_ids, o, ad
         p = _lower_bound(nodes, pos, n, u)
         pos = p
         if p < n and nodes[p] == u:
-            if p == i:
-                has_loop = True
-            if write:
-                if pending and p > i:
-                    out_indices[o + cnt] = i
-                    out_edge_ids[o + cnt] = -1
-                    cnt += 1
-                    pending = False
-                out_indices[o + cnt] = p
-                out_edge_ids[o + cnt] = e
+            match[o + e - lo] = p
             cnt += 1
-    if write and pending:
-        out_indices[o + cnt] = i
-        out_edge_ids[o + cnt] = -1
-        cnt += 1
+            has_loop = has_loop or p == i
+        else:
+            match[o + e - lo] = -1
     return cnt, has_loop
 
 
@@ -72,13 +60,20 @@ def induced_subgraph(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray,
     Returns local CSR over destinations: (indptr int64 (n+1,), indices int64 (m,) local sources,
     edge_ids int64 (m,) positions in the store's `indices`, -1 for added loops). Rows of a sorted store
     come out sorted by local source.
+    Pass 1 searches every scanned edge once and keeps the answer (scratch: int64 per scanned edge,
+    O(batch)); pass 2 compacts the matches.
     """
     n = len(nodes)
+    scan_off = np.empty(n + 1, dtype=np.int64)
+    scan_off[0] = 0
+    for i in range(n):
+        v = nodes[i]
+        scan_off[i + 1] = scan_off[i] + indptr[v + 1] - indptr[v]
+    match = np.empty(scan_off[n], dtype=np.int64)
     counts = np.empty(n, dtype=np.int64)
     add_loop = np.zeros(n, dtype=np.bool_)
-    no_out = np.empty(0, dtype=np.int64)
     for i in prange(n):
-        cnt, has_loop = _scan_row(indptr, indices, nodes, i, False, no_out, no_out, 0, False)
+        cnt, has_loop = _match_row(indptr, indices, nodes, i, match, scan_off[i])
         if self_loops and not has_loop:
             add_loop[i] = True
             cnt += 1
@@ -91,24 +86,42 @@ def induced_subgraph(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray,
     sub_indices = np.empty(m, dtype=np.int64)
     edge_ids = np.empty(m, dtype=np.int64)
     for i in prange(n):
-        _scan_row(indptr, indices, nodes, i, True, sub_indices, edge_ids, sub_indptr[i], add_loop[i])
+        o = sub_indptr[i]
+        pending = add_loop[i]
+        base = indptr[nodes[i]] - scan_off[i]  # store edge id of scratch position j: base + j
+        for j in range(scan_off[i], scan_off[i + 1]):
+            p = match[j]
+            if p < 0:
+                continue
+            if pending and p > i:  # the added loop goes where it keeps the row sorted
+                sub_indices[o] = i
+                edge_ids[o] = -1
+                o += 1
+                pending = False
+            sub_indices[o] = p
+            edge_ids[o] = base + j
+            o += 1
+        if pending:
+            sub_indices[o] = i
+            edge_ids[o] = -1
     return sub_indptr, sub_indices, edge_ids
 
 
-@njit(**NJIT_PARALLEL)
+@njit(**NJIT)
 def gcn_norm(sub_indptr: np.ndarray, sub_indices: np.ndarray) -> np.ndarray:
     """float32 (m,) weights D^-1/2 A D^-1/2 of a local CSR (rows = destinations), D = in-degree.
 
     Edge u -> v gets 1 / sqrt(deg(u) * deg(v)), as PyG's gcn_norm with unit edge weights (the degree
-    of a node counts the edges INTO it, self-loop included).
+    of a node counts the edges INTO it, self-loop included). Serial: a few ns per edge, less than
+    waking a thread team on a busy machine.
     """
     n = len(sub_indptr) - 1
     dinv = np.empty(n, dtype=np.float64)
-    for i in prange(n):
+    for i in range(n):
         d = sub_indptr[i + 1] - sub_indptr[i]
         dinv[i] = 1.0 / np.sqrt(d) if d > 0 else 0.0
     w = np.empty(len(sub_indices), dtype=np.float32)
-    for i in prange(n):
+    for i in range(n):
         for e in range(sub_indptr[i], sub_indptr[i + 1]):
             w[e] = np.float32(dinv[sub_indices[e]] * dinv[i])
     return w
