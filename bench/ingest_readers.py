@@ -71,9 +71,9 @@ def main() -> None:
         dt = time.perf_counter() - t0
         print(f"{'arrow-ref':<10}{'int':<8}{'-':>7}{os.path.getsize(paths['csv']) / 2**20:>9.0f}"
               f"{dt:>9.2f}{n / dt / 1e6:>11.1f}")
-    runs = [(fmt, p, 64) for fmt, p in paths.items()]
+    runs = [(fmt, p, 16) for fmt, p in paths.items()]
     if "csv" in paths:
-        runs.insert(1, ("csv", paths["csv"], 16))
+        runs.insert(1, ("csv", paths["csv"], 4))
     for fmt, p, block_mib in runs:
         t0 = time.perf_counter()
         n, s = 0, 0

@@ -335,11 +335,11 @@ def print_table(rows, why_not) -> None:
     for method, why in why_not.items():
         if why:
             print(f"PyG {method} skipped: {why}")
-    for method in ("neighbor", "cluster"):
+    for method in why_not:
         pyg = next((r for n, r in rows if n.startswith(f"PyG {method}")), None)
         best = max((r for n, r in rows if n.startswith(f"gstore {method} warm")),
-                   key=lambda r: r["batches_per_s"])
-        if pyg:
+                   key=lambda r: r["batches_per_s"], default=None)
+        if pyg and best:
             print(f"{method}: gstore warm (best) / PyG = {best['batches_per_s'] / pyg['batches_per_s']:.2f}x "
                   f"batches/s, {best['edges_per_s'] / pyg['edges_per_s']:.2f}x edges/s")
 

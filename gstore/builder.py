@@ -79,10 +79,13 @@ class StoreBuilder:
         write_manifest(self.tmp, manifest)
         _fsync_dir(self.tmp)
         if self.out.exists():
-            old = self.out.with_name(self.out.name + f".old{os.getpid()}")
-            os.replace(self.out, old)
-            os.replace(self.tmp, self.out)
-            shutil.rmtree(old, ignore_errors=True)
+            if _exchange(self.tmp, self.out):
+                shutil.rmtree(self.tmp, ignore_errors=True)   # now holds the replaced store
+            else:
+                old = self.out.with_name(self.out.name + f".old{os.getpid()}")
+                os.replace(self.out, old)
+                os.replace(self.tmp, self.out)
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self.tmp, self.out)
         _fsync_dir(self.out.parent)
@@ -98,6 +101,21 @@ class StoreBuilder:
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._committed:
             self.abort()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directory entries (Linux renameat2 RENAME_EXCHANGE), so a replaced store
+    is never absent, even for an instant. False where the platform or filesystem lacks it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _fsync_dir(path: Path) -> None:

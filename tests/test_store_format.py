@@ -126,3 +126,21 @@ def test_truncated_missing_and_versioned_stores_fail_clearly(tmp_path):
     (path / "zarr.json").unlink()
     with pytest.raises(StoreError, match="manifest"):
         gstore.open(path)
+
+
+def test_force_rebuild_swaps_atomically(tmp_path, monkeypatch):
+    from gstore import builder
+
+    path = tmp_path / "s"
+    _tiny_store(path)
+    calls = []
+    real = builder._exchange
+    monkeypatch.setattr(builder, "_exchange", lambda a, b: calls.append(real(a, b)) or calls[-1])
+    _tiny_store(path, force=True, features=False)
+    assert calls == [True]                      # renameat2 exchange used on Linux
+    assert gstore.open(path).features is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+    monkeypatch.setattr(builder, "_exchange", lambda a, b: False)   # fallback: two renames
+    _tiny_store(path, force=True)
+    assert gstore.open(path).features is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
