@@ -1,102 +1,348 @@
-"""Sampler throughput on a random in-memory graph (no disk): neighbor and Cluster-GCN batches.
+"""gstore's prefetching loader vs PyG's NeighborLoader / ClusterLoader on an ogbn-products-sized graph.
 
-Usage: flock /tmp/gstore-heavy.lock python bench/sampling.py [--nodes 1000000] [--pairs 10000000]
-       [--cache /work/data/bench_sampling]   (keeps the generated CSR as .npy files for reruns)
-Builds an undirected random graph (`--pairs` random pairs, both directions stored, deduplicated:
-~2 * pairs CSR entries), then times (after a warm-up call that compiles the kernels):
-- NeighborSampler, fanouts 15,10,5, batch 1024 random unique seeds: sampled edges/s, per thread count;
-- ClusterSampler over random parts (K=1000, q=20) and over a contiguous id-range partition.
+Usage:
+    flock /tmp/gstore-heavy.lock python bench/sampling.py [--repeats 3] [--batches 30]
+
+Builds (once, cached under /work/data/bench_sampling/) a synthetic undirected graph of 2.4M nodes and
+~60M stored edge entries with 100-dim float32 features, straight from numpy through StoreBuilder. The
+graph has planted communities (1500 groups of 1600 nodes, 80% of edges inside a group, ids shuffled)
+and Zipf-skewed degrees, so Cluster-GCN batches have real edges and a hot-row cache has hot rows.
+Both Cluster-GCN loaders get the same parts: the planted communities (what METIS would recover;
+PyG's `ClusterData._metis` is monkeypatched to return them).
+
+Every configuration runs in a fresh subprocess (so peak RSS is its own): after one warm-up batch it
+times `--batches` batches, `--repeats` times (median reported). gstore "cold" evicts the store's
+files from the page cache (posix_fadvise DONTNEED) before each repeat; "warm" reads them all first.
+PyG loads the graph and features into RAM (its usual mode) and uses num_workers=0.
+PyG is skipped cleanly when torch_geometric (+ torch_sparse or pyg_lib) is not importable.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-import numba
 import numpy as np
 
-from gstore.pipeline.sampling.cluster import ClusterSampler
-from gstore.pipeline.sampling.neighbor import NeighborSampler
+DATA = Path("/work/data/bench_sampling")
+FANOUTS = [15, 10, 5]
 
 
-def random_csr(n: int, pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, n, pairs)
-    b = rng.integers(0, n, pairs)
-    key = np.unique(np.concatenate([b * n + a, a * n + b]))  # rows = dst, sorted sources
-    del a, b
+# ---------------------------------------------------------------------------------------------
+# synthetic store
+def store_path(args) -> Path:
+    return DATA / f"store_n{args.nodes}_p{args.pairs}_f{args.dim}"
+
+
+def parts_path(args) -> Path:
+    return DATA / f"parts_n{args.nodes}_p{args.pairs}_k{args.parts}.npy"
+
+
+def build_graph(args) -> None:
+    import gstore  # noqa: F401
+    from gstore.builder import StoreBuilder
+    from gstore.manifest import StoreManifest
+
+    out = store_path(args)
+    if (out / "zarr.json").exists() and parts_path(args).exists():
+        return
+    t0 = time.perf_counter()
+    n, pairs, k = args.nodes, args.pairs, args.parts
+    rng = np.random.default_rng(0)
+    size = -(-n // k)
+    w = 1.0 / np.arange(1, n + 1) ** 0.6          # Zipf-ish popularity over ranks
+    cdf = np.cumsum(w)
+    cdf /= cdf[-1]
+    a = np.searchsorted(cdf, rng.random(pairs)).astype(np.int64)
+    rank_shuffle = rng.permutation(n)              # popular nodes spread over communities
+    a = rank_shuffle[a]
+    intra = rng.random(pairs) < 0.8
+    b = np.empty(pairs, dtype=np.int64)
+    comm = a[intra] // size
+    b[intra] = np.minimum(comm * size + rng.integers(0, size, int(intra.sum())), n - 1)
+    b[~intra] = rank_shuffle[np.searchsorted(cdf, rng.random(int((~intra).sum())))]
+    del intra, comm
+    perm = rng.permutation(n)                      # hide the communities behind random ids
+    a, b = perm[a], perm[b]
+    parts = np.empty(n, dtype=np.int32)
+    parts[perm] = (np.arange(n) // size).astype(np.int32)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    key = np.concatenate([b * n + a, a * n + b])   # both directions; rows = dst
+    del a, b, keep
+    key = np.unique(key)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(key // n, minlength=n), out=indptr[1:])
-    return indptr, (key % n).astype(np.int32)
+    indices = (key % n).astype(np.int32)
+    del key
+    m = StoreManifest(num_nodes=n, num_edges=int(len(indices)), directed=False)
+    train = np.sort(rng.choice(n, n // 10, replace=False))
+    labels = ((parts.astype(np.int64) + rng.integers(0, 3, n)) % 47)
+    with StoreBuilder(out, force=True) as bld:
+        bld.write_array("indptr", indptr)
+        bld.write_array("indices", indices)
+        bld.write_array("node_ids", np.arange(n, dtype=np.int64))
+        del indices
+        wr = bld.array_writer("features", (n, args.dim), np.float32)
+        for s in range(0, n, 200_000):
+            wr.append(rng.standard_normal((min(n, s + 200_000) - s, args.dim), dtype=np.float32))
+        bld.add(wr.finish())
+        bld.write_array("labels", labels)
+        bld.write_array("splits/train", train)
+        m.feature_dim, m.feature_dtype = args.dim, "float32"
+        m.label_names, m.num_classes = [str(i) for i in range(47)], 47
+        m.split_sizes = {"train": int(len(train))}
+        bld.commit(m)
+    np.save(parts_path(args), parts)
+    print(f"built {out} ({m.num_edges} stored edges) in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
-def time_batches(fn, batches) -> tuple[float, int]:
-    """Median seconds per call and total edges over `batches`."""
-    times, edges = [], 0
-    for i, b in enumerate(batches):
-        t = time.perf_counter()
-        sub = fn(b, i)
-        times.append(time.perf_counter() - t)
-        edges += sub.num_edges
-    return statistics.median(times), edges // len(batches)
+def read_all(path: Path) -> None:
+    """Warm the page cache: read every file of the store once."""
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# child processes: one configuration each, prints one JSON line
+def child_gstore(args) -> dict:
+    import gstore
+    from gstore.pipeline.loader import ClusterLoader, NeighborLoader
+    from gstore.pipeline.loader.throughput import drop_page_cache, measure
+
+    path = store_path(args)
+    if args.cold:
+        drop_page_cache(path)
+    t0 = time.perf_counter()
+    g = gstore.open(path)
+    common = dict(prefetch=args.prefetch, num_workers=args.workers, cache_bytes=args.cache_bytes,
+                  seed=args.seed)
+    if args.child == "gstore-neighbor":
+        loader = NeighborLoader(g, FANOUTS, args.batch_size, "train", **common)
+    else:
+        parts = np.load(parts_path(args))
+        loader = ClusterLoader(g, parts, args.parts, args.clusters_per_batch, split="train",
+                               normalize=False, self_loops=False, **common)
+    setup = time.perf_counter() - t0
+    r = measure(loader, args.batches, warmup=1)
+    return {"batches_per_s": r.batches_per_s, "edges_per_s": r.edges_per_s, "nodes_per_s": r.nodes_per_s,
+            "mean_edges": r.mean_edges, "mean_nodes": r.mean_nodes, "setup_s": setup,
+            "feature_mb_per_s": r.feature_mb_per_s, "peak_rss": r.peak_rss_bytes,
+            "cache_hit_rate": r.cache_hit_rate, "stage_median_s": r.stage_median_s}
+
+
+def child_pyg(args) -> dict:
+    import torch
+    from torch_geometric.data import Data
+
+    import gstore
+    from gstore.memory import peak_rss_bytes
+
+    g = gstore.open(store_path(args))
+    t0 = time.perf_counter()
+    n = g.num_nodes
+    dst = torch.from_numpy(np.repeat(np.arange(n, dtype=np.int64), np.diff(g.indptr)))
+    src = torch.from_numpy(np.asarray(g.indices, dtype=np.int64))
+    data = Data(x=torch.from_numpy(np.array(g.features)), y=torch.from_numpy(np.array(g.labels)),
+                edge_index=torch.stack([src, dst]), num_nodes=n)
+    del src, dst
+    if args.child == "pyg-neighbor":
+        from torch_geometric.loader import NeighborLoader
+
+        loader = NeighborLoader(data, num_neighbors=FANOUTS, batch_size=args.batch_size,
+                                input_nodes=torch.from_numpy(np.array(g.split("train"))), shuffle=True,
+                                num_workers=args.pyg_workers)
+    else:
+        from torch_geometric.loader import ClusterData, ClusterLoader
+
+        parts = torch.from_numpy(np.load(parts_path(args)).astype(np.int64))
+        ClusterData._metis = lambda self, edge_index, num_nodes: parts  # same parts as gstore
+        cd = ClusterData(data, num_parts=args.parts, log=False)
+        loader = ClusterLoader(cd, batch_size=args.clusters_per_batch, shuffle=True,
+                               num_workers=args.pyg_workers)
+    setup = time.perf_counter() - t0
+    torch.manual_seed(args.seed)
+    count = edges = nodes = 0
+    t_start = None
+    while count < args.batches + 1:
+        for b in loader:
+            count += 1
+            if count == 1:
+                t_start = time.perf_counter()
+                continue
+            edges += int(b.edge_index.size(1))
+            nodes += int(b.num_nodes)
+            if count >= args.batches + 1:
+                break
+    el = time.perf_counter() - t_start
+    k = count - 1
+    return {"batches_per_s": k / el, "edges_per_s": edges / el, "nodes_per_s": nodes / el,
+            "mean_edges": edges / k, "mean_nodes": nodes / k, "setup_s": setup,
+            "feature_mb_per_s": nodes * data.x.shape[1] * 4 / el / 1e6, "peak_rss": peak_rss_bytes(),
+            "cache_hit_rate": None}
+
+
+def pyg_available(method: str) -> str | None:
+    """None when PyG can run `method` here, else why not. ClusterLoader needs no compiled backend
+    once METIS is replaced by the given parts; neighbor sampling needs pyg_lib or torch_sparse."""
+    try:
+        import torch_geometric.typing as t
+    except Exception as exc:  # noqa: BLE001
+        return f"torch_geometric not importable ({exc.__class__.__name__})"
+    if method == "neighbor" and not (t.WITH_PYG_LIB or t.WITH_TORCH_SPARSE):
+        return "PyG neighbor sampling needs pyg_lib or torch_sparse (neither installed)"
+    return None
+
+
+def gather_sort_check(args) -> None:
+    """Does reading ids in sorted order help? Times gather_features on real sampled node sets."""
+    import gstore
+    from gstore.pipeline.features.gather import gather_features
+    from gstore.pipeline.loader.throughput import drop_page_cache
+    from gstore.pipeline.sampling.neighbor import NeighborSampler
+
+    path = store_path(args)
+    g = gstore.open(path)
+    sampler = NeighborSampler.from_store(g, FANOUTS)
+    train = np.asarray(g.split("train"))
+    rng = np.random.default_rng(1)
+    sets = [sampler.sample(np.sort(rng.choice(train, args.batch_size, replace=False)), i).nodes
+            for i in range(args.batches)]
+    out = np.empty((max(len(s) for s in sets), args.dim), np.float32)
+    gather_features(g.features, sets[0][:10], out, sort=False)  # compile / load
+    print(f"gather of {np.mean([len(s) for s in sets]):.0f} rows per batch, {args.batches} batches:")
+    for cold in (False, True):
+        for sort in (False, True):
+            times = []
+            for ids in sets:
+                if cold:
+                    del g
+                    drop_page_cache(path)
+                    g = gstore.open(path)
+                t = time.perf_counter()
+                gather_features(g.features, ids, out, sort=sort)
+                times.append(time.perf_counter() - t)
+            med = statistics.median(times)
+            mb = np.mean([len(s) for s in sets]) * args.dim * 4 / 1e6
+            print(f"  {'cold' if cold else 'warm'} sort={sort!s:5s}  median {med * 1e3:7.1f} ms/batch  "
+                  f"{mb / med:8.0f} MB/s", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+def run_child(args, child: str, cold: bool = False, workers: int | None = None,
+              cache_bytes: int = 0, seed: int = 0) -> dict:
+    cmd = [sys.executable, __file__, "--child", child, "--nodes", str(args.nodes), "--pairs", str(args.pairs),
+           "--dim", str(args.dim), "--parts", str(args.parts), "--batches", str(args.batches),
+           "--batch-size", str(args.batch_size), "--clusters-per-batch", str(args.clusters_per_batch),
+           "--workers", str(workers or 1), "--prefetch", str(args.prefetch), "--seed", str(seed),
+           "--cache-bytes", str(cache_bytes), "--pyg-workers", str(args.pyg_workers)]
+    if cold:
+        cmd.append("--cold")
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{child} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict]) -> dict:
+    keys = ["batches_per_s", "edges_per_s", "nodes_per_s", "mean_edges", "mean_nodes", "feature_mb_per_s",
+            "setup_s"]
+    out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    out["peak_rss"] = max(r["peak_rss"] for r in runs)
+    hr = [r["cache_hit_rate"] for r in runs if r.get("cache_hit_rate") is not None]
+    out["cache_hit_rate"] = statistics.median(hr) if hr else None
+    return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--nodes", type=int, default=1_000_000)
-    ap.add_argument("--pairs", type=int, default=10_000_000)
-    ap.add_argument("--batches", type=int, default=20)
-    ap.add_argument("--cache", type=Path, default=None)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nodes", type=int, default=2_400_000)
+    ap.add_argument("--pairs", type=int, default=30_500_000, help="random pairs (x2 directions stored)")
+    ap.add_argument("--dim", type=int, default=100)
+    ap.add_argument("--parts", type=int, default=1500)
+    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--clusters-per-batch", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--worker-list", default="1,2", help="gstore worker counts to compare (warm)")
+    ap.add_argument("--prefetch", type=int, default=4)
+    ap.add_argument("--cache-bytes", type=int, default=0)
+    ap.add_argument("--pyg-workers", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cold", action="store_true")
+    ap.add_argument("--skip-pyg", action="store_true")
+    ap.add_argument("--methods", default="neighbor,cluster")
+    ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--gather-sort", action="store_true", help="only time sorted vs unsorted gather")
+    ap.add_argument("--child", default=None)
     args = ap.parse_args()
-    t = time.perf_counter()
-    files = None if args.cache is None else \
-        [args.cache / f"n{args.nodes}_p{args.pairs}_{a}.npy" for a in ("indptr", "indices")]
-    if files and all(f.exists() for f in files):
-        indptr, indices = np.load(files[0]), np.load(files[1])
-    else:
-        indptr, indices = random_csr(args.nodes, args.pairs)
-        if files:
-            args.cache.mkdir(parents=True, exist_ok=True)
-            np.save(files[0], indptr)
-            np.save(files[1], indices)
-    n, e = len(indptr) - 1, len(indices)
-    print(f"graph: {n:,} nodes, {e:,} CSR entries (built in {time.perf_counter() - t:.1f}s)")
-    rng = np.random.default_rng(1)
-    seed_batches = [np.sort(rng.choice(n, 1024, replace=False)) for _ in range(args.batches)]
+    if args.child:
+        fn = child_gstore if args.child.startswith("gstore") else child_pyg
+        print(json.dumps(fn(args)), flush=True)
+        return
 
-    print("\n| sampler | threads | batch | median ms/batch | edges/batch | nodes/batch | M sampled edges/s |")
-    print("|---|---|---|---|---|---|---|")
-    for replace in (False, True):
-        sampler = NeighborSampler(indptr, indices, [15, 10, 5], replace=replace, seed=0)
-        sampler.sample(seed_batches[0], 0)  # compile
-        nodes = sampler.sample(seed_batches[0], 0).num_nodes
-        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
-            numba.set_num_threads(threads)
-            sec, edges = time_batches(sampler.sample, seed_batches)
-            name = f"neighbor 15,10,5 replace={replace}"
-            print(f"| {name} | {threads} | 1024 seeds | {sec * 1e3:.1f} | {edges:,} | {nodes:,} | "
-                  f"{edges / sec / 1e6:.2f} |")
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    DATA.mkdir(parents=True, exist_ok=True)
+    build_graph(args)
+    if args.build_only:
+        return
+    if args.gather_sort:
+        gather_sort_check(args)
+        return
+    import gstore
 
-    k, q = 1000, 20
-    random_parts = rng.integers(0, k, n).astype(np.int32)
-    range_parts = (np.arange(n) * k // n).astype(np.int32)  # contiguous clusters (a reordered store)
-    for label, parts in (("random parts", random_parts), ("contiguous parts", range_parts)):
-        sampler = ClusterSampler(indptr, indices, parts, num_parts=k, clusters_per_batch=q, seed=0)
-        batches = sampler.epoch_batches(0)[:args.batches]
-        sampler.sample(batches[0], 0)  # compile
-        nodes = sampler.sample(batches[0], 0).num_nodes
-        deg = np.diff(indptr)
-        scanned = sum(int(deg[sampler.cluster_nodes(b)].sum()) for b in batches) // len(batches)
-        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
-            numba.set_num_threads(threads)
-            sec, edges = time_batches(sampler.sample, batches)
-            print(f"| cluster K={k} q={q} {label} (scans {scanned:,} edges: "
-                  f"{scanned / sec / 1e6:.2f} M/s) | {threads} | {q} clusters | {sec * 1e3:.1f} | "
-                  f"{edges:,} | {nodes:,} | {edges / sec / 1e6:.2f} |")
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    g = gstore.open(store_path(args))
+    print(f"graph: {g.num_nodes} nodes, {g.num_edges} stored edges, features {args.dim} x float32; "
+          f"train {len(g.split('train'))}; {args.repeats} repeats x {args.batches} batches, median",
+          flush=True)
+    why_not = {m: "--skip-pyg" if args.skip_pyg else pyg_available(m) for m in args.methods.split(",")}
+    rows: list[tuple[str, dict]] = []
+    workers = [int(w) for w in args.worker_list.split(",")]
+    for method in args.methods.split(","):
+        read_all(store_path(args))
+        for w in workers:
+            runs = [run_child(args, f"gstore-{method}", workers=w, seed=r) for r in range(args.repeats)]
+            rows.append((f"gstore {method} warm, {w} worker(s)", median_of(runs)))
+            print(f"  done: {rows[-1][0]}", flush=True)
+        runs = [run_child(args, f"gstore-{method}", cold=True, workers=workers[-1], seed=r)
+                for r in range(args.repeats)]
+        rows.append((f"gstore {method} cold, {workers[-1]} worker(s)", median_of(runs)))
+        print(f"  done: {rows[-1][0]}", flush=True)
+        if why_not[method] is None:
+            runs = [run_child(args, f"pyg-{method}", seed=r) for r in range(args.repeats)]
+            rows.append((f"PyG {method} (in RAM, num_workers={args.pyg_workers})", median_of(runs)))
+            print(f"  done: {rows[-1][0]}", flush=True)
+    print_table(rows, why_not)
+
+
+def print_table(rows, why_not) -> None:
+    head = f"{'configuration':44s} {'batches/s':>10s} {'edges/s':>12s} {'nodes/batch':>12s} " \
+           f"{'edges/batch':>12s} {'feat MB/s':>10s} {'setup s':>8s} {'peak RSS':>10s}"
+    print(head)
+    print("-" * len(head))
+    for name, r in rows:
+        print(f"{name:44s} {r['batches_per_s']:10.2f} {r['edges_per_s']:12.3g} {r['mean_nodes']:12.0f} "
+              f"{r['mean_edges']:12.0f} {r['feature_mb_per_s']:10.0f} {r['setup_s']:8.1f} "
+              f"{r['peak_rss'] / 2**30:8.2f} GiB")
+    for method, why in why_not.items():
+        if why:
+            print(f"PyG {method} skipped: {why}")
+    for method in why_not:
+        pyg = next((r for n, r in rows if n.startswith(f"PyG {method}")), None)
+        best = max((r for n, r in rows if n.startswith(f"gstore {method} warm")),
+                   key=lambda r: r["batches_per_s"], default=None)
+        if pyg and best:
+            print(f"{method}: gstore warm (best) / PyG = {best['batches_per_s'] / pyg['batches_per_s']:.2f}x "
+                  f"batches/s, {best['edges_per_s'] / pyg['edges_per_s']:.2f}x edges/s")
+
 
 if __name__ == "__main__":
     main()

@@ -118,7 +118,7 @@ def available_memory_bytes() -> int | None:
 def should_sort(features: np.ndarray | None) -> bool:
     """Sorted reads pay off when the features are unlikely to stay in the page cache.
 
-    Measured on 2.4M x 100 float32 (bench/sampling_loader.py --gather-sort, 615k rows per batch):
+    Measured on 2.4M x 100 float32 (bench/sampling.py --gather-sort, 615k rows per batch):
     warm page cache 137 ms unsorted vs 232 ms sorted (the sorted pass scatters its writes);
     cold 1023 ms unsorted vs 799 ms sorted. So: sort when the features exceed half the available RAM.
     """
