@@ -278,15 +278,28 @@ def _iter_npy(path: str, options: EdgeReadOptions, mode: _IdMode) -> Iterator[Ed
     row_bytes = arr.dtype.itemsize * arr.shape[1]
     header = os.path.getsize(path) - arr.shape[0] * row_bytes
     step = max(1, options.block_bytes // row_bytes)
-    for start in range(0, arr.shape[0], step):
-        block = np.asarray(arr[start:start + step])
-        if arr.dtype == np.uint64 and len(block) and block.max() > 2**63 - 1:
-            raise InputError("ids above 2^63-1 in a uint64 array", path=path, line=start + 1)
-        src = block[:, src_i].astype(np.int64)
-        dst = block[:, dst_i].astype(np.int64)
-        if mode.strings:
-            src, dst = ints_to_string_column(src), ints_to_string_column(dst)
-        weight = None if w_i is None else block[:, w_i].astype(np.float32)
-        yield EdgeChunk(src, dst, weight, path, start + 1,
-                        header + (start + len(block)) * row_bytes)
+    c_order = arr.flags.c_contiguous
+    fh = open(path, "rb") if c_order else None
+    try:
+        for start in range(0, arr.shape[0], step):
+            if c_order:
+                # plain reads, not the memory map: mapped file pages would count as resident memory
+                # and a 10^9-edge .npy would blow the budget
+                count = min(step, arr.shape[0] - start)
+                fh.seek(header + start * row_bytes)
+                block = np.fromfile(fh, dtype=arr.dtype, count=count * arr.shape[1]).reshape(count, -1)
+            else:
+                block = np.asarray(arr[start:start + step])
+            if arr.dtype == np.uint64 and len(block) and block.max() > 2**63 - 1:
+                raise InputError("ids above 2^63-1 in a uint64 array", path=path, line=start + 1)
+            src = block[:, src_i].astype(np.int64)
+            dst = block[:, dst_i].astype(np.int64)
+            if mode.strings:
+                src, dst = ints_to_string_column(src), ints_to_string_column(dst)
+            weight = None if w_i is None else block[:, w_i].astype(np.float32)
+            yield EdgeChunk(src, dst, weight, path, start + 1,
+                            header + (start + len(block)) * row_bytes)
+    finally:
+        if fh is not None:
+            fh.close()
 

@@ -108,6 +108,112 @@ def induced_subgraph(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray,
 
 
 @njit(**NJIT)
+def _range_after(stops: np.ndarray, u: np.int64) -> np.int64:
+    """First k with stops[k] > u (stops ascending)."""
+    lo = np.int64(0)
+    hi = np.int64(len(stops))
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if stops[mid] <= u:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit(**NJIT)
+def _range_row(indptr, indices, starts, stops, offsets, v, i, out_src, out_dst, out_eid, o,
+               add_loop):
+    """Scan the in-edges of store row v (local id i) against the id ranges. With out_src of length 0
+    only count; else write the matches from position o, with an added self-loop (edge id -1) where
+    it keeps the row sorted when `add_loop`. Returns (matches, row has its own self-loop).
+
+    Sorted rows walk the ranges with one cursor (O(deg + q)); a row that goes backwards re-finds its
+    range by binary search, so unsorted rows stay correct."""
+    q = len(starts)
+    write = len(out_src) > 0
+    k = np.int64(0)
+    prev = np.int64(-1)
+    cnt = np.int64(0)
+    has_loop = False
+    pending = add_loop
+    for e in range(indptr[v], indptr[v + 1]):
+        u = np.int64(indices[e])
+        if u < prev:
+            k = _range_after(stops, u)
+        prev = u
+        while k < q and stops[k] <= u:
+            k += 1
+        if k == q or u < starts[k]:
+            continue
+        p = offsets[k] + u - starts[k]
+        has_loop = has_loop or p == i
+        if write:
+            if pending and p > i:
+                out_src[o] = i
+                out_dst[o] = i
+                out_eid[o] = -1
+                o += 1
+                pending = False
+            out_src[o] = p
+            out_dst[o] = i
+            out_eid[o] = e
+            o += 1
+        cnt += 1
+    if write and pending:
+        out_src[o] = i
+        out_dst[o] = i
+        out_eid[o] = -1
+    return cnt, has_loop
+
+
+@njit(**NJIT_PARALLEL)
+def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+                   self_loops: bool):
+    """Induced subgraph over the nodes of the id ranges [starts[k], stops[k]) (int64 (q,), ascending,
+    disjoint): the clusters of a store laid out by its partition. Same edges, order and added loops
+    as `induced_subgraph` over the concatenated ranges, but membership is a range test (local id =
+    offset of the range + u - start) instead of a search, and no per-edge scratch: pass 1 counts
+    each row, pass 2 fills it, both parallel over rows.
+    Returns (nodes int64 (n,), indptr int64 (n+1,), edge_index int64 (2, m) [local src; local dst],
+    edge_ids int64 (m,) positions in the store's `indices`, -1 for added loops).
+    """
+    q = len(starts)
+    offsets = np.empty(q + 1, dtype=np.int64)
+    offsets[0] = 0
+    for k in range(q):
+        offsets[k + 1] = offsets[k] + stops[k] - starts[k]
+    n = offsets[q]
+    nodes = np.empty(n, dtype=np.int64)
+    for k in range(q):
+        for j in range(stops[k] - starts[k]):
+            nodes[offsets[k] + j] = starts[k] + j
+    none = np.empty(0, dtype=np.int64)
+    counts = np.empty(n, dtype=np.int64)
+    add_loop = np.zeros(n, dtype=np.bool_)
+    for i in prange(n):
+        cnt, has_loop = _range_row(indptr, indices, starts, stops, offsets, nodes[i], i, none, none,
+                                   none, 0, False)
+        if self_loops and not has_loop:
+            add_loop[i] = True
+            cnt += 1
+        counts[i] = cnt
+    sub_indptr = np.empty(n + 1, dtype=np.int64)
+    sub_indptr[0] = 0
+    for i in range(n):
+        sub_indptr[i + 1] = sub_indptr[i] + counts[i]
+    m = sub_indptr[n]
+    edge_index = np.empty((2, m), dtype=np.int64)
+    edge_ids = np.empty(m, dtype=np.int64)
+    src = edge_index[0]
+    dst = edge_index[1]
+    for i in prange(n):
+        _range_row(indptr, indices, starts, stops, offsets, nodes[i], i, src, dst, edge_ids,
+                   sub_indptr[i], add_loop[i])
+    return nodes, sub_indptr, edge_index, edge_ids
+
+
+@njit(**NJIT)
 def gcn_norm(sub_indptr: np.ndarray, sub_indices: np.ndarray) -> np.ndarray:
     """float32 (m,) weights D^-1/2 A D^-1/2 of a local CSR (rows = destinations), D = in-degree.
 
