@@ -12,7 +12,6 @@ Passes (docs/ingest.md has the full design and memory accounting):
 from __future__ import annotations
 
 import logging
-import queue
 from contextlib import nullcontext
 import threading
 import time
@@ -30,6 +29,7 @@ from gstore.pipeline.ingest.chunks import EdgeChunk, EdgeReadOptions, NonInteger
 from gstore.pipeline.ingest.csr_build import (BYTES_PER_RECORD, BYTES_PER_RECORD_WEIGHTED, CsrBuilder,
                                               CsrStats, EdgeSpill, first_level_spill)
 from gstore.pipeline.ingest.id_remap import BucketPlan, IdCollector, IdTable
+from gstore.pipeline.ingest.read_ahead import read_ahead
 from gstore.pipeline.ingest.node_data import NodeDataOptions, NodeDataResult, collect_node_ids, write_node_data
 from gstore.pipeline.ingest.string_ids import StringIdCollector, hash_column
 from gstore.progress import NULL_PROGRESS, Progress
@@ -246,47 +246,8 @@ def _close_spill_writers(obj) -> None:
 
 
 def _prefetch(chunks: Iterator[EdgeChunk], depth: int = 1) -> Iterator[EdgeChunk]:
-    """Run the reader (parse; pyarrow releases the GIL) one chunk ahead in a thread, so parsing
-    chunk k+1 overlaps bucketing chunk k (numba kernels are nogil). Exceptions are re-raised here."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    break
-            else:
-                q.put(done)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            q.put(e)
-        finally:
-            chunks.close()
-
-    worker = threading.Thread(target=produce, name="gstore-ingest-read", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
+    """Run the reader one chunk ahead in a thread, so parsing chunk k+1 overlaps bucketing chunk k."""
+    return read_ahead(chunks, depth, "gstore-ingest-read")
 
 
 def _keys(col, collector) -> np.ndarray:

@@ -6,9 +6,8 @@ block to name the exact 1-based line, and skip mode drops the bad lines and pars
 """
 from __future__ import annotations
 
-import queue
 import re
-import threading
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Iterator, Literal
 
@@ -18,6 +17,7 @@ import pyarrow.csv as pcsv
 
 from gstore.errors import InputError
 from gstore.pipeline.ingest.chunks import ReadStats
+from gstore.pipeline.ingest.read_ahead import read_ahead
 from gstore.pipeline.ingest.skip_rows import parse_block_skipping
 from gstore.pipeline.ingest.text_format import TextFormat, TextStream, split_fields
 
@@ -143,48 +143,18 @@ def iter_text_blocks(path: str, compression: str | None, fmt: TextFormat,
                      block_bytes: int) -> Iterator[TextBlock]:
     """Yield whole-line blocks of the decompressed file from data_offset on; reading and
     decompression run one block ahead in a thread (pyarrow releases the GIL)."""
-    q: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            with TextStream(path, compression) as stream:
-                for blk in _cut_blocks(stream, fmt, block_bytes):
-                    while not stop.is_set():
-                        try:
-                            q.put(blk, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-            q.put(done)
-        except BaseException as e:  # handed to the consumer, re-raised there
-            q.put(e)
+    def blocks() -> Iterator[TextBlock]:
+        with TextStream(path, compression) as stream:
+            yield from _cut_blocks(stream, fmt, block_bytes)
 
     line = fmt.data_line
-    worker = threading.Thread(target=produce, name="gstore-read", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
+    with closing(read_ahead(blocks(), 1, "gstore-read")) as ahead:
+        for item in ahead:
             item.first_line = line
             yield item
             # the consumer is done with the block: its line count is known from the parse
             # (rows == lines, see parse_block) or counted here
             line += item.line_count if item.line_count is not None else item.count_lines()
-    finally:
-        stop.set()
-        while worker.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                worker.join(0.05)
 
 
 def _contains(data: bytes | memoryview, needle: bytes) -> bool:

@@ -122,20 +122,42 @@ def _range_after(stops: np.ndarray, u: np.int64) -> np.int64:
 
 
 @njit(**NJIT)
-def _range_row(indptr, indices, starts, stops, offsets, v, i, out_src, out_dst, out_eid, o,
-               add_loop):
-    """Scan the in-edges of store row v (local id i) against the id ranges. With out_src of length 0
-    only count; else write the matches from position o, with an added self-loop (edge id -1) where
-    it keeps the row sorted when `add_loop`. Returns (matches, row has its own self-loop).
+def _range_count(indptr, indices, starts, stops, offsets, v, i):
+    """(matches, has own self-loop) of the in-edges of store row v (local id i) in the id ranges.
 
-    Sorted rows walk the ranges with one cursor (O(deg + q)); a row that goes backwards re-finds its
-    range by binary search, so unsorted rows stay correct."""
+    Sorted rows walk the ranges with one cursor (O(deg + q)) and stop past the last range; a row
+    that goes backwards re-finds its range by binary search, so unsorted rows stay correct."""
     q = len(starts)
-    write = len(out_src) > 0
     k = np.int64(0)
     prev = np.int64(-1)
     cnt = np.int64(0)
     has_loop = False
+    sorted_row = True
+    for e in range(indptr[v], indptr[v + 1]):
+        u = np.int64(indices[e])
+        if u < prev:
+            k = _range_after(stops, u)
+            sorted_row = False
+        prev = u
+        while k < q and stops[k] <= u:
+            k += 1
+        if k == q:
+            if sorted_row:
+                break  # sorted: every later source lies past the last range too
+            continue
+        if u >= starts[k]:
+            cnt += 1
+            has_loop = has_loop or u == v
+    return cnt, has_loop
+
+
+@njit(**NJIT)
+def _range_fill(indptr, indices, starts, stops, offsets, v, i, ei, eids, o, add_loop):
+    """Write the matches of store row v (local id i) from position o (see _range_count), with an
+    added self-loop (edge id -1) where it keeps the row sorted when `add_loop`."""
+    q = len(starts)
+    k = np.int64(0)
+    prev = np.int64(-1)
     pending = add_loop
     for e in range(indptr[v], indptr[v + 1]):
         u = np.int64(indices[e])
@@ -147,24 +169,20 @@ def _range_row(indptr, indices, starts, stops, offsets, v, i, out_src, out_dst, 
         if k == q or u < starts[k]:
             continue
         p = offsets[k] + u - starts[k]
-        has_loop = has_loop or p == i
-        if write:
-            if pending and p > i:
-                out_src[o] = i
-                out_dst[o] = i
-                out_eid[o] = -1
-                o += 1
-                pending = False
-            out_src[o] = p
-            out_dst[o] = i
-            out_eid[o] = e
+        if pending and p > i:
+            ei[0, o] = i
+            ei[1, o] = i
+            eids[o] = -1
             o += 1
-        cnt += 1
-    if write and pending:
-        out_src[o] = i
-        out_dst[o] = i
-        out_eid[o] = -1
-    return cnt, has_loop
+            pending = False
+        ei[0, o] = p
+        ei[1, o] = i
+        eids[o] = e
+        o += 1
+    if pending:
+        ei[0, o] = i
+        ei[1, o] = i
+        eids[o] = -1
 
 
 @njit(**NJIT_PARALLEL)
@@ -188,12 +206,10 @@ def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, 
     for k in range(q):
         for j in range(stops[k] - starts[k]):
             nodes[offsets[k] + j] = starts[k] + j
-    none = np.empty(0, dtype=np.int64)
     counts = np.empty(n, dtype=np.int64)
     add_loop = np.zeros(n, dtype=np.bool_)
     for i in prange(n):
-        cnt, has_loop = _range_row(indptr, indices, starts, stops, offsets, nodes[i], i, none, none,
-                                   none, 0, False)
+        cnt, has_loop = _range_count(indptr, indices, starts, stops, offsets, nodes[i], i)
         if self_loops and not has_loop:
             add_loop[i] = True
             cnt += 1
@@ -205,11 +221,9 @@ def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, 
     m = sub_indptr[n]
     edge_index = np.empty((2, m), dtype=np.int64)
     edge_ids = np.empty(m, dtype=np.int64)
-    src = edge_index[0]
-    dst = edge_index[1]
     for i in prange(n):
-        _range_row(indptr, indices, starts, stops, offsets, nodes[i], i, src, dst, edge_ids,
-                   sub_indptr[i], add_loop[i])
+        _range_fill(indptr, indices, starts, stops, offsets, nodes[i], i, edge_index, edge_ids,
+                    sub_indptr[i], add_loop[i])
     return nodes, sub_indptr, edge_index, edge_ids
 
 
