@@ -123,3 +123,14 @@ def induced_subgraph(indptr, indices, nodes, self_loops=True, normalize=True):
         weights = [[1.0 / math.sqrt(deg[s] * deg[i]) if deg[s] else 0.0 for s, _ in row]
                    for i, row in enumerate(rows)]
     return nodes, rows, weights
+
+
+def range_of(starts, stops, u):
+    """Twin of the range lookup of `induced_ranges`: (k, local id) of id u among the disjoint
+    ascending ranges [starts[k], stops[k]), or (None, None) when u lies in none."""
+    offset = 0
+    for k, (a, b) in enumerate(zip(starts, stops)):
+        if a <= u < b:
+            return k, offset + u - a
+        offset += b - a
+    return None, None

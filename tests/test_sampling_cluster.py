@@ -272,3 +272,129 @@ def test_more_than_2_31_edges(tmp_path):
     assert sub.edge_ids.tolist() == [hub + 1, hub + 2, -1]  # 1->1, 2->1, added loop on 2
     check_induced(sub, indptr, indices, True)
     assert_matches_twin(sub, indptr, indices, [1, 2], True, True)
+
+
+# ---- contiguous clusters: the range kernel (induced_ranges) ------------------------------------
+@st.composite
+def ranges_case(draw):
+    n = draw(st.integers(1, 60))
+    m = draw(st.integers(0, 300))
+    src = draw(st.lists(st.integers(0, n - 1), min_size=m, max_size=m))
+    dst = draw(st.lists(st.integers(0, n - 1), min_size=m, max_size=m))
+    cuts = sorted(set(draw(st.lists(st.integers(1, n - 1), max_size=8)) if n > 1 else []))
+    bounds = [0] + cuts + [n]                       # clusters: [bounds[c], bounds[c+1])
+    k = len(bounds) - 1
+    chosen = sorted(draw(st.lists(st.integers(0, k - 1), max_size=k, unique=True)))
+    return n, src, dst, draw(st.booleans()), bounds, chosen
+
+
+@settings(max_examples=60, deadline=None)
+@given(ranges_case(), st.booleans(), st.booleans(), st.sampled_from([np.int32, np.int64]),
+       st.sampled_from([1, 2, 3, 7, 1 << 16]), st.booleans())
+def test_range_kernel_matches_twin_and_search_kernel(case, self_loops, normalize, index_dtype,
+                                                     table_blocks, shuffle_rows):
+    from gstore.pipeline.sampling.cluster import RangeClusterSubgraph, build_induced_ranges
+
+    n, src, dst, directed, bounds, chosen = case
+    indptr, indices = reference_csr(np.array(src, np.int64), np.array(dst, np.int64), n, directed=directed)
+    indices = indices.astype(index_dtype)
+    if shuffle_rows:  # the range kernel accepts any row order
+        rng = np.random.default_rng(len(src))
+        for v in range(n):
+            rng.shuffle(indices[indptr[v]:indptr[v + 1]])
+    b = np.array(bounds, np.int64)
+    ids = np.array(chosen, np.int64)
+    starts, stops = b[ids], b[ids + 1]
+    want_nodes = [v for c in chosen for v in range(bounds[c], bounds[c + 1])]
+    nodes, sub_indptr, ei, eids = ck.induced_ranges(indptr, indices, starts, stops, self_loops, True,
+                                                    table_blocks)
+    sub = RangeClusterSubgraph(nodes=nodes, indptr=sub_indptr, indices=ei[0], edge_ids=eids,
+                               edge_weight=ck.gcn_norm(sub_indptr, ei[0]) if normalize else None,
+                               clusters=ids, edge_index_array=ei)
+    assert nodes.tolist() == want_nodes
+    check_induced(sub, indptr, indices, self_loops)
+    assert_matches_twin(sub, indptr, indices, want_nodes, self_loops, normalize)
+    # same arrays, same order as the search kernel over the same nodes
+    ref = build_induced(indptr, indices, np.array(want_nodes, np.int64), normalize=normalize,
+                        self_loops=self_loops)
+    assert np.array_equal(ref.indptr, sub.indptr) and np.array_equal(ref.indices, sub.indices)
+    assert np.array_equal(ref.edge_ids, sub.edge_ids)
+    assert np.array_equal(ref.edge_index(), sub.edge_index())
+    # without edge ids: the same edge index
+    _, ip3, ei3, eids3 = ck.induced_ranges(indptr, indices, starts, stops, self_loops, False, table_blocks)
+    assert len(eids3) == 0 and np.array_equal(ip3, sub_indptr) and np.array_equal(ei3, ei)
+    # the sampler takes this path for contiguous clusters
+    parts = np.repeat(np.arange(len(bounds) - 1), np.diff(b))
+    sampler = ClusterSampler(indptr, indices, parts, num_parts=len(bounds) - 1, normalize=normalize,
+                             self_loops=self_loops)
+    got = sampler.sample(ids[::-1].copy())
+    assert isinstance(got, RangeClusterSubgraph) and got.clusters.tolist() == chosen
+    assert np.array_equal(got.edge_index(), ei) and np.array_equal(got.edge_ids, eids)
+    got2 = build_induced_ranges(indptr, indices, starts, stops, normalize=normalize,
+                                self_loops=self_loops, clusters=ids)
+    assert np.array_equal(got2.edge_index(), ei)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 300), st.lists(st.integers(0, 299), max_size=12), st.integers(1, 40),
+       st.randoms(use_true_random=False))
+def test_range_table_matches_twin(n, cut_list, max_blocks, rnd):
+    from reference_sampling import range_of
+
+    cuts = sorted({c for c in cut_list if 0 < c < n})
+    bounds = [0] + cuts + [n]
+    chosen = sorted(rnd.sample(range(len(bounds) - 1), rnd.randint(0, len(bounds) - 1)))
+    starts = np.array([bounds[c] for c in chosen], np.int64)
+    stops = np.array([bounds[c + 1] for c in chosen], np.int64)
+    shift, table, lo, hi, base = ck.range_table(starts, stops, np.int64(n), np.int64(max_blocks))
+    assert len(table) <= max(max_blocks, 1) and len(lo) == len(starts) + 1
+    for u in range(n):
+        k = int(table[u >> shift])
+        while hi[k] <= u:
+            k += 1
+        want_k, want_local = range_of(starts.tolist(), stops.tolist(), u)
+        if want_k is None:
+            assert lo[k] > u
+        else:
+            assert k == want_k and lo[k] <= u and base[k] + u == want_local
+
+
+def test_reordered_store_partition_uses_range_kernel(tmp_path):
+    """A store whose partition is contiguous (gstore partition --reorder) samples through the
+    range kernel and matches the search kernel over the same nodes."""
+    from gstore.pipeline.partition.partition import PartitionResult, record_partition
+    from gstore.pipeline.partition.reorder import reorder_store
+    from gstore.pipeline.sampling.cluster import RangeClusterSubgraph
+
+    s, d = random_graph(80, 600, 5)
+    path = tmp_path / "g"
+    build_store(path, s, d, 80, directed=False)
+    parts = (np.arange(80) * 7 % 4).astype(np.int32)
+    result = PartitionResult(num_parts=4, method="given", edge_cut=0.0, balance=1.0, seconds=0.0,
+                             peak_rss=0, metis_estimate=0)
+    record_partition(path, "4", parts, result)
+    reorder_store(path, "4")
+    store = gstore.open(path)
+    sampler = ClusterSampler.from_store(store, clusters_per_batch=2)
+    assert sampler.perm is None
+    for batch in sampler.epoch_batches(0):
+        sub = sampler.sample(batch)
+        assert isinstance(sub, RangeClusterSubgraph)
+        check_induced(sub, store.indptr, store.indices, True)
+        ref = build_induced(store.indptr, store.indices, sub.nodes, normalize=True, self_loops=True)
+        assert np.array_equal(ref.edge_index(), sub.edge_index())
+        np.testing.assert_allclose(ref.edge_weight, sub.edge_weight, rtol=1e-6)
+
+
+def test_kernel_threads_same_batches():
+    s, d = random_graph(120, 900, 6)
+    indptr, indices = reference_csr(s, d, 120, directed=False)
+    for parts in (np.repeat(np.arange(6), 20), np.arange(120) % 6):   # contiguous, scattered
+        all_threads = ClusterSampler(indptr, indices, parts, clusters_per_batch=2)
+        one_thread = ClusterSampler(indptr, indices, parts, clusters_per_batch=2, kernel_threads=1)
+        for batch in all_threads.epoch_batches(0):
+            a, b = all_threads.sample(batch), one_thread.sample(batch)
+            assert np.array_equal(a.edge_index(), b.edge_index())
+            assert np.array_equal(a.edge_ids, b.edge_ids)
+    with pytest.raises(OptionError):
+        ClusterSampler(indptr, indices, parts, kernel_threads=0)

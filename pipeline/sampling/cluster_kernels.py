@@ -3,7 +3,10 @@
 Membership of a neighbor in the batch's node set is a binary search in the SORTED batch nodes, so a
 batch costs O(batch edges * log batch nodes) time and O(batch) memory, never an N-sized array. Since
 store rows are sorted by source, each search starts where the previous one ended (rows that are not
-sorted are still handled, just without that shortcut). Twins live in tests/reference_sampling.py.
+sorted are still handled, just without that shortcut). Contiguous clusters (a store reordered by its
+partition) take `induced_ranges` instead: the batch is a few id ranges, membership is a per-batch
+block -> range table lookup plus one compare, and the fill is branchless (see its docstring).
+Twins live in tests/reference_sampling.py.
 """
 from __future__ import annotations
 
@@ -107,109 +110,94 @@ def induced_subgraph(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray,
     return sub_indptr, sub_indices, edge_ids
 
 
-@njit(**NJIT)
-def _range_after(stops: np.ndarray, u: np.int64) -> np.int64:
-    """First k with stops[k] > u (stops ascending)."""
-    lo = np.int64(0)
-    hi = np.int64(len(stops))
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if stops[mid] <= u:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+# the per-batch block -> range table of induced_ranges has at most this many entries
+RANGE_TABLE_BLOCKS = 1 << 16
+# sentinel start/stop past every node id: a source beyond the last range finds "range" q empty
+_PAST_ALL = np.int64(1) << np.int64(62)
 
 
 @njit(**NJIT)
-def _range_count(indptr, indices, starts, stops, offsets, v, i):
-    """(matches, has own self-loop) of the in-edges of store row v (local id i) in the id ranges.
+def range_table(starts: np.ndarray, stops: np.ndarray, num_nodes: np.int64, max_blocks: np.int64):
+    """Lookup structure of the id ranges [starts[k], stops[k]) (int64 (q,), ascending, disjoint).
 
-    Sorted rows walk the ranges with one cursor (O(deg + q)) and stop past the last range; a row
-    that goes backwards re-finds its range by binary search, so unsorted rows stay correct."""
+    Returns (shift, table int32 (B,), lo, hi, base int64 (q+1,)): ids are cut into blocks of
+    2**shift ids (B <= max_blocks blocks); table[b] is the first range ending after block b starts.
+    lo / hi are the range starts / stops and base the local-id offsets (offset - start), with a
+    sentinel range q (empty, past every id), so that for any id u: k = table[u >> shift], advanced
+    while hi[k] <= u (only in the few blocks that hold a range end), is the range of u iff
+    lo[k] <= u, and its local id is base[k] + u. O(B + q) time, no N-sized array.
+    """
     q = len(starts)
-    k = np.int64(0)
-    prev = np.int64(-1)
-    cnt = np.int64(0)
-    has_loop = False
-    sorted_row = True
-    for e in range(indptr[v], indptr[v + 1]):
-        u = np.int64(indices[e])
-        if u < prev:
-            k = _range_after(stops, u)
-            sorted_row = False
-        prev = u
-        while k < q and stops[k] <= u:
+    shift = np.int64(0)
+    while ((num_nodes - 1) >> shift) + 1 > max_blocks:
+        shift += 1
+    nb = ((num_nodes - 1) >> shift) + 1 if num_nodes > 0 else 1
+    lo = np.empty(q + 1, dtype=np.int64)
+    hi = np.empty(q + 1, dtype=np.int64)
+    base = np.empty(q + 1, dtype=np.int64)
+    off = np.int64(0)
+    for k in range(q):
+        lo[k] = starts[k]
+        hi[k] = stops[k]
+        base[k] = off - starts[k]
+        off += stops[k] - starts[k]
+    lo[q] = _PAST_ALL
+    hi[q] = _PAST_ALL
+    base[q] = 0
+    table = np.empty(nb, dtype=np.int32)
+    k = 0
+    for b in range(nb):
+        while hi[k] <= (np.int64(b) << shift):
             k += 1
-        if k == q:
-            if sorted_row:
-                break  # sorted: every later source lies past the last range too
-            continue
-        if u >= starts[k]:
-            cnt += 1
-            has_loop = has_loop or u == v
-    return cnt, has_loop
+        table[b] = k
+    return shift, table, lo, hi, base
 
 
-@njit(**NJIT)
-def _range_fill(indptr, indices, starts, stops, offsets, v, i, ei, eids, o, add_loop):
-    """Write the matches of store row v (local id i) from position o (see _range_count), with an
-    added self-loop (edge id -1) where it keeps the row sorted when `add_loop`."""
-    q = len(starts)
-    k = np.int64(0)
-    prev = np.int64(-1)
-    pending = add_loop
-    for e in range(indptr[v], indptr[v + 1]):
-        u = np.int64(indices[e])
-        if u < prev:
-            k = _range_after(stops, u)
-        prev = u
-        while k < q and stops[k] <= u:
-            k += 1
-        if k == q or u < starts[k]:
-            continue
-        p = offsets[k] + u - starts[k]
-        if pending and p > i:
-            ei[0, o] = i
-            ei[1, o] = i
-            eids[o] = -1
-            o += 1
-            pending = False
-        ei[0, o] = p
-        ei[1, o] = i
-        eids[o] = e
-        o += 1
-    if pending:
-        ei[0, o] = i
-        ei[1, o] = i
-        eids[o] = -1
+@njit(**NJIT, inline="always")
+def _range_of(u, shift, table, hi):
+    k = table[u >> shift]
+    while hi[k] <= u:
+        k += 1
+    return k
 
 
 @njit(**NJIT_PARALLEL)
 def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, stops: np.ndarray,
-                   self_loops: bool):
+                   self_loops: bool, with_edge_ids: bool = True,
+                   table_blocks: int = RANGE_TABLE_BLOCKS):
     """Induced subgraph over the nodes of the id ranges [starts[k], stops[k]) (int64 (q,), ascending,
     disjoint): the clusters of a store laid out by its partition. Same edges, order and added loops
-    as `induced_subgraph` over the concatenated ranges, but membership is a range test (local id =
-    offset of the range + u - start) instead of a search, and no per-edge scratch: pass 1 counts
-    each row, pass 2 fills it, both parallel over rows.
+    as `induced_subgraph` over the concatenated ranges (any row order), but membership is a table
+    lookup + one compare (`range_table`) instead of a search, done without branches (a match is
+    written unconditionally and the cursor advances by the compare), so random sources cost no
+    mispredictions. Pass 1 counts each row, pass 2 fills it, both parallel over rows; no per-edge
+    scratch. `with_edge_ids=False` skips the edge ids; `table_blocks` caps the table (tests).
     Returns (nodes int64 (n,), indptr int64 (n+1,), edge_index int64 (2, m) [local src; local dst],
-    edge_ids int64 (m,) positions in the store's `indices`, -1 for added loops).
+    edge_ids int64 (m,) positions in the store's `indices`, -1 for added loops; (0,) without them).
     """
     q = len(starts)
-    offsets = np.empty(q + 1, dtype=np.int64)
-    offsets[0] = 0
+    shift, table, lo, hi, base = range_table(starts, stops, np.int64(len(indptr) - 1),
+                                             np.int64(table_blocks))
+    n = np.int64(0)
     for k in range(q):
-        offsets[k + 1] = offsets[k] + stops[k] - starts[k]
-    n = offsets[q]
+        n += stops[k] - starts[k]
     nodes = np.empty(n, dtype=np.int64)
+    o = 0
     for k in range(q):
-        for j in range(stops[k] - starts[k]):
-            nodes[offsets[k] + j] = starts[k] + j
+        for v in range(starts[k], stops[k]):
+            nodes[o] = v
+            o += 1
     counts = np.empty(n, dtype=np.int64)
     add_loop = np.zeros(n, dtype=np.bool_)
     for i in prange(n):
-        cnt, has_loop = _range_count(indptr, indices, starts, stops, offsets, nodes[i], i)
+        v = nodes[i]
+        cnt = np.int64(0)
+        has_loop = False
+        for e in range(indptr[v], indptr[v + 1]):
+            u = np.int64(indices[e])
+            k = _range_of(u, shift, table, hi)
+            cnt += lo[k] <= u
+            has_loop = has_loop or u == v
         if self_loops and not has_loop:
             add_loop[i] = True
             cnt += 1
@@ -220,10 +208,35 @@ def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, 
         sub_indptr[i + 1] = sub_indptr[i] + counts[i]
     m = sub_indptr[n]
     edge_index = np.empty((2, m), dtype=np.int64)
-    edge_ids = np.empty(m, dtype=np.int64)
+    edge_ids = np.empty(m if with_edge_ids else 0, dtype=np.int64)
     for i in prange(n):
-        _range_fill(indptr, indices, starts, stops, offsets, nodes[i], i, edge_index, edge_ids,
-                    sub_indptr[i], add_loop[i])
+        v = nodes[i]
+        o = sub_indptr[i]
+        end = sub_indptr[i + 1]
+        pending = add_loop[i]
+        for e in range(indptr[v], indptr[v + 1]):
+            u = np.int64(indices[e])
+            k = _range_of(u, shift, table, hi)
+            keep = lo[k] <= u
+            p = base[k] + u
+            if pending and keep and p > i:  # the added loop goes where it keeps the row sorted
+                edge_index[0, o] = i
+                edge_index[1, o] = i
+                if with_edge_ids:
+                    edge_ids[o] = -1
+                o += 1
+                pending = False
+            if o < end:  # write first, keep by advancing: o < end guards the next row's slots
+                edge_index[0, o] = p
+                edge_index[1, o] = i
+                if with_edge_ids:
+                    edge_ids[o] = e
+            o += keep
+        if pending:
+            edge_index[0, o] = i
+            edge_index[1, o] = i
+            if with_edge_ids:
+                edge_ids[o] = -1
     return nodes, sub_indptr, edge_index, edge_ids
 
 
