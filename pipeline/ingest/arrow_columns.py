@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
+from gstore.errors import InputError
 from gstore.pipeline.ingest.chunks import StringColumn
 
 _EMPTY_U8 = np.zeros(0, dtype=np.uint8)
@@ -76,3 +78,12 @@ def float32_from_arrow(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
 def ints_to_string_column(values: np.ndarray) -> StringColumn:
     """Decimal StringColumn of an int array (id_type='string' over integer inputs)."""
     return string_column_from_arrow(pc.cast(pa.array(values), pa.string()))
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    """Open a parquet input, turning arrow's failure into an InputError naming the file."""
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise InputError(f"cannot read parquet file: {e}", path=path,
+                         hint="the file looks truncated or corrupt") from None

@@ -8,35 +8,23 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from gstore.errors import InputError, OptionError
 from gstore.pipeline.ingest.arrow_columns import (float32_from_arrow, int_ids_from_arrow,
-                                                  ints_to_string_column, string_column_from_arrow)
+                                                  ints_to_string_column, open_parquet)
 from gstore.pipeline.ingest.chunks import (EdgeChunk, EdgeReadOptions, IdColumn, NonIntegerIds,
                                            ReadStats, StringColumn)
-from gstore.pipeline.ingest.text_blocks import (ColumnSpec, IntIdRejected,
-                                                iter_text_blocks, line_of_row, parse_block)
+from gstore.pipeline.ingest.id_typing import IdMode, arrow_ids, parse_id_block
+from gstore.pipeline.ingest.text_blocks import ColumnSpec, iter_text_blocks, line_of_row
 from gstore.pipeline.ingest.text_format import (FileKind, detect_text_format, read_sample,
                                                 resolve_column, sniff_kind)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _IdMode:
-    """Id typing shared across all input files. strings: emit StringColumn; auto: id_type was
-    'auto' (ints are tentative); emitted_int: an int chunk with rows was already yielded."""
-
-    strings: bool
-    auto: bool
-    emitted_int: bool = False
 
 
 def total_input_bytes(paths: list[str | Path]) -> int:
@@ -73,7 +61,7 @@ def iter_edge_chunks(paths: list[str | Path], options: EdgeReadOptions,
     if not paths:
         raise OptionError("no edge files given")
     kinds = [sniff_kind(p) for p in paths]      # fail on a missing file before any work
-    mode = _IdMode(strings=options.id_type == "string", auto=options.id_type == "auto")
+    mode = IdMode.for_type(options.id_type)
     for path, kind in zip(paths, kinds):
         path = str(path)
         if kind.container == "parquet":
@@ -122,7 +110,7 @@ def _resolve_edge_columns(options: EdgeReadOptions, names: list[str] | None, num
     return src, dst, weight
 
 
-def _iter_text(path: str, kind: FileKind, options: EdgeReadOptions, mode: _IdMode,
+def _iter_text(path: str, kind: FileKind, options: EdgeReadOptions, mode: IdMode,
                stats: ReadStats | None) -> Iterator[EdgeChunk]:
     sample = read_sample(path, kind.compression)
     if not sample.strip():
@@ -134,38 +122,22 @@ def _iter_text(path: str, kind: FileKind, options: EdgeReadOptions, mode: _IdMod
              fmt.header, fmt.num_columns)
 
     def specs() -> list[ColumnSpec]:
-        k = "str" if mode.strings else "int"
+        k = mode.id_kind
         out = [ColumnSpec(src_i, k, "source id"), ColumnSpec(dst_i, k, "target id")]
         if w_i is not None:
             out.append(ColumnSpec(w_i, "float", "weight"))
         return out
 
     for block in iter_text_blocks(path, kind.compression, fmt, options.block_bytes):
-        try:
-            table = parse_block(block, fmt, specs(), path, options.on_bad_line, stats,
-                                int_ids_tentative=mode.auto and not mode.strings)
-        except IntIdRejected as e:
-            if mode.emitted_int:
-                raise NonIntegerIds(path, e.line) from None
-            log.info("%s:%d: non-integer node id, reading ids as strings", path, e.line)
-            mode.strings = True
-            table = parse_block(block, fmt, specs(), path, options.on_bad_line, stats)
+        table = parse_id_block(block, fmt, specs, path, mode, options.on_bad_line, stats)
         if table.num_rows == 0:
             continue
-        src, dst = _ids(table.column(f"f{src_i}"), mode), _ids(table.column(f"f{dst_i}"), mode)
+        src, dst = mode.ids(table.column(f"f{src_i}")), mode.ids(table.column(f"f{dst_i}"))
         weight = None
         if w_i is not None:
             weight = float32_from_arrow(table.column(f"f{w_i}"))
             _check_weights(weight, path, lambda row: line_of_row(block, fmt, row))
         yield EdgeChunk(src, dst, weight, path, block.first_line, block.bytes_done)
-
-
-def _ids(col: pa.ChunkedArray, mode: _IdMode) -> IdColumn:
-    if mode.strings:
-        if pa.types.is_integer(col.type):
-            return ints_to_string_column(int_ids_from_arrow(col))
-        return string_column_from_arrow(col)
-    return int_ids_from_arrow(col)
 
 
 def _check_weights(weight: np.ndarray, path: str, line_of) -> None:
@@ -178,12 +150,8 @@ def _check_weights(weight: np.ndarray, path: str, line_of) -> None:
 
 # --------------------------------------------------------------------------------------- parquet
 
-def _iter_parquet(path: str, options: EdgeReadOptions, mode: _IdMode) -> Iterator[EdgeChunk]:
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"cannot read parquet file: {e}", path=path,
-                         hint="the file looks truncated or corrupt") from None
+def _iter_parquet(path: str, options: EdgeReadOptions, mode: IdMode) -> Iterator[EdgeChunk]:
+    pf = open_parquet(path)
     names = pf.schema_arrow.names
     src_i, dst_i, w_i = _resolve_edge_columns(options, names, len(names), path)
     fields = [pf.schema_arrow.field(i) for i in (src_i, dst_i)]
@@ -229,11 +197,9 @@ def _iter_parquet(path: str, options: EdgeReadOptions, mode: _IdMode) -> Iterato
                          hint="the file looks truncated or corrupt") from None
 
 
-def _parquet_ids(col: pa.Array, mode: _IdMode, path: str, row0: int, name: str) -> IdColumn:
+def _parquet_ids(col: pa.Array, mode: IdMode, path: str, row0: int, name: str) -> IdColumn:
     if mode.strings:
-        if pa.types.is_integer(col.type):
-            return ints_to_string_column(int_ids_from_arrow(col))
-        return string_column_from_arrow(col)
+        return arrow_ids(col, True)
     if pa.types.is_integer(col.type):
         if pa.types.is_uint64(col.type) and len(col) and col.to_numpy().max() > 2**63 - 1:
             raise InputError(f"column {name!r} holds ids above 2^63-1", path=path,
@@ -262,7 +228,7 @@ def _open_npy(path: str) -> np.ndarray:
                          hint="save edges with numpy.save as an (E, 2) integer array") from None
 
 
-def _iter_npy(path: str, options: EdgeReadOptions, mode: _IdMode) -> Iterator[EdgeChunk]:
+def _iter_npy(path: str, options: EdgeReadOptions, mode: IdMode) -> Iterator[EdgeChunk]:
     arr = _open_npy(path)
     if arr.ndim != 2 or arr.shape[1] < 2:
         raise InputError(f".npy edge array has shape {arr.shape}, expected (E, 2)", path=path,

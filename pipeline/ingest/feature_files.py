@@ -21,11 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gstore.errors import InputError, OptionError
-from gstore.pipeline.ingest.arrow_columns import (int_ids_from_arrow, ints_to_string_column,
-                                                  string_column_from_arrow)
-from gstore.pipeline.ingest.chunks import IdColumn, IdType, NonIntegerIds
-from gstore.pipeline.ingest.text_blocks import (ColumnSpec, IntIdRejected, iter_text_blocks,
-                                                line_of_row, parse_block)
+from gstore.pipeline.ingest.arrow_columns import open_parquet
+from gstore.pipeline.ingest.chunks import IdColumn, IdType
+from gstore.pipeline.ingest.id_typing import IdMode, arrow_ids, parse_id_block
+from gstore.pipeline.ingest.text_blocks import ColumnSpec, iter_text_blocks, line_of_row
 from gstore.pipeline.ingest.text_format import (TextFormat, detect_text_format, find_id_column,
                                                 read_sample, resolve_column, sniff_kind)
 
@@ -94,11 +93,7 @@ def _text_layout(path: str, compression: str | None,
 
 def _parquet_layout(path: str, id_col: str | int | None) -> tuple[pq.ParquetFile, int, list[int],
                                                                    int]:
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"cannot read parquet file: {e}", path=path,
-                         hint="the file looks truncated or corrupt") from None
+    pf = open_parquet(path)
     names = pf.schema_arrow.names
     id_idx = resolve_column(find_id_column(names, id_col), None, names, len(names), path, "id")
     value_idx = [i for i in range(len(names)) if i != id_idx]
@@ -177,29 +172,20 @@ def _iter_text(path: str, compression: str | None, id_type: IdType, rows_per_chu
     fmt, id_idx, value_idx, sample = _text_layout(path, compression, id_col)
     line_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
     block_bytes = max(1, rows_per_chunk * line_bytes)
-    strings = id_type == "string"
-    emitted_int = False
+    mode = IdMode.for_type(id_type)
     row = 0
 
     def specs() -> list[ColumnSpec]:
-        return [ColumnSpec(id_idx, "str" if strings else "int", "node id")] + [
+        return [ColumnSpec(id_idx, mode.id_kind, "node id")] + [
             ColumnSpec(i, "float", f"feature column {i}") for i in value_idx]
 
     for block in iter_text_blocks(path, compression, fmt, block_bytes):
-        try:
-            table = parse_block(block, fmt, specs(), path, "error", None,
-                                int_ids_tentative=id_type == "auto" and not strings)
-        except IntIdRejected as e:
-            if emitted_int:
-                raise NonIntegerIds(path, e.line) from None
-            strings = True
-            table = parse_block(block, fmt, specs(), path, "error", None)
+        table = parse_id_block(block, fmt, specs, path, mode)
         n = table.num_rows
         if n == 0:
             continue
         id_arrow = table.column(f"f{id_idx}")
-        ids = string_column_from_arrow(id_arrow) if strings else int_ids_from_arrow(id_arrow)
-        emitted_int = emitted_int or not strings
+        ids = mode.ids(id_arrow)
         values = np.empty((n, len(value_idx)), dtype=np.float32)
         for j, i in enumerate(value_idx):
             values[:, j] = table.column(f"f{i}").to_numpy()
@@ -235,11 +221,7 @@ def _iter_parquet(path: str, id_type: IdType, rows_per_chunk: int,
                 raise InputError(f"column {batch.schema.names[k]!r} is null", path=path,
                                  line=row + bad + 1, hint="line numbers are 1-based rows")
         id_arr = batch.column(0)
-        if strings:
-            ids = (ints_to_string_column(int_ids_from_arrow(id_arr))
-                   if pa.types.is_integer(id_arr.type) else string_column_from_arrow(id_arr))
-        else:
-            ids = int_ids_from_arrow(id_arr)
+        ids = arrow_ids(id_arr, strings)
         values = np.empty((n, dim), dtype=np.float32)
         vt = batch.column(1).type
         if len(value_idx) == 1 and (pa.types.is_list(vt) or pa.types.is_fixed_size_list(vt)

@@ -18,16 +18,14 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from gstore.errors import InputError, OptionError
-from gstore.pipeline.ingest.arrow_columns import (int_ids_from_arrow, ints_to_string_column,
-                                                  string_column_from_arrow)
-from gstore.pipeline.ingest.chunks import IdColumn, IdType, NonIntegerIds
+from gstore.pipeline.ingest.arrow_columns import open_parquet
+from gstore.pipeline.ingest.chunks import IdColumn, IdType
 from gstore.pipeline.ingest.feature_files import (FeatureChunk, FeatureInfo, check_finite,
                                                   feature_info, iter_feature_chunks)
-from gstore.pipeline.ingest.text_blocks import (ColumnSpec, IntIdRejected, iter_text_blocks,
-                                                line_of_row, parse_block)
+from gstore.pipeline.ingest.id_typing import IdMode, arrow_ids, parse_id_block
+from gstore.pipeline.ingest.text_blocks import ColumnSpec, iter_text_blocks, line_of_row
 from gstore.pipeline.ingest.text_format import (detect_text_format, find_id_column, read_sample,
                                                 resolve_column, sniff_kind)
 
@@ -121,29 +119,20 @@ def _iter_text_nodes(path: str, compression: str | None, id_type: IdType,
                             path, "id")
     label_idx, split_idx = _label_split_columns(fmt.names, fmt.num_columns, id_idx, label_col,
                                                 split_col, path, fmt)
-    strings = id_type == "string"
-    emitted_int = False
+    mode = IdMode.for_type(id_type)
 
     def specs() -> list[ColumnSpec]:
-        out = [ColumnSpec(id_idx, "str" if strings else "int", "node id")]
+        out = [ColumnSpec(id_idx, mode.id_kind, "node id")]
         out += [ColumnSpec(i, "text", w) for i, w in ((label_idx, "label"), (split_idx, "split"))
                 if i is not None]
         return out
 
     for block in iter_text_blocks(path, compression, fmt, block_bytes):
-        try:
-            table = parse_block(block, fmt, specs(), path, "error", None,
-                                int_ids_tentative=id_type == "auto" and not strings)
-        except IntIdRejected as e:
-            if emitted_int:
-                raise NonIntegerIds(path, e.line) from None
-            strings = True
-            table = parse_block(block, fmt, specs(), path, "error", None)
+        table = parse_id_block(block, fmt, specs, path, mode)
         if table.num_rows == 0:
             continue
         id_arrow = table.column(f"f{id_idx}")
-        ids = string_column_from_arrow(id_arrow) if strings else int_ids_from_arrow(id_arrow)
-        emitted_int = emitted_int or not strings
+        ids = mode.ids(id_arrow)
         labels = missing = splits = None
         if label_idx is not None:
             labels, missing = _text_labels(table.column(f"f{label_idx}"))
@@ -181,11 +170,7 @@ def _normalise_splits(col: pa.ChunkedArray | pa.Array, path: str, line_of) -> np
 def _iter_parquet_nodes(path: str, id_type: IdType, id_col: str | int | None,
                         label_col: str | int | None, split_col: str | int | None,
                         block_bytes: int) -> Iterator[NodeChunk]:
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as e:
-        raise InputError(f"cannot read parquet file: {e}", path=path,
-                         hint="the file looks truncated or corrupt") from None
+    pf = open_parquet(path)
     schema = pf.schema_arrow
     names = schema.names
     id_idx = resolve_column(find_id_column(names, id_col), None, names, len(names), path, "id")
@@ -208,11 +193,7 @@ def _iter_parquet_nodes(path: str, id_type: IdType, id_col: str | int | None,
             bad = int(np.argmax(id_arr.is_null().to_numpy(zero_copy_only=False)))
             raise InputError("node id is null", path=path, line=row + bad + 1,
                              hint="line numbers are 1-based row numbers for parquet")
-        if strings:
-            ids = (ints_to_string_column(int_ids_from_arrow(id_arr))
-                   if pa.types.is_integer(id_arr.type) else string_column_from_arrow(id_arr))
-        else:
-            ids = int_ids_from_arrow(id_arr)
+        ids = arrow_ids(id_arr, strings)
         k = 1
         labels = missing = splits = None
         if label_idx is not None:
