@@ -92,11 +92,9 @@ def string_edges_file(data: Path, edges: int) -> Path:
 
 # ---- children ------------------------------------------------------------------------------------
 def vm_hwm() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    from gstore.memory import peak_rss_bytes
+
+    return peak_rss_bytes()
 
 
 def child_gstore(inp: Path, out: Path, budget: str, string: bool) -> dict:
@@ -176,11 +174,9 @@ def run_child(tool: str, inp: Path, out: Path, budget: str, string: bool, remap:
 
 
 def mem_available() -> int:
-    with open("/proc/meminfo") as fh:
-        for line in fh:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    from gstore.memory import available_memory_bytes
+
+    return available_memory_bytes() or 0
 
 
 def gstore_importable() -> str | None:

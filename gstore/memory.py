@@ -35,29 +35,35 @@ def format_bytes(n: float) -> str:
     return f"{n:.2f} TiB"
 
 
-def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (VmHWM), in bytes."""
+def _proc_kib(path: str, key: str) -> int | None:
+    """The `key:` field (in kB) of a /proc status-style file, in bytes; None where unavailable."""
     try:
-        with open("/proc/self/status") as fh:
+        with open(path) as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (VmHWM), in bytes."""
+    peak = _proc_kib("/proc/self/status", "VmHWM:")
+    if peak is not None:
+        return peak
     scale = 1 if sys.platform == "darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
 def current_rss_bytes() -> int:
     """Current resident set size (VmRSS), in bytes; 0 where /proc is unavailable."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_kib("/proc/self/status", "VmRSS:") or 0
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, or None where unknown."""
+    return _proc_kib("/proc/meminfo", "MemAvailable:")
 
 
 def reset_peak_rss() -> bool:

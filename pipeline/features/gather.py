@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gstore.errors import OptionError
+from gstore.memory import available_memory_bytes
 from gstore.pipeline.features.cache import FeatureCache, bit_view
 from gstore.pipeline.features.gather_kernels import (bucket_order, gather_rows, gather_rows_cached,
                                                      gather_rows_ordered, gather_values, max_id)
@@ -101,18 +102,6 @@ def gather_labels(labels: np.ndarray, ids: np.ndarray, out: np.ndarray | None = 
     if n:
         gather_values(labels, ids, dst)
     return dst
-
-
-def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo, or None where unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def should_sort(features: np.ndarray | None) -> bool:
