@@ -1,7 +1,7 @@
 """gstore's prefetching loader vs PyG's NeighborLoader / ClusterLoader on an ogbn-products-sized graph.
 
 Usage:
-    flock /tmp/gstore-heavy.lock python bench/sampling.py [--repeats 3] [--batches 30]
+    flock /tmp/gstore-heavy.lock python bench/sampling.py [--repeats 3] [--batches 30] [--cluster-batches 75]
 
 Builds (once, cached under /work/data/bench_sampling/) a synthetic undirected graph of 2.4M nodes and
 ~60M stored edge entries with 100-dim float32 features, straight from numpy through StoreBuilder. The
@@ -14,7 +14,9 @@ recorded as a partition and laid out contiguously by `reorder_store`, as `gstore
 does), whose one-time record + reorder seconds count as its "setup s", like PyG's permutation.
 
 Every configuration runs in a fresh subprocess (so peak RSS is its own): after one warm-up batch it
-times `--batches` batches, `--repeats` times (median reported). gstore "cold" evicts the store's
+times `--batches` neighbor batches or `--cluster-batches` cluster batches (default: one epoch, 1500 parts
+/ q=20 = 75; shorter runs are dominated by the first-touch of fresh buffers), `--repeats` times (median
+reported). gstore "cold" evicts the store's
 files from the page cache (posix_fadvise DONTNEED) before each repeat; "warm" reads them all first.
 PyG loads the graph and features into RAM (its usual mode) and uses num_workers=0.
 PyG is skipped cleanly when torch_geometric (+ torch_sparse or pyg_lib) is not importable.
@@ -283,8 +285,9 @@ def gather_sort_check(args) -> None:
 # ---------------------------------------------------------------------------------------------
 def run_child(args, child: str, cold: bool = False, workers: int | None = None,
               cache_bytes: int = 0, seed: int = 0) -> dict:
+    batches = args.cluster_batches if "cluster" in child else args.batches
     cmd = [sys.executable, __file__, "--child", child, "--nodes", str(args.nodes), "--pairs", str(args.pairs),
-           "--dim", str(args.dim), "--parts", str(args.parts), "--batches", str(args.batches),
+           "--dim", str(args.dim), "--parts", str(args.parts), "--batches", str(batches),
            "--batch-size", str(args.batch_size), "--clusters-per-batch", str(args.clusters_per_batch),
            "--workers", str(workers or 1), "--prefetch", str(args.prefetch), "--seed", str(seed),
            "--cache-bytes", str(cache_bytes), "--pyg-workers", str(args.pyg_workers)]
@@ -312,7 +315,9 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=30_500_000, help="random pairs (x2 directions stored)")
     ap.add_argument("--dim", type=int, default=100)
     ap.add_argument("--parts", type=int, default=1500)
-    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--batches", type=int, default=30, help="timed neighbor batches per run")
+    ap.add_argument("--cluster-batches", type=int, default=75,
+                    help="timed cluster batches per run (75 = one epoch of 1500 parts at q=20)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--clusters-per-batch", type=int, default=20)
@@ -347,7 +352,8 @@ def main() -> None:
 
     g = gstore.open(store_path(args))
     print(f"graph: {g.num_nodes} nodes, {g.num_edges} stored edges, features {args.dim} x float32; "
-          f"train {len(g.split('train'))}; {args.repeats} repeats x {args.batches} batches, median",
+          f"train {len(g.split('train'))}; {args.repeats} repeats x {args.batches} neighbor / "
+          f"{args.cluster_batches} cluster batches, median",
           flush=True)
     why_not = {m: "--skip-pyg" if args.skip_pyg else pyg_available(m) for m in args.methods.split(",")}
     rows: list[tuple[str, dict]] = []

@@ -5,11 +5,15 @@ Layout (written by `gstore partition`, see docs/partition.md)::
     partition/k<K>/parts    int32 (N,)   part of every dense node id
     partition/k<K>/partptr  int64 (K+1,) part p holds perm[partptr[p]:partptr[p+1]]
     partition/k<K>/perm     int64 (N,)   node ids sorted by part (absent when `contiguous`)
+    partition/k<K>/pos      int64 (N,)   position of every node in perm, the inverse permutation
+                                         (absent when `contiguous`; stores written before it
+                                         existed lack it and samplers compute it)
 
 and `manifest.partitions[str(K)]` = {num_parts, method, params, edge_cut, balance, seconds, peak_rss,
-contiguous, arrays: {parts, partptr, perm}, created}; `manifest.partitions["default"]["key"]` names the
-active one. When the store was reordered by a partition (`--reorder`), that partition is contiguous:
-part p is the node range [partptr[p], partptr[p+1]) and `perm` is the identity.
+contiguous, arrays: {parts, partptr, perm, pos}, created}; `manifest.partitions["default"]["key"]`
+names the active one. When the store was reordered by a partition (`--reorder`), that partition is
+contiguous: part p is the node range [partptr[p], partptr[p+1]) and perm / pos are the identity
+(not stored, None in `Partition`).
 """
 from __future__ import annotations
 
@@ -25,23 +29,28 @@ class Partition:
     """One k-way partition of a store's nodes.
 
     parts: int32 (N,) part per dense node id; partptr: int64 (K+1,) offsets into `perm`;
-    perm: int64 (N,) node ids grouped by part (ascending within a part); edge_cut: fraction of stored
-    edge entries whose endpoints lie in different parts; balance: heaviest part / average part.
+    perm: int64 (N,) node ids grouped by part (ascending within a part), None when contiguous (the
+    identity); pos: int64 (N,) inverse of perm, None when contiguous or not stored;
+    edge_cut: fraction of stored edge entries whose endpoints lie in different parts;
+    balance: heaviest part / average part.
     """
 
     num_parts: int
     parts: np.ndarray
     partptr: np.ndarray
-    perm: np.ndarray
+    perm: np.ndarray | None
     edge_cut: float
     balance: float
     method: str
     contiguous: bool = False
     params: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    pos: np.ndarray | None = None
 
     def nodes_of(self, p: int) -> np.ndarray:
         """int64 dense node ids of part `p` (ascending)."""
+        if self.perm is None:
+            return np.arange(self.partptr[p], self.partptr[p + 1], dtype=np.int64)
         return self.perm[self.partptr[p]:self.partptr[p + 1]]
 
     def sizes(self) -> np.ndarray:
@@ -73,14 +82,14 @@ def load_partition(store, key: str | int | None = None) -> Partition | None:
     arrays = meta["arrays"]
     parts = store.array(arrays["parts"])
     partptr = np.asarray(store.array(arrays["partptr"]))
-    if meta.get("contiguous") or "perm" not in arrays:
-        perm = np.arange(store.num_nodes, dtype=np.int64)
-    else:
+    perm = pos = None  # contiguous: the identity, never materialised (N can be 10^9)
+    if not meta.get("contiguous") and "perm" in arrays:
         perm = store.array(arrays["perm"])
+        pos = store.array(arrays["pos"]) if "pos" in arrays else None
     return Partition(num_parts=int(meta["num_parts"]), parts=parts, partptr=partptr, perm=perm,
                      edge_cut=float(meta["edge_cut"]), balance=float(meta["balance"]),
                      method=str(meta["method"]), contiguous=bool(meta.get("contiguous", False)),
-                     params=dict(meta.get("params", {})), info=dict(meta))
+                     params=dict(meta.get("params", {})), info=dict(meta), pos=pos)
 
 
 def partition_summary_lines(manifest) -> list[str]:

@@ -99,11 +99,13 @@ def full_neighborhood(indptr, indices, seeds, num_hops):
     return hops, edges
 
 
-def induced_subgraph(indptr, indices, nodes, self_loops=True, normalize=True):
-    """Twin of the induced-subgraph kernel: (sorted nodes, rows, weights). rows[i] is the list of
+def induced_subgraph(indptr, indices, nodes, self_loops=True, normalize=True, keep_order=False):
+    """Twin of the induced-subgraph kernels: (nodes, rows, weights). nodes are sorted, or kept in
+    the given order with keep_order (the cluster order of `induced_ranges`); rows[i] is the list of
     (local src, edge id) of node i's in-edges from the set (edge id -1: added self-loop), sorted;
     weights[i] the matching GCN weights (or None)."""
-    nodes = sorted(set(int(v) for v in nodes))
+    nodes = list(dict.fromkeys(int(v) for v in nodes)) if keep_order \
+        else sorted(set(int(v) for v in nodes))
     local = {v: i for i, v in enumerate(nodes)}
     rows = []
     for i, v in enumerate(nodes):

@@ -46,6 +46,7 @@ def _check_partition(path, k, imbalance=0.05):
     assert parts.min() >= 0 and parts.max() < k
     # every node exactly once, grouped by part
     assert sorted(np.asarray(p.perm).tolist()) == list(range(n))
+    np.testing.assert_array_equal(np.asarray(p.pos)[np.asarray(p.perm)], np.arange(n))
     for q in range(k):
         assert (parts[p.nodes_of(q)] == q).all()
     sizes = np.bincount(parts, minlength=k)

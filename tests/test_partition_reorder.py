@@ -103,9 +103,11 @@ def test_reorder_preserves_graph_and_node_data(tmp_path, budget, kind):
     assert (np.diff(parts) >= 0).all()  # clusters are contiguous id ranges
     for q in range(7):
         assert (parts[p.partptr[q]:p.partptr[q + 1]] == q).all()
-    np.testing.assert_array_equal(p.perm, np.arange(g.num_nodes))
+    assert p.perm is None and p.pos is None  # the identity, not materialised
+    np.testing.assert_array_equal(p.nodes_of(2), np.arange(p.partptr[2], p.partptr[3]))
     other = g.partitions()[3]
     assert not other.contiguous and sorted(np.asarray(other.perm).tolist()) == list(range(g.num_nodes))
+    np.testing.assert_array_equal(np.asarray(other.pos)[np.asarray(other.perm)], np.arange(g.num_nodes))
     assert g.manifest.build["reordered_by"]["partition"] == "7"
     assert not (tmp_path / "s.tmp").exists()
 

@@ -38,9 +38,10 @@ def as_twin(sub):
     return sub.nodes.tolist(), rows, weights
 
 
-def assert_matches_twin(sub, indptr, indices, nodes, self_loops, normalize):
+def assert_matches_twin(sub, indptr, indices, nodes, self_loops, normalize, keep_order=False):
     got_nodes, got_rows, got_w = as_twin(sub)
-    ref_nodes, ref_rows, ref_w = induced_subgraph(indptr, indices, nodes, self_loops, normalize)
+    ref_nodes, ref_rows, ref_w = induced_subgraph(indptr, indices, nodes, self_loops, normalize,
+                                                  keep_order)
     assert got_nodes == ref_nodes and got_rows == ref_rows
     if normalize:
         for g, r in zip(got_w, ref_w):
@@ -49,11 +50,12 @@ def assert_matches_twin(sub, indptr, indices, nodes, self_loops, normalize):
         assert sub.edge_weight is None
 
 
-def check_induced(sub, indptr, indices, self_loops):
-    """Rules: sorted unique nodes; every store edge among the nodes is present, and only those;
-    one self-loop per node when requested (added ones have edge id -1)."""
+def check_induced(sub, indptr, indices, self_loops, sorted_nodes=True):
+    """Rules: unique nodes (sorted unless cluster-ordered); every store edge among the nodes is
+    present, and only those; one self-loop per node when requested (added ones have edge id -1)."""
     nodes, n = sub.nodes, sub.num_nodes
-    assert nodes.dtype == np.int64 and np.all(np.diff(nodes) > 0)
+    assert nodes.dtype == np.int64 and len(np.unique(nodes)) == n
+    assert not sorted_nodes or np.all(np.diff(nodes) > 0)
     assert sub.indptr.dtype == np.int64 and sub.indptr[0] == 0 and sub.indptr[-1] == sub.num_edges
     assert sub.indices.dtype == np.int64 and sub.edge_ids.dtype == np.int64
     assert sub.num_edges == 0 or (sub.indices.min() >= 0 and sub.indices.max() < n)
@@ -135,10 +137,18 @@ def test_random_graphs_match_twin(case, self_loops, normalize, index_dtype):
     indices = indices.astype(index_dtype)
     sampler = ClusterSampler(indptr, indices, parts, num_parts=k, normalize=normalize, self_loops=self_loops)
     sub = sampler.sample(np.array(chosen, dtype=np.int64))
-    want_nodes = [v for v in range(n) if parts[v] in chosen]
+    # cluster order: ascending cluster, ascending id within it
+    want_nodes = [v for c in sorted(chosen) for v in range(n) if parts[v] == c]
     assert sub.nodes.tolist() == want_nodes
-    check_induced(sub, indptr, indices, self_loops)
-    assert_matches_twin(sub, indptr, indices, want_nodes, self_loops, normalize)
+    check_induced(sub, indptr, indices, self_loops, sorted_nodes=False)
+    assert_matches_twin(sub, indptr, indices, want_nodes, self_loops, normalize, keep_order=True)
+    # given pos, or no edge ids: the same subgraph
+    given = ClusterSampler(indptr, indices, parts, num_parts=k, normalize=normalize,
+                           self_loops=self_loops, perm=sampler.perm, partptr=sampler.partptr,
+                           contiguous=sampler.perm is None, edge_ids=False,
+                           pos=None if sampler.pos is None else sampler.pos.astype(np.int64))
+    sub3 = given.sample(np.array(chosen, dtype=np.int64))
+    assert len(sub3.edge_ids) == 0 and np.array_equal(sub3.edge_index(), sub.edge_index())
     # sorted parts (contiguous clusters, no permutation kept) give the same subgraph after relabelling
     order = np.argsort(parts, kind="stable")
     relabel = np.empty(n, np.int64)
@@ -189,7 +199,7 @@ def test_from_store_and_partition_sources(tmp_path):
     parts = (np.arange(200) % 7).astype(np.int32)
     a = ClusterSampler.from_store(store, parts=parts, clusters_per_batch=3)
     sub = a.sample(np.array([1, 4]))
-    check_induced(sub, store.indptr, store.indices, True)
+    check_induced(sub, store.indptr, store.indices, True, sorted_nodes=False)
     fake = SimpleNamespace(indptr=store.indptr, indices=store.indices, path=store.path,
                            has_array=lambda name: False,
                            partition=SimpleNamespace(parts=parts, num_parts=7))
@@ -219,6 +229,9 @@ def test_bad_inputs_raise_option_error():
     indptr, indices = tiny()
     with pytest.raises(OptionError):
         ClusterSampler(indptr, indices, TINY_PARTS[:-1])
+    partptr, perm = ck.cluster_index(TINY_PARTS, np.int64(3))
+    with pytest.raises(OptionError):  # a cluster index whose inverse does not fit
+        ClusterSampler(indptr, indices, perm=perm, partptr=partptr, pos=np.zeros(3, np.int64))
     with pytest.raises(OptionError):
         ClusterSampler(indptr, indices, TINY_PARTS, num_parts=2)
     with pytest.raises(OptionError):
@@ -320,9 +333,14 @@ def test_range_kernel_matches_twin_and_search_kernel(case, self_loops, normalize
     assert np.array_equal(ref.indptr, sub.indptr) and np.array_equal(ref.indices, sub.indices)
     assert np.array_equal(ref.edge_ids, sub.edge_ids)
     assert np.array_equal(ref.edge_index(), sub.edge_index())
-    # without edge ids: the same edge index
+    assert ei.flags.c_contiguous
+    # without edge ids, or cut into several chunks: the same edge index
     _, ip3, ei3, eids3 = ck.induced_ranges(indptr, indices, starts, stops, self_loops, False, table_blocks)
     assert len(eids3) == 0 and np.array_equal(ip3, sub_indptr) and np.array_equal(ei3, ei)
+    for chunks in (2, 3, 64):
+        _, ip4, ei4, eids4 = ck.induced_ranges(indptr, indices, starts, stops, self_loops, True,
+                                               table_blocks, None, None, chunks)
+        assert np.array_equal(ip4, sub_indptr) and np.array_equal(ei4, ei) and np.array_equal(eids4, eids)
     # the sampler takes this path for contiguous clusters
     parts = np.repeat(np.arange(len(bounds) - 1), np.diff(b))
     sampler = ClusterSampler(indptr, indices, parts, num_parts=len(bounds) - 1, normalize=normalize,

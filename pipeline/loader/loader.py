@@ -261,7 +261,8 @@ class ClusterLoader(StagedLoader):
             # several workers: one kernel thread each beats competing thread teams (ClusterSampler)
             sampler = ClusterSampler.from_store(store, parts, num_parts, clusters_per_batch,
                                                 normalize=normalize, self_loops=self_loops, seed=seed,
-                                                kernel_threads=1 if num_workers > 1 else None)
+                                                kernel_threads=1 if num_workers > 1 else None,
+                                                edge_ids=False)  # batches carry no edge ids
         plan = ClusterPlan(sampler, clusters_per_batch, drop_last, shuffle)
         mask_ids = np.asarray(store.split(split), dtype=np.int64) if split else None
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,

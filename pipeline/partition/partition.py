@@ -29,6 +29,7 @@ from gstore.pipeline.partition.metis import metis_bytes_estimate, run_metis
 from gstore.pipeline.partition.multilevel import multilevel_partition
 from gstore.pipeline.partition.refine import edge_cut, max_part_weight, rebalance
 from gstore.pipeline.partition.symmetrize import load_in_memory, store_csr, symmetric_graph
+from gstore.pipeline.sampling.cluster_kernels import cluster_index, inverse_permutation
 
 log = logging.getLogger(__name__)
 
@@ -175,12 +176,16 @@ def _reorder_existing(path: Path, meta: dict, memory_budget, progress: Progress)
 
 
 def partition_arrays(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, np.ndarray]:
-    """(partptr int64 (K+1,), perm int64 (N,)): nodes grouped by part, ascending within a part."""
-    counts = np.bincount(parts, minlength=num_parts)
-    partptr = np.zeros(num_parts + 1, dtype=np.int64)
-    np.cumsum(counts, out=partptr[1:])
-    perm = np.argsort(parts, kind="stable").astype(np.int64)
-    return partptr, perm
+    """(partptr int64 (K+1,), perm int64 (N,)): nodes grouped by part, ascending within a part.
+    A counting sort: O(N + K) time, no sort scratch beyond perm itself."""
+    return cluster_index(np.asarray(parts), np.int64(num_parts))
+
+
+def inverse_perm(perm: np.ndarray) -> np.ndarray:
+    """int64 (N,) position of every node in `perm` (int (N,), a permutation of 0..N-1)."""
+    pos = np.empty(len(perm), dtype=np.int64)
+    inverse_permutation(perm, pos)
+    return pos
 
 
 def record_partition(path: Path, key: str, parts: np.ndarray, result: PartitionResult) -> None:
@@ -194,7 +199,9 @@ def record_partition(path: Path, key: str, parts: np.ndarray, result: PartitionR
     partptr, perm = partition_arrays(parts, result.num_parts)
     recs = [write_array(path, f"{name}/parts", parts.astype(np.int32, copy=False)),
             write_array(path, f"{name}/partptr", partptr),
-            write_array(path, f"{name}/perm", perm)]
+            write_array(path, f"{name}/perm", perm),
+            write_array(path, f"{name}/pos", inverse_perm(perm))]
+    del perm
     if not (path / "partition" / "zarr.json").exists():
         write_group_metadata(path / "partition")
     write_group_metadata(path / name)
@@ -202,7 +209,8 @@ def record_partition(path: Path, key: str, parts: np.ndarray, result: PartitionR
             "edge_cut": result.edge_cut, "balance": result.balance, "seconds": result.seconds,
             "peak_rss": result.peak_rss, "metis_estimate": result.metis_estimate,
             "levels": [list(lv) for lv in result.levels], "contiguous": False, "reordered": False,
-            "arrays": {"parts": recs[0].name, "partptr": recs[1].name, "perm": recs[2].name},
+            "arrays": {"parts": recs[0].name, "partptr": recs[1].name, "perm": recs[2].name,
+                       "pos": recs[3].name},
             "created": time.time()}
     fault_point("partition:before-manifest")
     old = manifest.partitions.get(key)

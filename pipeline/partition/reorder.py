@@ -27,7 +27,7 @@ from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
 from gstore.pipeline.partition.csr_stream import ArrayFile, row_ranges, store_array_file
-from gstore.pipeline.partition.partition import fault_point, partition_arrays
+from gstore.pipeline.partition.partition import fault_point, inverse_perm, partition_arrays
 from gstore.pipeline.partition.reorder_kernels import map_sort_rows, scatter_rows
 
 log = logging.getLogger(__name__)
@@ -38,9 +38,7 @@ CSR_ARRAYS = {"indptr", "indices", "weights", "node_ids/offsets", "node_ids/utf8
 def reorder_permutation(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(perm int64 new->old, inv int64 old->new, partptr int64 (K+1,)) grouping nodes by part."""
     partptr, perm = partition_arrays(parts, num_parts)
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(len(perm), dtype=np.int64)
-    return perm, inv, partptr
+    return perm, inverse_perm(perm), partptr
 
 
 def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = "4GiB",
@@ -232,7 +230,8 @@ def _write_partitions(store, b: StoreBuilder, manifest, perm: np.ndarray, key: s
             recs.append(b.write_array(f"{base}/partptr", partptr))
         else:
             pp, pm = partition_arrays(new_parts, int(meta["num_parts"]))
-            recs += [b.write_array(f"{base}/partptr", pp), b.write_array(f"{base}/perm", pm)]
+            recs += [b.write_array(f"{base}/partptr", pp), b.write_array(f"{base}/perm", pm),
+                     b.write_array(f"{base}/pos", inverse_perm(pm))]
         new_meta = dict(meta)
         new_meta["arrays"] = {Path(r.name).name: r.name for r in recs}
         new_meta["contiguous"] = k == key

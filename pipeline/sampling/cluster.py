@@ -6,12 +6,14 @@ batches of `clusters_per_batch`; a batch keeps EVERY store edge between its node
 different chosen clusters included (the multi-cluster variant of Cluster-GCN), optionally with
 self-loops and GCN normalisation. Conventions: docs/sampling.md.
 
-Memory: a cluster -> nodes index (partptr int64 (K+1,), perm int64 (N,)) built once by counting sort,
-or taken from the store's partition. When the clusters are contiguous id ranges (parts
-non-decreasing, e.g. a store relabelled by its partition) no perm is kept, batches read contiguous
-ranges and go through the range kernel (`cluster_kernels.induced_ranges`: membership by a per-batch
-range table, [src; dst] written directly; see docs/sampling.md). Per batch: O(batch nodes + batch
-edges); nothing N-sized.
+Every batch is a few ranges of the cluster order and goes through the range kernel
+(`cluster_kernels.induced_ranges`: membership by a per-batch range table, [src; dst] written
+directly; see docs/sampling.md). When the clusters are contiguous id ranges (parts non-decreasing,
+e.g. a store relabelled by `gstore partition --reorder`) the order is the id order: batches read
+contiguous CSR and feature ranges and no index is kept. Otherwise the sampler holds a cluster index,
+perm (nodes grouped by cluster) and pos (its inverse), both int (N,): taken from the store's
+partition (memory-mapped) or built once by counting sort from `parts` (16 bytes per node of RAM at
+most); each scanned edge then costs one random read of pos. Per batch: O(batch nodes + batch edges).
 """
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ def build_induced(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray, *,
 
 @dataclass
 class RangeClusterSubgraph(ClusterSubgraph):
-    """A ClusterSubgraph built from contiguous clusters, whose kernel wrote the [src; dst] edge index
-    directly: `indices` is row 0 of `edge_index_array` (int64 (2, m)), so `edge_index()` is free."""
+    """A ClusterSubgraph built by the range kernel, which wrote the [src; dst] edge index directly:
+    `indices` is row 0 of `edge_index_array` (int64 (2, m)), so `edge_index()` is free."""
 
     edge_index_array: np.ndarray
 
@@ -50,13 +52,17 @@ class RangeClusterSubgraph(ClusterSubgraph):
 
 def build_induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray,
                          stops: np.ndarray, *, normalize: bool, self_loops: bool,
-                         clusters: np.ndarray) -> RangeClusterSubgraph:
-    """Induced subgraph over the id ranges [starts[k], stops[k]) (int64 (q,), ascending, disjoint)."""
-    nodes, sub_indptr, edge_index, edge_ids = ck.induced_ranges(indptr, indices, starts, stops,
-                                                                bool(self_loops))
+                         clusters: np.ndarray, perm: np.ndarray | None = None,
+                         pos: np.ndarray | None = None,
+                         edge_ids: bool = True) -> RangeClusterSubgraph:
+    """Induced subgraph over the ranges [starts[k], stops[k]) (int64 (q,), ascending, disjoint) of
+    the cluster order: id ranges, or ranges of `perm` (with `pos` its inverse) when given."""
+    nodes, sub_indptr, edge_index, eids = ck.induced_ranges(
+        indptr, indices, starts, stops, bool(self_loops), bool(edge_ids), ck.RANGE_TABLE_BLOCKS,
+        perm, pos, numba.get_num_threads())
     weight = ck.gcn_norm(sub_indptr, edge_index[0]) if normalize else None
     return RangeClusterSubgraph(nodes=nodes, indptr=sub_indptr, indices=edge_index[0],
-                                edge_ids=edge_ids, edge_weight=weight, clusters=clusters,
+                                edge_ids=eids, edge_weight=weight, clusters=clusters,
                                 edge_index_array=edge_index)
 
 
@@ -70,9 +76,14 @@ class ClusterSampler:
     """Cluster-GCN sampler over in-edge CSR arrays and a node -> cluster assignment.
 
     parts: int (N,) cluster of every node, in [0, num_parts) (num_parts defaults to max + 1).
-    perm/partptr: optional precomputed cluster index (a store partition's `perm`, `partptr`); built
-        from `parts` when absent. contiguous: cluster c is the id range [partptr[c], partptr[c+1])
-        (a store reordered by its partition); perm is then not read.
+    perm/partptr/pos: optional precomputed cluster index (a store partition's `perm`, `partptr`,
+        `pos`); built from `parts` when absent (pos from perm when only it is missing).
+        contiguous: cluster c is the id range [partptr[c], partptr[c+1]) (a store reordered by its
+        partition); perm and pos are then not read.
+    edge_ids: return each edge's position in the store's `indices` (False: an empty array, which
+        saves writing 8 bytes per edge; the loader does not use them).
+    Batch nodes come in cluster order: ascending cluster id, then ascending node id (sorted for
+    contiguous clusters).
     kernel_threads: numba threads one `sample` call uses (None: all). Several loader workers
         sampling concurrently do better with 1 each than with competing thread teams (bench:
         2 workers on 2 cores, 100 -> 127 batches/s on the reordered bench store).
@@ -82,7 +93,8 @@ class ClusterSampler:
                  num_parts: int | None = None, clusters_per_batch: int = 20, normalize: bool = True,
                  self_loops: bool = True, seed: int = 0, *, perm: np.ndarray | None = None,
                  partptr: np.ndarray | None = None, contiguous: bool = False,
-                 kernel_threads: int | None = None) -> None:
+                 pos: np.ndarray | None = None, kernel_threads: int | None = None,
+                 edge_ids: bool = True) -> None:
         self.indptr, self.indices = check_csr(indptr, indices)
         if kernel_threads is not None and int(kernel_threads) < 1:
             raise OptionError(f"kernel_threads must be >= 1 or None, got {kernel_threads}")
@@ -93,6 +105,7 @@ class ClusterSampler:
         self.normalize = bool(normalize)
         self.self_loops = bool(self_loops)
         self.seed = int(seed)
+        self.edge_ids = bool(edge_ids)
         as_u64(seed)
         if partptr is not None and (perm is not None or contiguous):
             self.num_parts, self.partptr, self.perm = self._check_index(perm, partptr, num_parts,
@@ -102,13 +115,15 @@ class ClusterSampler:
         else:
             raise OptionError("ClusterSampler needs `parts` (cluster of every node) or perm+partptr",
                               hint="run `gstore partition` or pass parts=")
+        self.pos = None if self.perm is None else self._inverse(pos)
 
     @classmethod
     def from_store(cls, store, parts: np.ndarray | None = None, num_parts: int | None = None,
                    clusters_per_batch: int = 20, normalize: bool = True, self_loops: bool = True,
-                   seed: int = 0, kernel_threads: int | None = None) -> "ClusterSampler":
+                   seed: int = 0, kernel_threads: int | None = None,
+                   edge_ids: bool = True) -> "ClusterSampler":
         """Sampler over a GraphStore; clusters from `parts` or else the store's partition."""
-        perm = partptr = None
+        perm = partptr = pos = None
         contiguous = False
         if parts is None:
             part = _store_partition(store)
@@ -119,10 +134,11 @@ class ClusterSampler:
             parts = part.parts
             num_parts = part.num_parts if num_parts is None else num_parts
             perm, partptr = getattr(part, "perm", None), getattr(part, "partptr", None)
+            pos = getattr(part, "pos", None)
             contiguous = bool(getattr(part, "contiguous", False))
         return cls(store.indptr, store.indices, parts, num_parts, clusters_per_batch, normalize,
-                   self_loops, seed, perm=perm, partptr=partptr, contiguous=contiguous,
-                   kernel_threads=kernel_threads)
+                   self_loops, seed, perm=perm, partptr=partptr, contiguous=contiguous, pos=pos,
+                   kernel_threads=kernel_threads, edge_ids=edge_ids)
 
     @property
     def num_nodes(self) -> int:
@@ -173,13 +189,26 @@ class ClusterSampler:
 
     # ---- batches ------------------------------------------------------------------------------
     def cluster_nodes(self, cluster_ids: np.ndarray) -> np.ndarray:
-        """int64 sorted dense ids of the union of `cluster_ids` (int (q,) unique, in range)."""
+        """int64 dense ids of the union of `cluster_ids` (int (q,) unique, in range), in the order
+        `sample` puts them: ascending cluster id, ascending node id within a cluster."""
         ids = self._checked_ids(cluster_ids)
         starts, stops = self.partptr[ids], self.partptr[ids + 1]
-        if self.perm is None:  # ascending ranges in ascending cluster order: already sorted
+        if self.perm is None:
             return np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in zip(starts, stops)]
                                   or [np.zeros(0, np.int64)])
-        return np.sort(ck.gather_ranges(self.perm, starts, stops))
+        return ck.gather_ranges(self.perm, starts, stops)
+
+    def _inverse(self, pos: np.ndarray | None) -> np.ndarray:
+        """pos: int (N,) position of every node in perm (given, or computed: one O(N) pass)."""
+        if pos is not None:
+            pos = np.asarray(pos)
+            if pos.shape != (self.num_nodes,) or not np.issubdtype(pos.dtype, np.integer):
+                raise OptionError(f"pos must be an integer array of shape ({self.num_nodes},), got "
+                                  f"{pos.dtype} {pos.shape}", hint="re-run `gstore partition`")
+            return pos
+        out = np.empty(self.num_nodes, dtype=np.int32 if self.num_nodes < 2**31 else np.int64)
+        ck.inverse_permutation(self.perm, out)
+        return out
 
     def _checked_ids(self, cluster_ids: np.ndarray) -> np.ndarray:
         """int64 (q,) sorted cluster ids, validated (1-D integers, unique, in [0, num_parts))."""
@@ -194,9 +223,9 @@ class ClusterSampler:
         return ids
 
     def sample(self, cluster_ids: np.ndarray, seed: int = 0) -> ClusterSubgraph:
-        """Induced subgraph over the clusters `cluster_ids`. Deterministic: `seed` is accepted for
-        a uniform sampler interface and unused. Contiguous clusters take the range kernel (membership
-        by range test, edge index written directly); both paths give the same subgraph."""
+        """Induced subgraph over the clusters `cluster_ids` (nodes in cluster order, see the class).
+        Deterministic: `seed` is accepted for a uniform sampler interface and unused (the epoch's
+        cluster order is where randomness enters, `epoch_batches`)."""
         if self.kernel_threads is None:
             return self._sample(cluster_ids)
         before = numba.get_num_threads()  # thread-local: other workers keep their own setting
@@ -207,12 +236,8 @@ class ClusterSampler:
             numba.set_num_threads(before)
 
     def _sample(self, cluster_ids: np.ndarray) -> ClusterSubgraph:
-        if self.perm is None:
-            ids = self._checked_ids(cluster_ids)
-            return build_induced_ranges(self.indptr, self.indices, self.partptr[ids],
-                                        self.partptr[ids + 1], normalize=self.normalize,
-                                        self_loops=self.self_loops, clusters=ids)
-        nodes = self.cluster_nodes(cluster_ids)
-        return build_induced(self.indptr, self.indices, nodes, normalize=self.normalize,
-                             self_loops=self.self_loops,
-                             clusters=np.sort(np.asarray(cluster_ids, dtype=np.int64)))
+        ids = self._checked_ids(cluster_ids)
+        return build_induced_ranges(self.indptr, self.indices, self.partptr[ids],
+                                    self.partptr[ids + 1], normalize=self.normalize,
+                                    self_loops=self.self_loops, clusters=ids, perm=self.perm,
+                                    pos=self.pos, edge_ids=self.edge_ids)

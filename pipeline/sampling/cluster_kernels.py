@@ -3,9 +3,10 @@
 Membership of a neighbor in the batch's node set is a binary search in the SORTED batch nodes, so a
 batch costs O(batch edges * log batch nodes) time and O(batch) memory, never an N-sized array. Since
 store rows are sorted by source, each search starts where the previous one ended (rows that are not
-sorted are still handled, just without that shortcut). Contiguous clusters (a store reordered by its
-partition) take `induced_ranges` instead: the batch is a few id ranges, membership is a per-batch
-block -> range table lookup plus one compare, and the fill is branchless (see its docstring).
+sorted are still handled, just without that shortcut). Cluster-GCN batches take `induced_ranges`
+instead: the batch is a few ranges of the cluster order (id ranges in a store reordered by its
+partition; ranges of a cluster index `perm` otherwise), membership is a per-batch block -> range
+table lookup plus one compare, and the fill is branchless (see its docstring).
 Twins live in tests/reference_sampling.py.
 """
 from __future__ import annotations
@@ -164,16 +165,27 @@ def _range_of(u, shift, table, hi):
 @njit(**NJIT_PARALLEL)
 def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, stops: np.ndarray,
                    self_loops: bool, with_edge_ids: bool = True,
-                   table_blocks: int = RANGE_TABLE_BLOCKS):
-    """Induced subgraph over the nodes of the id ranges [starts[k], stops[k]) (int64 (q,), ascending,
-    disjoint): the clusters of a store laid out by its partition. Same edges, order and added loops
-    as `induced_subgraph` over the concatenated ranges (any row order), but membership is a table
-    lookup + one compare (`range_table`) instead of a search, done without branches (a match is
-    written unconditionally and the cursor advances by the compare), so random sources cost no
-    mispredictions. Pass 1 counts each row, pass 2 fills it, both parallel over rows; no per-edge
-    scratch. `with_edge_ids=False` skips the edge ids; `table_blocks` caps the table (tests).
-    Returns (nodes int64 (n,), indptr int64 (n+1,), edge_index int64 (2, m) [local src; local dst],
-    edge_ids int64 (m,) positions in the store's `indices`, -1 for added loops; (0,) without them).
+                   table_blocks: int = RANGE_TABLE_BLOCKS, perm=None, pos=None,
+                   num_chunks: int = 1):
+    """Induced subgraph over the nodes of the ranges [starts[k], stops[k]) (int64 (q,), ascending,
+    disjoint) of a cluster order: the clusters of a partition, each a range of that order.
+
+    Without perm/pos the order is the id order (a store laid out by its partition): batch node i is
+    an id of the ranges. With them, position p of the order holds node perm[p] and node u sits at
+    position pos[u] (perm: int (N,) nodes grouped by cluster, pos: int (N,) its inverse), so
+    scattered clusters cost one extra random read per scanned edge, not a search.
+    Same edges and added loops as `induced_subgraph` over the batch nodes, but membership is a
+    table lookup + one compare (`range_table`) done without branches (a match is written
+    unconditionally and the cursor advances by the compare), so random sources cost no
+    mispredictions. One pass over the scanned edges: rows are cut into `num_chunks` chunks (the
+    caller's numba thread count), each writing its kept sources compactly into its share of an
+    upper-bound buffer (scanned edges + loops); then the chunks are closed up and the destination
+    row is written behind the sources, so edge_index is one C-contiguous (2, m) array.
+    `with_edge_ids=False` skips the edge ids; `table_blocks` caps the table (tests).
+    Returns (nodes int64 (n,) in range order, indptr int64 (n+1,), edge_index int64 (2, m)
+    [local src; local dst], edge_ids int64 (m,) positions in the store's `indices`, -1 for added
+    loops; (0,) without them). Without perm, rows of a sorted store come out sorted by local source,
+    in the order `induced_subgraph` gives.
     """
     q = len(starts)
     shift, table, lo, hi, base = range_table(starts, stops, np.int64(len(indptr) - 1),
@@ -182,62 +194,84 @@ def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, 
     for k in range(q):
         n += stops[k] - starts[k]
     nodes = np.empty(n, dtype=np.int64)
+    # region[i]: where row i's output may start: scanned edges (+ one loop each) before it
+    region = np.empty(n + 1, dtype=np.int64)
+    region[0] = 0
+    extra = np.int64(1) if self_loops else np.int64(0)
     o = 0
     for k in range(q):
-        for v in range(starts[k], stops[k]):
+        for p in range(starts[k], stops[k]):
+            v = p if perm is None else np.int64(perm[p])
             nodes[o] = v
+            region[o + 1] = region[o] + indptr[v + 1] - indptr[v] + extra
             o += 1
+    cap = region[n]
+    # rows cut into one chunk per thread, balanced by scanned edges
+    chunks = max(np.int64(1), min(np.int64(num_chunks), n))
+    first = np.empty(chunks + 1, dtype=np.int64)
+    for c in range(chunks + 1):
+        first[c] = np.searchsorted(region[:n], cap * c // chunks) if c < chunks else n
+    first[0] = 0
+    buf = np.empty(2 * cap, dtype=np.int64)        # src, then [src | dst] once m is known
+    eids = np.empty(cap if with_edge_ids else 0, dtype=np.int64)
     counts = np.empty(n, dtype=np.int64)
-    add_loop = np.zeros(n, dtype=np.bool_)
-    for i in prange(n):
-        v = nodes[i]
-        cnt = np.int64(0)
-        has_loop = False
-        for e in range(indptr[v], indptr[v + 1]):
-            u = np.int64(indices[e])
-            k = _range_of(u, shift, table, hi)
-            cnt += lo[k] <= u
-            has_loop = has_loop or u == v
-        if self_loops and not has_loop:
-            add_loop[i] = True
-            cnt += 1
-        counts[i] = cnt
+    kept = np.zeros(chunks, dtype=np.int64)
+    for c in prange(chunks):
+        o = region[first[c]]
+        for i in range(first[c], first[c + 1]):
+            v = nodes[i]
+            row_start = o
+            pending = self_loops
+            if pending:  # a row with its own loop gets none added (rows may be in any order)
+                for e in range(indptr[v], indptr[v + 1]):
+                    if np.int64(indices[e]) == v:
+                        pending = False
+            for e in range(indptr[v], indptr[v + 1]):
+                u = np.int64(indices[e])
+                if pos is not None:
+                    u = np.int64(pos[u])
+                k = _range_of(u, shift, table, hi)
+                keep = lo[k] <= u
+                p = base[k] + u
+                if pending and keep and p > i:  # the added loop goes where it keeps a sorted row sorted
+                    buf[o] = i
+                    if with_edge_ids:
+                        eids[o] = -1
+                    o += 1
+                    pending = False
+                buf[o] = p  # write first, keep by advancing: no branch on random sources
+                if with_edge_ids:
+                    eids[o] = e
+                o += keep
+            if pending:
+                buf[o] = i
+                if with_edge_ids:
+                    eids[o] = -1
+                o += 1
+            counts[i] = o - row_start
+        kept[c] = o - region[first[c]]
     sub_indptr = np.empty(n + 1, dtype=np.int64)
     sub_indptr[0] = 0
     for i in range(n):
         sub_indptr[i + 1] = sub_indptr[i] + counts[i]
     m = sub_indptr[n]
-    edge_index = np.empty((2, m), dtype=np.int64)
-    edge_ids = np.empty(m if with_edge_ids else 0, dtype=np.int64)
-    for i in prange(n):
-        v = nodes[i]
-        o = sub_indptr[i]
-        end = sub_indptr[i + 1]
-        pending = add_loop[i]
-        for e in range(indptr[v], indptr[v + 1]):
-            u = np.int64(indices[e])
-            k = _range_of(u, shift, table, hi)
-            keep = lo[k] <= u
-            p = base[k] + u
-            if pending and keep and p > i:  # the added loop goes where it keeps the row sorted
-                edge_index[0, o] = i
-                edge_index[1, o] = i
-                if with_edge_ids:
-                    edge_ids[o] = -1
-                o += 1
-                pending = False
-            if o < end:  # write first, keep by advancing: o < end guards the next row's slots
-                edge_index[0, o] = p
-                edge_index[1, o] = i
-                if with_edge_ids:
-                    edge_ids[o] = e
-            o += keep
-        if pending:
-            edge_index[0, o] = i
-            edge_index[1, o] = i
+    for c in range(1, chunks):  # close the gaps between chunks: moves left, in order, so no overlap
+        src0, dst0 = region[first[c]], sub_indptr[first[c]]
+        for j in range(kept[c]):
+            buf[dst0 + j] = buf[src0 + j]
             if with_edge_ids:
-                edge_ids[o] = -1
-    return nodes, sub_indptr, edge_index, edge_ids
+                eids[dst0 + j] = eids[src0 + j]
+    for i in range(n):
+        for j in range(sub_indptr[i], sub_indptr[i + 1]):
+            buf[m + j] = i
+    return nodes, sub_indptr, buf[:2 * m].reshape(2, m), eids[:m] if with_edge_ids else eids
+
+
+@njit(**NJIT)
+def inverse_permutation(perm: np.ndarray, out: np.ndarray) -> None:
+    """out[perm[p]] = p for every position p (perm: int (N,) a permutation of 0..N-1; out: int (N,))."""
+    for p in range(len(perm)):
+        out[perm[p]] = p
 
 
 @njit(**NJIT)

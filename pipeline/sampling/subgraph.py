@@ -87,9 +87,11 @@ class ClusterSubgraph:
     (GraphSAINT-style).
 
     nodes: int64 (n,) unique dense store ids of the subgraph (every node is a training target
-        candidate; mask with the split to pick the loss nodes).
+        candidate; mask with the split to pick the loss nodes). Cluster batches list them in
+        cluster order (ascending cluster, then ascending id); SAINT batches sorted.
     indptr: int64 (n+1,) local CSR over destinations; indices: int64 (m,) local source ids.
-    edge_ids: int64 (m,) positions in the store's `indices` (-1 for added self-loops).
+    edge_ids: int64 (m,) positions in the store's `indices` (-1 for added self-loops); empty (0,)
+        when the sampler was built with edge_ids=False.
     edge_weight: float32 (m,) GCN-normalised weights when requested, else None.
     clusters: int64 (q,) the cluster ids chosen for this batch (empty for SAINT samplers).
     """
