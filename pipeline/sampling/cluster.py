@@ -17,6 +17,7 @@ most); each scanned edge then costs one random read of pos. Per batch: O(batch n
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numba
@@ -26,6 +27,8 @@ from gstore.errors import OptionError
 from gstore.pipeline.sampling import cluster_kernels as ck
 from gstore.pipeline.sampling.inputs import as_u64, check_csr
 from gstore.pipeline.sampling.subgraph import ClusterSubgraph
+
+log = logging.getLogger(__name__)
 
 
 def build_induced(indptr: np.ndarray, indices: np.ndarray, nodes: np.ndarray, *, normalize: bool,
@@ -116,6 +119,10 @@ class ClusterSampler:
             raise OptionError("ClusterSampler needs `parts` (cluster of every node) or perm+partptr",
                               hint="run `gstore partition` or pass parts=")
         self.pos = None if self.perm is None else self._inverse(pos)
+        if self.perm is not None:
+            log.info("clusters are scattered over the node ids: every scanned edge costs a random "
+                     "read; a store laid out by its partition (`gstore partition --reorder`) reads "
+                     "contiguous ranges (about 4x the batches/s on the bench graph)")
 
     @classmethod
     def from_store(cls, store, parts: np.ndarray | None = None, num_parts: int | None = None,
