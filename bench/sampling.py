@@ -13,11 +13,12 @@ store as built (parts scattered over the ids) and on a reordered copy (cached be
 recorded as a partition and laid out contiguously by `reorder_store`, as `gstore partition --reorder`
 does), whose one-time record + reorder seconds count as its "setup s", like PyG's permutation.
 
-Every configuration runs in a fresh subprocess (so peak RSS is its own): after one warm-up batch it
-times `--batches` neighbor batches or `--cluster-batches` cluster batches (default: one epoch, 1500 parts
-/ q=20 = 75; shorter runs are dominated by the first-touch of fresh buffers), `--repeats` times (median
-reported). gstore "cold" evicts the store's
-files from the page cache (posix_fadvise DONTNEED) before each repeat; "warm" reads them all first.
+Every configuration runs in a fresh subprocess (so peak RSS is its own), and the repeats interleave the
+configurations (gstore and PyG alternate, so machine noise hits both). After one warm-up batch a run
+times `--batches` neighbor batches or `--cluster-batches` cluster batches (default: one epoch, 1500
+parts / q=20 = 75; much shorter runs mostly measure the first touch of fresh buffers); medians over
+`--repeats`. gstore "cold" evicts the store's files from the page cache (posix_fadvise DONTNEED)
+first; "warm" reads them all first.
 PyG loads the graph and features into RAM (its usual mode) and uses num_workers=0.
 PyG is skipped cleanly when torch_geometric (+ torch_sparse or pyg_lib) is not importable.
 """
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -356,32 +356,37 @@ def main() -> None:
           f"{args.cluster_batches} cluster batches, median",
           flush=True)
     why_not = {m: "--skip-pyg" if args.skip_pyg else pyg_available(m) for m in args.methods.split(",")}
-    rows: list[tuple[str, dict]] = []
     workers = [int(w) for w in args.worker_list.split(",")]
+    # (label, child, workers, store to warm first or None, cold)
+    configs: list[tuple[str, str, int, Path | None, bool]] = []
     for method in args.methods.split(","):
         variants = [("", store_path(args))]
         if method == "cluster":  # the same parts, laid out contiguously (gstore partition --reorder)
             variants.append(("-reordered", reordered_path(args)))
         for suffix, path in variants:
-            read_all(path)
             label = f"gstore {method}{' reordered' if suffix else ''}"
             for w in workers:
-                runs = [run_child(args, f"gstore-{method}{suffix}", workers=w, seed=r)
-                        for r in range(args.repeats)]
-                rows.append((f"{label} warm, {w} worker(s)", median_of(runs)))
-                print(f"  done: {rows[-1][0]}", flush=True)
-            runs = [run_child(args, f"gstore-{method}{suffix}", cold=True, workers=workers[-1], seed=r)
-                    for r in range(args.repeats)]
-            rows.append((f"{label} cold, {workers[-1]} worker(s)", median_of(runs)))
-            print(f"  done: {rows[-1][0]}", flush=True)
+                configs.append((f"{label} warm, {w} worker(s)", f"gstore-{method}{suffix}", w, path, False))
+            configs.append((f"{label} cold, {workers[-1]} worker(s)", f"gstore-{method}{suffix}",
+                            workers[-1], None, True))
         if why_not[method] is None:
-            runs = [run_child(args, f"pyg-{method}", seed=r) for r in range(args.repeats)]
-            rows.append((f"PyG {method} (in RAM, num_workers={args.pyg_workers})", median_of(runs)))
-            print(f"  done: {rows[-1][0]}", flush=True)
-    print_table(rows, why_not)
+            configs.append((f"PyG {method} (in RAM, num_workers={args.pyg_workers})", f"pyg-{method}", 1,
+                            None, False))
+    # repeats interleave the configurations (A B C A B C ...), so a slow spell of the shared machine
+    # hits every configuration alike instead of one configuration's whole median
+    runs: dict[str, list[dict]] = {c[0]: [] for c in configs}
+    for r in range(args.repeats):
+        for label, child, w, warm_path, cold in configs:
+            if warm_path is not None:
+                read_all(warm_path)  # a cold run before may have evicted it
+            runs[label].append(run_child(args, child, cold=cold, workers=w, seed=r))
+            print(f"  repeat {r + 1}/{args.repeats} done: {label} "
+                  f"{runs[label][-1]['batches_per_s']:.2f} batches/s", flush=True)
+    rows = [(label, median_of(runs[label])) for label, *_ in configs]
+    print_table(rows, why_not, runs)
 
 
-def print_table(rows, why_not) -> None:
+def print_table(rows, why_not, runs: dict[str, list[dict]] | None = None) -> None:
     head = f"{'configuration':44s} {'batches/s':>10s} {'edges/s':>12s} {'nodes/batch':>12s} " \
            f"{'edges/batch':>12s} {'feat MB/s':>10s} {'setup s':>8s} {'peak RSS':>10s}"
     print(head)
@@ -402,6 +407,22 @@ def print_table(rows, why_not) -> None:
                 print(f"{label[7:]}: gstore warm (best) / PyG = "
                       f"{best['batches_per_s'] / pyg['batches_per_s']:.2f}x batches/s, "
                       f"{best['edges_per_s'] / pyg['edges_per_s']:.2f}x edges/s")
+                paired = _paired_ratios(rows, runs, best, f"PyG {method}")
+                if paired:
+                    print(f"  per repeat (run next to each other): {' '.join(f'{x:.2f}x' for x in paired)}"
+                          f"; min {min(paired):.2f}x, median {statistics.median(paired):.2f}x")
+
+
+def _paired_ratios(rows, runs, best: dict, pyg_prefix: str) -> list[float]:
+    """batches/s of the best gstore configuration over PyG's, repeat by repeat (the two ran in the
+    same interleaved round, so they saw the same state of the machine)."""
+    if not runs:
+        return []
+    g_label = next(n for n, r in rows if r is best)
+    p_label = next((n for n in runs if n.startswith(pyg_prefix)), None)
+    if p_label is None:
+        return []
+    return [g["batches_per_s"] / p["batches_per_s"] for g, p in zip(runs[g_label], runs[p_label])]
 
 
 if __name__ == "__main__":

@@ -404,6 +404,29 @@ def test_reordered_store_partition_uses_range_kernel(tmp_path):
         np.testing.assert_allclose(ref.edge_weight, sub.edge_weight, rtol=1e-6)
 
 
+def test_stored_scattered_partition_uses_its_pos(tmp_path):
+    """A partition recorded without --reorder: the sampler maps neighbors through the stored pos
+    (memory-mapped, not rebuilt) and its batches follow the cluster order and match the twin."""
+    from gstore.pipeline.partition.partition import PartitionResult, record_partition
+
+    s, d = random_graph(90, 700, 8)
+    path = tmp_path / "g"
+    build_store(path, s, d, 90, directed=True)
+    parts = (np.arange(90) * 5 % 6).astype(np.int32)
+    result = PartitionResult(num_parts=6, method="given", edge_cut=0.0, balance=1.0, seconds=0.0,
+                             peak_rss=0, metis_estimate=0)
+    record_partition(path, "6", parts, result)
+    store = gstore.open(path)
+    sampler = ClusterSampler.from_store(store, clusters_per_batch=4)
+    assert not sampler.pos.flags.writeable and not store.partition.contiguous  # the read-only map
+    for batch in sampler.epoch_batches(3):
+        sub = sampler.sample(batch)
+        want = [v for c in np.sort(batch) for v in range(90) if parts[v] == c]
+        assert sub.nodes.tolist() == want
+        check_induced(sub, store.indptr, store.indices, True, sorted_nodes=False)
+        assert_matches_twin(sub, store.indptr, store.indices, want, True, True, keep_order=True)
+
+
 def test_kernel_threads_same_batches():
     s, d = random_graph(120, 900, 6)
     indptr, indices = reference_csr(s, d, 120, directed=False)
