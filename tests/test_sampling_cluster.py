@@ -377,20 +377,27 @@ def test_range_table_matches_twin(n, cut_list, max_blocks, rnd):
             assert k == want_k and lo[k] <= u and base[k] + u == want_local
 
 
+def partitioned_store(path, n, m, seed, directed, parts):
+    """A random store with `parts` (int32 (n,)) recorded as its partition "K" (not reordered)."""
+    from gstore.pipeline.partition.partition import PartitionResult, record_partition
+
+    s, d = random_graph(n, m, seed)
+    build_store(path, s, d, n, directed=directed)
+    k = int(parts.max()) + 1
+    result = PartitionResult(num_parts=k, method="given", edge_cut=0.0, balance=1.0, seconds=0.0,
+                             peak_rss=0, metis_estimate=0)
+    record_partition(path, str(k), parts, result)
+    return path
+
+
 def test_reordered_store_partition_uses_range_kernel(tmp_path):
     """A store whose partition is contiguous (gstore partition --reorder) samples through the
     range kernel and matches the search kernel over the same nodes."""
-    from gstore.pipeline.partition.partition import PartitionResult, record_partition
     from gstore.pipeline.partition.reorder import reorder_store
     from gstore.pipeline.sampling.cluster import RangeClusterSubgraph
 
-    s, d = random_graph(80, 600, 5)
-    path = tmp_path / "g"
-    build_store(path, s, d, 80, directed=False)
     parts = (np.arange(80) * 7 % 4).astype(np.int32)
-    result = PartitionResult(num_parts=4, method="given", edge_cut=0.0, balance=1.0, seconds=0.0,
-                             peak_rss=0, metis_estimate=0)
-    record_partition(path, "4", parts, result)
+    path = partitioned_store(tmp_path / "g", 80, 600, 5, False, parts)
     reorder_store(path, "4")
     store = gstore.open(path)
     sampler = ClusterSampler.from_store(store, clusters_per_batch=2)
@@ -407,16 +414,8 @@ def test_reordered_store_partition_uses_range_kernel(tmp_path):
 def test_stored_scattered_partition_uses_its_pos(tmp_path):
     """A partition recorded without --reorder: the sampler maps neighbors through the stored pos
     (memory-mapped, not rebuilt) and its batches follow the cluster order and match the twin."""
-    from gstore.pipeline.partition.partition import PartitionResult, record_partition
-
-    s, d = random_graph(90, 700, 8)
-    path = tmp_path / "g"
-    build_store(path, s, d, 90, directed=True)
     parts = (np.arange(90) * 5 % 6).astype(np.int32)
-    result = PartitionResult(num_parts=6, method="given", edge_cut=0.0, balance=1.0, seconds=0.0,
-                             peak_rss=0, metis_estimate=0)
-    record_partition(path, "6", parts, result)
-    store = gstore.open(path)
+    store = gstore.open(partitioned_store(tmp_path / "g", 90, 700, 8, True, parts))
     sampler = ClusterSampler.from_store(store, clusters_per_batch=4)
     assert not sampler.pos.flags.writeable and not store.partition.contiguous  # the read-only map
     for batch in sampler.epoch_batches(3):
