@@ -174,7 +174,8 @@ def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, 
     an id of the ranges. With them, position p of the order holds node perm[p] and node u sits at
     position pos[u] (perm: int (N,) nodes grouped by cluster, pos: int (N,) its inverse), so
     scattered clusters cost one extra random read per scanned edge, not a search.
-    Same edges and added loops as `induced_subgraph` over the batch nodes, but membership is a
+    Same edges and added loops as `induced_subgraph` over the batch nodes (rows keep the store's
+    order, an added loop comes last in its row), but membership is a
     table lookup + one compare (`range_table`) done without branches (a match is written
     unconditionally and the cursor advances by the compare), so random sources cost no
     mispredictions. One pass over the scanned edges: rows are cut into `num_chunks` chunks (the
@@ -184,8 +185,8 @@ def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, 
     `with_edge_ids=False` skips the edge ids; `table_blocks` caps the table (tests).
     Returns (nodes int64 (n,) in range order, indptr int64 (n+1,), edge_index int64 (2, m)
     [local src; local dst], edge_ids int64 (m,) positions in the store's `indices`, -1 for added
-    loops; (0,) without them). Without perm, rows of a sorted store come out sorted by local source,
-    in the order `induced_subgraph` gives.
+    loops; (0,) without them). Without perm and without added loops, rows of a sorted store come out
+    sorted by local source, in the order `induced_subgraph` gives.
     """
     q = len(starts)
     shift, table, lo, hi, base = range_table(starts, stops, np.int64(len(indptr) - 1),
@@ -221,29 +222,19 @@ def induced_ranges(indptr: np.ndarray, indices: np.ndarray, starts: np.ndarray, 
         for i in range(first[c], first[c + 1]):
             v = nodes[i]
             row_start = o
-            pending = self_loops
-            if pending:  # a row with its own loop gets none added (rows may be in any order)
-                for e in range(indptr[v], indptr[v + 1]):
-                    if np.int64(indices[e]) == v:
-                        pending = False
+            own_loop = False
             for e in range(indptr[v], indptr[v + 1]):
                 u = np.int64(indices[e])
+                own_loop = own_loop or u == v
                 if pos is not None:
                     u = np.int64(pos[u])
                 k = _range_of(u, shift, table, hi)
                 keep = lo[k] <= u
-                p = base[k] + u
-                if pending and keep and p > i:  # the added loop goes where it keeps a sorted row sorted
-                    buf[o] = i
-                    if with_edge_ids:
-                        eids[o] = -1
-                    o += 1
-                    pending = False
-                buf[o] = p  # write first, keep by advancing: no branch on random sources
+                buf[o] = base[k] + u  # write first, keep by advancing: no branch on random sources
                 if with_edge_ids:
                     eids[o] = e
                 o += keep
-            if pending:
+            if self_loops and not own_loop:  # appended, as PyG's add_remaining_self_loops does
                 buf[o] = i
                 if with_edge_ids:
                     eids[o] = -1
