@@ -126,7 +126,7 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
         if random_parts is not None:
             if random_parts < 1:
                 raise OptionError(f"--random-parts must be >= 1, got {random_parts}")
-            parts = np.random.default_rng(seed).integers(0, random_parts, g.num_nodes).astype(np.int32)
+            parts = np.random.default_rng(seed).integers(0, random_parts, g.num_nodes, dtype=np.int32)
             num_parts = random_parts
         elif g.partition is None:
             raise OptionError("store has no partition for --method cluster", path=store,
