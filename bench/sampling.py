@@ -182,6 +182,7 @@ def child_gstore(args) -> dict:
     return {"batches_per_s": r.batches_per_s, "edges_per_s": r.edges_per_s, "nodes_per_s": r.nodes_per_s,
             "mean_edges": r.mean_edges, "mean_nodes": r.mean_nodes, "setup_s": setup,
             "feature_mb_per_s": r.feature_mb_per_s, "peak_rss": r.peak_rss_bytes,
+            "peak_anon": r.peak_anon_bytes,
             "cache_hit_rate": r.cache_hit_rate, "stage_median_s": r.stage_median_s}
 
 
@@ -190,7 +191,7 @@ def child_pyg(args) -> dict:
     from torch_geometric.data import Data
 
     import gstore
-    from gstore.memory import peak_rss_bytes
+    from gstore.memory import anon_rss_bytes, peak_rss_bytes
 
     g = gstore.open(store_path(args))
     t0 = time.perf_counter()
@@ -218,8 +219,10 @@ def child_pyg(args) -> dict:
     torch.manual_seed(args.seed)
     count = edges = nodes = 0
     t_start = None
+    peak_anon = anon_rss_bytes()
     while count < args.batches + 1:
         for b in loader:
+            peak_anon = max(peak_anon, anon_rss_bytes())
             count += 1
             if count == 1:
                 t_start = time.perf_counter()
@@ -233,7 +236,7 @@ def child_pyg(args) -> dict:
     return {"batches_per_s": k / el, "edges_per_s": edges / el, "nodes_per_s": nodes / el,
             "mean_edges": edges / k, "mean_nodes": nodes / k, "setup_s": setup,
             "feature_mb_per_s": nodes * data.x.shape[1] * 4 / el / 1e6, "peak_rss": peak_rss_bytes(),
-            "cache_hit_rate": None}
+            "peak_anon": peak_anon, "cache_hit_rate": None}
 
 
 def pyg_available(method: str) -> str | None:
@@ -304,6 +307,7 @@ def median_of(runs: list[dict]) -> dict:
             "setup_s"]
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out["peak_rss"] = max(r["peak_rss"] for r in runs)
+    out["peak_anon"] = max(r.get("peak_anon", 0) for r in runs)
     hr = [r["cache_hit_rate"] for r in runs if r.get("cache_hit_rate") is not None]
     out["cache_hit_rate"] = statistics.median(hr) if hr else None
     return out
@@ -388,13 +392,13 @@ def main() -> None:
 
 def print_table(rows, why_not, runs: dict[str, list[dict]] | None = None) -> None:
     head = f"{'configuration':44s} {'batches/s':>10s} {'edges/s':>12s} {'nodes/batch':>12s} " \
-           f"{'edges/batch':>12s} {'feat MB/s':>10s} {'setup s':>8s} {'peak RSS':>10s}"
+           f"{'edges/batch':>12s} {'feat MB/s':>10s} {'setup s':>8s} {'peak RSS':>12s} {'anon':>12s}"
     print(head)
     print("-" * len(head))
     for name, r in rows:
         print(f"{name:44s} {r['batches_per_s']:10.2f} {r['edges_per_s']:12.3g} {r['mean_nodes']:12.0f} "
               f"{r['mean_edges']:12.0f} {r['feature_mb_per_s']:10.0f} {r['setup_s']:8.1f} "
-              f"{r['peak_rss'] / 2**30:8.2f} GiB")
+              f"{r['peak_rss'] / 2**30:8.2f} GiB {r['peak_anon'] / 2**30:8.2f} GiB")
     for method, why in why_not.items():
         if why:
             print(f"PyG {method} skipped: {why}")

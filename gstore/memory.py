@@ -61,6 +61,12 @@ def current_rss_bytes() -> int:
     return _proc_kib("/proc/self/status", "VmRSS:") or 0
 
 
+def anon_rss_bytes() -> int:
+    """Anonymous resident memory (RssAnon), in bytes: what the process owns, without the pages of
+    memory-mapped files (page cache the kernel can drop); 0 where /proc is unavailable."""
+    return _proc_kib("/proc/self/status", "RssAnon:") or 0
+
+
 def available_memory_bytes() -> int | None:
     """MemAvailable from /proc/meminfo, or None where unknown."""
     return _proc_kib("/proc/meminfo", "MemAvailable:")

@@ -208,6 +208,44 @@ def test_clean_shutdown(store, how):
     assert threading.active_count() == baseline
 
 
+def test_close_from_inside_a_stage_thread(store, monkeypatch):
+    """The garbage collector may finalise an abandoned loop inside one of the loader's own threads;
+    the shutdown it runs there must neither join that thread nor hang: it stops the run, and every
+    thread exits by itself."""
+    from gstore.pipeline.loader import loader as loader_mod
+
+    runs = []
+    real_start = loader_mod.PipelineRun.start
+    monkeypatch.setattr(loader_mod.PipelineRun, "start", lambda self: (runs.append(self), real_start(self)))
+    close_now = threading.Event()
+    errors = []
+
+    class ClosingSampler:
+        def __init__(self):
+            self.inner = NeighborSampler.from_store(store, [2])
+
+        def sample(self, seeds, seed):
+            if close_now.is_set() and not errors:
+                try:
+                    runs[0].close()
+                    errors.append(None)
+                except Exception as exc:  # noqa: BLE001 - what the test looks for
+                    errors.append(exc)
+            return self.inner.sample(seeds, seed)
+
+    baseline = threading.active_count()
+    it = iter(NeighborLoader(store, [2], 5, num_workers=2, prefetch=1, sampler=ClosingSampler()))
+    next(it)
+    close_now.set()
+    for _ in range(300):
+        if errors and threading.active_count() == baseline:
+            break
+        time.sleep(0.01)
+    assert errors == [None]
+    assert threading.active_count() == baseline
+    it.close()  # the consumer's own shutdown afterwards is a no-op
+
+
 def test_cache_in_loader(store):
     row = 6 * store.features.dtype.itemsize + 8
     plain = batches_of(NeighborLoader(store, [4, 4], 64, seed=1))

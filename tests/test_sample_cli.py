@@ -32,6 +32,7 @@ def test_neighbor_json(store_path):
     out = json.loads(res.output)
     assert out["batches"] == 12 and out["batches_per_s"] > 0 and out["edges_per_s"] > 0
     assert out["peak_rss_bytes"] > 0 and out["feature_mb_per_s"] > 0
+    assert 0 < out["peak_anon_bytes"] <= out["peak_rss_bytes"]  # mapped store pages are not anonymous
     assert 0 <= out["cache_hit_rate"] <= 1
 
 

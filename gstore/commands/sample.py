@@ -72,7 +72,8 @@ def _echo_report(r, args: dict) -> None:
     click.echo(f"  sampled edges/s  {r.edges_per_s:12.0f}   ({r.mean_edges:.0f} per batch)")
     click.echo(f"  nodes/s          {r.nodes_per_s:12.0f}   ({r.mean_nodes:.0f} per batch)")
     click.echo(f"  feature MB/s     {r.feature_mb_per_s:12.1f}")
-    click.echo(f"  peak RSS         {format_bytes(r.peak_rss_bytes):>12}")
+    click.echo(f"  peak RSS         {format_bytes(r.peak_rss_bytes):>12}   "
+               f"(anonymous {format_bytes(r.peak_anon_bytes)}; the rest is the mapped store)")
     if r.cache_hit_rate is not None:
         click.echo(f"  cache hit rate   {r.cache_hit_rate:12.3f}")
     med = r.stage_median_s

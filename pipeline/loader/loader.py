@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 
 import numpy as np
 import torch
@@ -89,8 +90,13 @@ class PipelineRun:
         return got
 
     def close(self) -> None:
-        """Stop every stage and join its thread (idempotent)."""
+        """Stop every stage and join its thread (idempotent). Called from one of the run's own
+        threads (the garbage collector can finalise an abandoned loop in whichever thread it runs),
+        it only sets the stop flag: joining there could wait on a lock that thread holds, and every
+        thread sees the flag within queues.POLL_S and exits by itself."""
         self.control.stop.set()
+        if threading.current_thread() in self.threads:
+            return
         for t in self.threads:
             t.join(JOIN_TIMEOUT_S)
             if t.is_alive():

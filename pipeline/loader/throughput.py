@@ -2,7 +2,8 @@
 
 `measure(loader, num_batches)` runs the loader (across epochs if needed) and reports batches/s,
 sampled edges/s, nodes/s and feature MB/s over the batches after `warmup` (the first batch pays the
-thread start and numba's cache load), plus the peak RSS of the process. `drop_page_cache(path)`
+thread start and numba's cache load), plus the peak RSS of the process and the peak of its
+anonymous memory (RSS without the pages of the memory-mapped store, sampled after every batch). `drop_page_cache(path)`
 evicts a store's files from the OS page cache so the next run reads from disk ("cold").
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from gstore.memory import peak_rss_bytes
+from gstore.memory import anon_rss_bytes, peak_rss_bytes
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Throughput:
     mean_edges: float
     peak_rss_bytes: int
     cache_hit_rate: float | None = None
+    peak_anon_bytes: int = 0  # max RssAnon seen after each batch (mapped store pages excluded)
     stage_median_s: dict = field(default_factory=dict)  # sample / gather / copy, per batch (worker time)
     first_batch_s: float = 0.0
 
@@ -68,6 +70,7 @@ def measure(loader, num_batches: int, warmup: int = 1,
     t_start = time.perf_counter()
     t0 = t_start
     first = 0.0
+    peak_anon = anon_rss_bytes()
     if loader.cache is not None:
         loader.cache.reset_counters()
     while count < total:
@@ -76,6 +79,7 @@ def measure(loader, num_batches: int, warmup: int = 1,
             got_any = True
             if on_batch is not None:
                 on_batch(count, batch)
+            peak_anon = max(peak_anon, anon_rss_bytes())
             count += 1
             if count == warmup:
                 t0 = time.perf_counter()
@@ -100,6 +104,6 @@ def measure(loader, num_batches: int, warmup: int = 1,
         nodes_per_s=nodes / elapsed, feature_mb_per_s=fbytes / elapsed / 1e6,
         mean_nodes=nodes / max(timed, 1), mean_edges=edges / max(timed, 1),
         peak_rss_bytes=peak_rss_bytes(),
-        cache_hit_rate=None if cache is None else cache.hit_rate,
+        cache_hit_rate=None if cache is None else cache.hit_rate, peak_anon_bytes=peak_anon,
         stage_median_s={k: float(np.median(v)) if v else 0.0 for k, v in stages.items()},
         first_batch_s=first)
