@@ -1,12 +1,13 @@
 """numba kernels of the induced-subgraph samplers (Cluster-GCN, GraphSAINT node/edge), see cluster.py.
 
-Membership of a neighbor in the batch's node set is a binary search in the SORTED batch nodes, so a
-batch costs O(batch edges * log batch nodes) time and O(batch) memory, never an N-sized array. Since
-store rows are sorted by source, each search starts where the previous one ended (rows that are not
-sorted are still handled, just without that shortcut). Cluster-GCN batches take `induced_ranges`
-instead: the batch is a few ranges of the cluster order (id ranges in a store reordered by its
-partition; ranges of a cluster index `perm` otherwise), membership is a per-batch block -> range
-table lookup plus one compare, and the fill is branchless (see its docstring).
+Cluster-GCN batches take `induced_ranges`: the batch is a few ranges of the cluster order (id
+ranges in a store reordered by its partition; ranges of a cluster index `perm` otherwise),
+membership is a per-batch block -> range table lookup plus one compare, and one branchless pass
+fills the output (see its docstring). The GraphSAINT samplers' node sets are arbitrary, so
+`induced_subgraph` finds members by binary search in the SORTED batch nodes: O(batch edges * log
+batch nodes) time and O(batch) memory, never an N-sized array; since store rows are sorted by
+source, each search starts where the previous one ended (unsorted rows are still handled, just
+without that shortcut).
 Twins live in tests/reference_sampling.py.
 """
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """GraphSAINT-style induced-subgraph samplers on random node sets and on endpoints of random edges.
 
-Both reuse the Cluster-GCN induced-subgraph kernel and return ClusterSubgraph (clusters empty); they
-share ClusterSampler's interface: `num_batches`, `epoch_batches(epoch)` (what `sample` takes) and
-`sample(batch, seed)`. GraphSAINT's pre-computed loss/aggregator normalisation is not applied;
+Both use the search-based induced-subgraph kernel (cluster_kernels.induced_subgraph) and return
+ClusterSubgraph (clusters empty); they share ClusterSampler's interface: `num_batches`,
+`epoch_batches(epoch)` (what `sample` takes) and `sample(batch, seed)`. GraphSAINT's pre-computed loss/aggregator normalisation is not applied;
 `normalize` gives the plain GCN normalisation over the subgraph.
 """
 from __future__ import annotations
