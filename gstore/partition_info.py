@@ -5,7 +5,7 @@ Layout (written by `gstore partition`, see docs/partition.md)::
     partition/k<K>/parts    int32 (N,)   part of every dense node id
     partition/k<K>/partptr  int64 (K+1,) part p holds perm[partptr[p]:partptr[p+1]]
     partition/k<K>/perm     int64 (N,)   node ids sorted by part (absent when `contiguous`)
-    partition/k<K>/pos      int64 (N,)   position of every node in perm, the inverse permutation
+    partition/k<K>/pos      int32/64 (N,) position of every node in perm, the inverse permutation
                                          (absent when `contiguous`; stores written before it
                                          existed lack it and samplers compute it)
 
@@ -30,7 +30,7 @@ class Partition:
 
     parts: int32 (N,) part per dense node id; partptr: int64 (K+1,) offsets into `perm`;
     perm: int64 (N,) node ids grouped by part (ascending within a part), None when contiguous (the
-    identity); pos: int64 (N,) inverse of perm, None when contiguous or not stored;
+    identity); pos: int (N,) inverse of perm, None when contiguous or not stored;
     edge_cut: fraction of stored edge entries whose endpoints lie in different parts;
     balance: heaviest part / average part.
     """

@@ -181,9 +181,12 @@ def partition_arrays(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, np.
     return cluster_index(np.asarray(parts), np.int64(num_parts))
 
 
-def inverse_perm(perm: np.ndarray) -> np.ndarray:
-    """int64 (N,) position of every node in `perm` (int (N,), a permutation of 0..N-1)."""
-    pos = np.empty(len(perm), dtype=np.int64)
+def inverse_perm(perm: np.ndarray, dtype=None) -> np.ndarray:
+    """Position of every node in `perm` (int (N,), a permutation of 0..N-1). dtype None: int32
+    below 2^31 nodes, int64 above (the store's rule for node ids, as in `indices`)."""
+    if dtype is None:
+        dtype = np.int32 if len(perm) < 2**31 else np.int64
+    pos = np.empty(len(perm), dtype=dtype)
     inverse_permutation(perm, pos)
     return pos
 

@@ -38,7 +38,7 @@ CSR_ARRAYS = {"indptr", "indices", "weights", "node_ids/offsets", "node_ids/utf8
 def reorder_permutation(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(perm int64 new->old, inv int64 old->new, partptr int64 (K+1,)) grouping nodes by part."""
     partptr, perm = partition_arrays(parts, num_parts)
-    return perm, inverse_perm(perm), partptr
+    return perm, inverse_perm(perm, np.int64), partptr
 
 
 def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = "4GiB",
