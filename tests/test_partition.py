@@ -47,6 +47,7 @@ def _check_partition(path, k, imbalance=0.05):
     # every node exactly once, grouped by part
     assert sorted(np.asarray(p.perm).tolist()) == list(range(n))
     np.testing.assert_array_equal(np.asarray(p.pos)[np.asarray(p.perm)], np.arange(n))
+    assert p.pos.dtype == np.int32  # node ids below 2^31: int32, as indices
     for q in range(k):
         assert (parts[p.nodes_of(q)] == q).all()
     sizes = np.bincount(parts, minlength=k)
