@@ -129,6 +129,33 @@ def test_resume_mid_epoch(store):
         NeighborLoader(store, [3, 2], 30, seed=99).load_state_dict(state)
 
 
+def test_cluster_loader_resume_mid_epoch(store):
+    parts = (np.arange(N) * 7 % 16).astype(np.int32)
+
+    def make():
+        return ClusterLoader(store, parts=parts, num_parts=16, clusters_per_batch=3, seed=5)
+
+    full = make()
+    batches_of(full)  # epoch 0
+    expected = batches_of(full)  # epoch 1: a different cluster order
+    taken = []
+    first = make()
+    first.set_epoch(1)
+    for b in first:
+        taken.append(b)
+        if len(taken) == 2:
+            state = first.state_dict()
+            break
+    resumed = make()
+    resumed.load_state_dict(state)
+    rest = batches_of(resumed)
+    assert len(taken) + len(rest) == len(expected) == 6
+    for p, q in zip(expected, taken + rest):
+        assert (p.epoch, p.index) == (q.epoch, q.index)
+        assert torch.equal(p.nodes, q.nodes) and torch.equal(p.edge_index, q.edge_index)
+        assert torch.equal(p.x, q.x) and torch.equal(p.mask, q.mask)
+
+
 class FailingSampler:
     """Delegates to a real sampler but raises on the batch containing `bad`."""
 
