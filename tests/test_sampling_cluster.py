@@ -159,6 +159,12 @@ def test_random_graphs_match_twin(case, self_loops, normalize, index_dtype):
                            pos=None if sampler.pos is None else sampler.pos.astype(np.int64))
     sub3 = given.sample(np.array(chosen, dtype=np.int64))
     assert len(sub3.edge_ids) == 0 and np.array_equal(sub3.edge_index(), sub.edge_index())
+    ids = np.sort(np.array(chosen, np.int64))
+    for chunks in (1, 3, 64):  # any chunking of the one pass gives the same arrays
+        _, _, ei, eids = ck.induced_ranges(indptr, indices, sampler.partptr[ids], sampler.partptr[ids + 1],
+                                           self_loops, True, ck.RANGE_TABLE_BLOCKS, sampler.perm,
+                                           sampler.pos, chunks)
+        assert np.array_equal(ei, sub.edge_index()) and np.array_equal(eids, sub.edge_ids)
     # sorted parts (contiguous clusters, no permutation kept) give the same subgraph after relabelling
     order = np.argsort(parts, kind="stable")
     relabel = np.empty(n, np.int64)
