@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from gstore.numba_config import NJIT, NJIT_PARALLEL
+from gstore.search_kernels import lower_bound
 
 INT64_MIN = np.iinfo(np.int64).min
 
@@ -370,12 +371,7 @@ def sorted_lookup(uniq: np.ndarray, directory: np.ndarray, base: np.int64, shift
         else:
             lo = directory[j]
             hi = directory[j + 1]
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if uniq[mid] < k:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = lower_bound(uniq, lo, hi, k)
         if lo < n and uniq[lo] == k:
             out[i] = lo
 

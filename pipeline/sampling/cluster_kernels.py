@@ -16,17 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from gstore.numba_config import NJIT, NJIT_PARALLEL
-
-
-@njit(**NJIT)
-def _lower_bound(a: np.ndarray, lo: np.int64, hi: np.int64, x: np.int64) -> np.int64:
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+from gstore.search_kernels import lower_bound
 
 
 @njit(**NJIT)
@@ -45,7 +35,7 @@ def _match_row(indptr, indices, nodes, i, match, o):
         if u < prev:
             pos = 0  # unsorted row: search from the start again
         prev = u
-        p = _lower_bound(nodes, pos, n, u)
+        p = lower_bound(nodes, pos, n, u)
         pos = p
         if p < n and nodes[p] == u:
             match[o + e - lo] = p
