@@ -104,19 +104,18 @@ class TextStream:
         try:
             return self._stream.read(n)
         except (OSError, pa.ArrowException) as e:
-            what = f"{self.compression} stream" if self.compression else "file"
-            raise InputError(f"cannot read {what}: {e}", path=self.path,
-                             hint="the file looks truncated or corrupt; re-download or re-compress "
-                                  "it") from None
+            raise self._read_error(e) from None
 
     def readinto(self, view: memoryview) -> int:
         try:
             return self._stream.readinto(view)
         except (OSError, pa.ArrowException) as e:
-            what = f"{self.compression} stream" if self.compression else "file"
-            raise InputError(f"cannot read {what}: {e}", path=self.path,
-                             hint="the file looks truncated or corrupt; re-download or re-compress "
-                                  "it") from None
+            raise self._read_error(e) from None
+
+    def _read_error(self, e: Exception) -> InputError:
+        what = f"{self.compression} stream" if self.compression else "file"
+        return InputError(f"cannot read {what}: {e}", path=self.path,
+                          hint="the file looks truncated or corrupt; re-download or re-compress it")
 
     def raw_pos(self) -> int:
         return self._raw.tell()
