@@ -128,6 +128,18 @@ def _bucket_by_grid(k: np.int64, grid_lo: np.int64, grid_shift: np.uint64, cell_
     return cell_bucket[c]
 
 
+@njit(**NJIT, inline="always")
+def _bucket_of_record(d: np.int64, s: np.int64, dst_only: bool, use_grid: bool, grid_lo: np.int64,
+                      gshift: np.uint64, cell_bucket: np.ndarray, bnd_d: np.ndarray,
+                      bnd_s: np.ndarray) -> int:
+    """Bucket of the record (dst d, src s): by grid cell, by dst bound, or by (dst, src) bound."""
+    if dst_only and use_grid:
+        return _bucket_by_grid(d, grid_lo, gshift, cell_bucket)
+    if dst_only:
+        return _bucket_of_key(bnd_d, d)
+    return _upper_bound_pair(bnd_d, bnd_s, d, s)
+
+
 @njit(**NJIT)
 def scatter_edges(dst: np.ndarray, src: np.ndarray, weight: np.ndarray, has_weight: bool,
                   both_directions: bool, bnd_d: np.ndarray, bnd_s: np.ndarray,
@@ -170,21 +182,13 @@ def scatter_edges(dst: np.ndarray, src: np.ndarray, weight: np.ndarray, has_weig
         return
     bucket = np.empty(n * reps, dtype=np.int32)
     for i in range(n):
-        if dst_only and use_grid:
-            b = _bucket_by_grid(dst[i], grid_lo, gshift, cell_bucket)
-        elif dst_only:
-            b = _bucket_of_key(bnd_d, dst[i])
-        else:
-            b = _upper_bound_pair(bnd_d, bnd_s, dst[i], src[i])
+        b = _bucket_of_record(dst[i], src[i], dst_only, use_grid, grid_lo, gshift, cell_bucket,
+                              bnd_d, bnd_s)
         bucket[i * reps] = b
         counts[b + 1] += 1
         if both_directions:
-            if dst_only and use_grid:
-                b = _bucket_by_grid(src[i], grid_lo, gshift, cell_bucket)
-            elif dst_only:
-                b = _bucket_of_key(bnd_d, src[i])
-            else:
-                b = _upper_bound_pair(bnd_d, bnd_s, src[i], dst[i])
+            b = _bucket_of_record(src[i], dst[i], dst_only, use_grid, grid_lo, gshift, cell_bucket,
+                                  bnd_d, bnd_s)
             bucket[i * reps + 1] = b
             counts[b + 1] += 1
     for b in range(nb):
