@@ -19,8 +19,11 @@ times `--batches` neighbor batches or `--cluster-batches` cluster batches (defau
 parts / q=20 = 75; much shorter runs mostly measure the first touch of fresh buffers); medians over
 `--repeats`. gstore "cold" evicts the store's files from the page cache (posix_fadvise DONTNEED)
 first; "warm" reads them all first.
-PyG loads the graph and features into RAM (its usual mode) and uses num_workers=0.
-PyG is skipped cleanly when torch_geometric (+ torch_sparse or pyg_lib) is not importable.
+PyG loads the graph and features into RAM (its usual mode) and runs once per `--pyg-worker-list` entry
+(default 0 and 2 DataLoader workers; PyG's workers are forked processes, gstore's are threads), with
+whichever sampling backend is installed (the table prints it: pyg_lib or torch_sparse). Every ratio is
+printed against each PyG configuration. PyG is skipped cleanly when torch_geometric (+ torch_sparse or
+pyg_lib) is not importable.
 """
 from __future__ import annotations
 
@@ -251,6 +254,15 @@ def pyg_available(method: str) -> str | None:
     return None
 
 
+def pyg_backend() -> str:
+    """Which sampling backend PyG would use here (the ratios depend on it)."""
+    try:
+        import torch_geometric.typing as t
+    except Exception:  # noqa: BLE001
+        return "PyG absent"
+    return "pyg_lib" if t.WITH_PYG_LIB else "torch_sparse, no pyg_lib" if t.WITH_TORCH_SPARSE else "no backend"
+
+
 def gather_sort_check(args) -> None:
     """Does reading ids in sorted order help? Times gather_features on real sampled node sets."""
     import gstore
@@ -287,13 +299,13 @@ def gather_sort_check(args) -> None:
 
 # ---------------------------------------------------------------------------------------------
 def run_child(args, child: str, cold: bool = False, workers: int | None = None,
-              cache_bytes: int = 0, seed: int = 0) -> dict:
+              cache_bytes: int = 0, seed: int = 0, pyg_workers: int = 0) -> dict:
     batches = args.cluster_batches if "cluster" in child else args.batches
     cmd = [sys.executable, __file__, "--child", child, "--nodes", str(args.nodes), "--pairs", str(args.pairs),
            "--dim", str(args.dim), "--parts", str(args.parts), "--batches", str(batches),
            "--batch-size", str(args.batch_size), "--clusters-per-batch", str(args.clusters_per_batch),
            "--workers", str(workers or 1), "--prefetch", str(args.prefetch), "--seed", str(seed),
-           "--cache-bytes", str(cache_bytes), "--pyg-workers", str(args.pyg_workers)]
+           "--cache-bytes", str(cache_bytes), "--pyg-workers", str(pyg_workers)]
     if cold:
         cmd.append("--cold")
     out = subprocess.run(cmd, capture_output=True, text=True)
@@ -329,7 +341,8 @@ def main() -> None:
     ap.add_argument("--worker-list", default="1,2", help="gstore worker counts to compare (warm)")
     ap.add_argument("--prefetch", type=int, default=4)
     ap.add_argument("--cache-bytes", type=int, default=0)
-    ap.add_argument("--pyg-workers", type=int, default=0)
+    ap.add_argument("--pyg-workers", type=int, default=0, help="(child) PyG DataLoader workers")
+    ap.add_argument("--pyg-worker-list", default="0,2", help="PyG num_workers values to compare")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cold", action="store_true")
     ap.add_argument("--skip-pyg", action="store_true")
@@ -361,7 +374,9 @@ def main() -> None:
           flush=True)
     why_not = {m: "--skip-pyg" if args.skip_pyg else pyg_available(m) for m in args.methods.split(",")}
     workers = [int(w) for w in args.worker_list.split(",")]
-    # (label, child, workers, store to warm first or None, cold)
+    pyg_workers = [int(w) for w in args.pyg_worker_list.split(",") if w.strip()]
+    backend = pyg_backend()
+    # (label, child, workers, store to warm first or None, cold); PyG's workers ride in the same slot
     configs: list[tuple[str, str, int, Path | None, bool]] = []
     for method in args.methods.split(","):
         variants = [("", store_path(args))]
@@ -374,8 +389,9 @@ def main() -> None:
             configs.append((f"{label} cold, {workers[-1]} worker(s)", f"gstore-{method}{suffix}",
                             workers[-1], None, True))
         if why_not[method] is None:
-            configs.append((f"PyG {method} (in RAM, num_workers={args.pyg_workers})", f"pyg-{method}", 1,
-                            None, False))
+            for pw in pyg_workers:
+                configs.append((f"PyG {method} (in RAM, {backend}, num_workers={pw})", f"pyg-{method}",
+                                pw, None, False))
     # repeats interleave the configurations (A B C A B C ...), so a slow spell of the shared machine
     # hits every configuration alike instead of one configuration's whole median
     runs: dict[str, list[dict]] = {c[0]: [] for c in configs}
@@ -383,7 +399,10 @@ def main() -> None:
         for label, child, w, warm_path, cold in configs:
             if warm_path is not None:
                 read_all(warm_path)  # a cold run before may have evicted it
-            runs[label].append(run_child(args, child, cold=cold, workers=w, seed=r))
+            if child.startswith("pyg"):
+                runs[label].append(run_child(args, child, seed=r, pyg_workers=w))
+            else:
+                runs[label].append(run_child(args, child, cold=cold, workers=w, seed=r))
             print(f"  repeat {r + 1}/{args.repeats} done: {label} "
                   f"{runs[label][-1]['batches_per_s']:.2f} batches/s", flush=True)
     rows = [(label, median_of(runs[label])) for label, *_ in configs]
@@ -403,15 +422,15 @@ def print_table(rows, why_not, runs: dict[str, list[dict]] | None = None) -> Non
         if why:
             print(f"PyG {method} skipped: {why}")
     for method in why_not:
-        pyg = next((r for n, r in rows if n.startswith(f"PyG {method}")), None)
+        pygs = [(n, r) for n, r in rows if n.startswith(f"PyG {method}")]
         for label in (f"gstore {method}", f"gstore {method} reordered"):
             best = max((r for n, r in rows if n.startswith(f"{label} warm")),
                        key=lambda r: r["batches_per_s"], default=None)
-            if pyg and best:
-                print(f"{label[7:]}: gstore warm (best) / PyG = "
+            for p_name, pyg in pygs if best else ():
+                print(f"{label[7:]}: gstore warm (best) / {p_name} = "
                       f"{best['batches_per_s'] / pyg['batches_per_s']:.2f}x batches/s, "
                       f"{best['edges_per_s'] / pyg['edges_per_s']:.2f}x edges/s")
-                paired = _paired_ratios(rows, runs, best, f"PyG {method}")
+                paired = _paired_ratios(rows, runs, best, p_name)
                 if paired:
                     print(f"  per repeat (run next to each other): {' '.join(f'{x:.2f}x' for x in paired)}"
                           f"; min {min(paired):.2f}x, median {statistics.median(paired):.2f}x")
@@ -423,7 +442,7 @@ def _paired_ratios(rows, runs, best: dict, pyg_prefix: str) -> list[float]:
     if not runs:
         return []
     g_label = next(n for n, r in rows if r is best)
-    p_label = next((n for n in runs if n.startswith(pyg_prefix)), None)
+    p_label = next((n for n in runs if n == pyg_prefix or n.startswith(pyg_prefix)), None)
     if p_label is None:
         return []
     return [g["batches_per_s"] / p["batches_per_s"] for g, p in zip(runs[g_label], runs[p_label])]
