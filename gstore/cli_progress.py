@@ -80,6 +80,8 @@ def _amount(n: float, unit: str, unit_scale: bool) -> str:
 def phase_line(name: str, done: int, total: int | None, unit: str, unit_scale: bool,
                seconds: float) -> str:
     """The one line a finished phase prints when stderr is not a terminal."""
+    if done == 0 and total is None:           # a phase that reports no counts, only its end
+        return f"{name}: done in {seconds:.1f} s"
     amount = _amount(done, unit, unit_scale)
     if total is not None and total != done:
         amount = f"{amount} of {_amount(total, unit, unit_scale)}"

@@ -290,6 +290,21 @@ def test_generate_json_is_one_object(tmp_path):
     assert g["kind"] == "sbm" and g["num_nodes"] == 100 and g["num_classes"] == 3
 
 
+def test_demo_json_is_one_object(tmp_path):
+    d = _one_json_object(_run("demo", "-n", "200", "--communities", "2", "-k", "2", "-f", "4", "--epochs", "1",
+                              "-o", tmp_path, "--json", "-q"))
+    assert d["generate"]["num_nodes"] == 200 and d["partition"]["num_parts"] == 2
+    assert [s["sampler"] for s in d["sample"]] == ["neighbor", "cluster"] and len(d["train"]["epochs"]) == 1
+
+
+def test_phase_line_forms():
+    from gstore.cli_progress import phase_line
+
+    assert phase_line("build CSR", 3, 3, "bucket", False, 2.0) == "build CSR: 3 bucket in 2.0 s (1 bucket/s)"
+    assert phase_line("read", 5, 10, "rows", False, 1.0) == "read: 5 rows of 10 rows in 1.0 s (5 rows/s)"
+    assert phase_line("metis", 0, None, "it", False, 0.25) == "metis: done in 0.2 s"
+
+
 def test_json_is_strict_even_with_nan(capsys):
     from gstore.cli_options import emit_json
 
