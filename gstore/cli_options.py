@@ -51,20 +51,21 @@ _handler: logging.Handler | None = None
 
 
 def set_verbosity(count: int) -> None:
-    """-v count -> level of the `gstore` logger (0 warnings, 1 info, 2+ debug), logged to stderr.
+    """-v count -> what gstore logs to stderr: 0 warnings, 1 info, 2+ debug.
 
-    Only gstore's own loggers are raised: `-vv` must not turn on numba's compiler debug output.
+    Only gstore's own loggers are raised (`-vv` must not turn on numba's compiler debug output). At
+    0 the `gstore` logger goes back to inheriting its level, so a library caller's (or pytest's
+    caplog's) logging setup is not overridden by an earlier CLI run in the same process.
     """
     global _handler
+    level = logging.WARNING if count <= 0 else logging.INFO if count == 1 else logging.DEBUG
     logger = logging.getLogger("gstore")
     if _handler is None:
         _handler = _CurrentStderrHandler()
         _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         logger.addHandler(_handler)
-        # the handler above prints gstore's records; the root logger printing them again would
-        # double every line (and write to stdout under some setups)
-        logger.propagate = False
-    logger.setLevel(logging.WARNING if count <= 0 else logging.INFO if count == 1 else logging.DEBUG)
+    _handler.setLevel(level)
+    logger.setLevel(level if count > 0 else logging.NOTSET)
 
 
 def _verbose_callback(ctx: click.Context, param: click.Parameter, value: int) -> None:

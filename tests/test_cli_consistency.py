@@ -263,9 +263,18 @@ def test_verbose_counts_add_up_across_the_group_and_the_command(edges_csv, tmp_p
 
     r = _run("-v", "ingest", edges_csv, "-o", tmp_path / "g", "-q", "-v")
     assert r.exit_code == 0, r.output
-    assert logging.getLogger("gstore").level == logging.DEBUG          # -v + -v = -vv
+    assert logging.getLogger("gstore").getEffectiveLevel() == logging.DEBUG    # -v + -v = -vv
     assert _run("info", tmp_path / "g").exit_code == 0
-    assert logging.getLogger("gstore").level == logging.WARNING
+    assert logging.getLogger("gstore").getEffectiveLevel() >= logging.WARNING
+
+
+def test_a_cli_run_leaves_library_logging_alone(edges_csv, tmp_path, caplog):
+    import logging
+
+    assert _run("ingest", edges_csv, "-o", tmp_path / "g", "-q").exit_code == 0
+    caplog.set_level(logging.INFO)                      # a library user's (or a later test's) setup
+    logging.getLogger("gstore.pipeline.ingest").info("still heard")
+    assert "still heard" in caplog.text
 
 
 def test_partition_info_sample_json_are_one_object(store, tmp_path):
