@@ -79,7 +79,7 @@ def _verbose_callback(ctx: click.Context, param: click.Parameter, value: int) ->
 def verbose_option(f: Callable) -> Callable:
     """`-v/--verbose` (count): accepted by the group and after every subcommand; the counts add up."""
     return click.option("-v", "--verbose", count=True, expose_value=False, callback=_verbose_callback,
-                        help="Log more to stderr (-v info, -vv debug); also accepted before the command.")(f)
+                        help="Log more to stderr (-v info, -vv debug); before or after the subcommand.")(f)
 
 
 def quiet_option(f: Callable) -> Callable:

@@ -51,7 +51,7 @@ class DemoReport:
                 "test_acc": self.test_acc, "seconds": self.seconds, "peak_rss_bytes": self.peak_rss_bytes}
 
 
-@click.command("demo", epilog=examples("gstore demo", "gstore demo -n 200000 -k 128 --epochs 5 -o /tmp/demo --json"))
+@click.command("demo", short_help="End-to-end example on a generated graph.", epilog=examples("gstore demo", "gstore demo -n 200000 -k 128 --epochs 5 -o /tmp/demo --json"))
 @output_option("a directory for the generated files (data/) and the store (store/); "
                "files from an earlier demo there are replaced.",
                "--workdir", "output", type=click.Path(file_okay=False, path_type=Path),

@@ -24,7 +24,7 @@ def _report(g, as_json: bool) -> None:
                    f"ids {'dense 0..N-1' if g.dense_ids else f'sparse in [0, {g.id_range:,})'}")
 
 
-@click.group("generate", epilog=examples(
+@click.group("generate", short_help="Write synthetic graphs (R-MAT, SBM).", epilog=examples(
     "gstore generate rmat --scale 20 -o rmat20.csv",
     "gstore generate sbm -n 100000 --communities 10 -o raw/"))
 @verbose_option
@@ -32,7 +32,7 @@ def command() -> None:
     """Write synthetic graphs (deterministic under --seed, streamed in flat memory)."""
 
 
-@command.command("rmat", epilog=examples(
+@command.command("rmat", short_help="Graph500 R-MAT edge list.", epilog=examples(
     "gstore generate rmat --scale 20 -o rmat20.csv",
     "gstore generate rmat -s 24 -e 18 --format parquet -o rmat24.parquet --json"))
 @click.option("--scale", "-s", type=int, required=True, help="2^SCALE nodes.")
@@ -70,7 +70,7 @@ def rmat(scale: int, edge_factor: int, num_edges: int | None, a: float, b: float
     _report(g, as_json)
 
 
-@command.command("sbm", epilog=examples(
+@command.command("sbm", short_help="Planted communities with labels, splits, features.", epilog=examples(
     "gstore generate sbm -n 100000 --communities 10 -o raw/",
     "gstore generate sbm -n 1000000 --communities 20 -d 16 -f 64 --snr 1.0 -o raw/ --json"))
 @click.option("--nodes", "-n", type=int, required=True, help="Number of nodes.")

@@ -136,7 +136,7 @@ def render_text(s) -> list[str]:
     return lines
 
 
-@click.command("info", epilog=examples("gstore info g.gstore", "gstore info g.gstore --json"))
+@click.command("info", short_help="What is in a store.", epilog=examples("gstore info g.gstore", "gstore info g.gstore --json"))
 @click.argument("store", type=click.Path(path_type=Path))
 @json_option
 @verbose_option

@@ -33,7 +33,7 @@ def _delimiter(text: str | None) -> str | None:
     return named.get(text.lower(), text)
 
 
-@click.command("ingest", epilog=examples(
+@click.command("ingest", short_help="Build a store from edge lists (-o STORE).", epilog=examples(
     "gstore ingest edges.csv -o g.gstore",
     "gstore ingest raw/edges.csv --undirected --nodes raw/nodes.csv --features raw/features.npy "
     "-o g.gstore --json"))

@@ -7,7 +7,7 @@ from gstore.cli_options import emit_json, examples, json_option, memory_budget_o
 from gstore.cli_progress import TqdmProgress, quiet_option
 
 
-@click.command("partition", epilog=examples(
+@click.command("partition", short_help="Balanced k-way node partition (-k K).", epilog=examples(
     "gstore partition g.gstore -k 64",
     "gstore partition g.gstore -k 64 --reorder --json"))
 @click.argument("store", type=click.Path(exists=True, file_okay=False))

@@ -107,7 +107,7 @@ def _echo_report(r, args: dict) -> None:
                f"to-device {med['copy'] * 1e3:.1f} ms (worker time; stages overlap)")
 
 
-@click.command("sample", epilog=examples(
+@click.command("sample", short_help="Time mini-batch sampling on a store.", epilog=examples(
     "gstore sample g.gstore --method neighbor --fanouts 15,10,5 --batch-size 1024 --batches 50",
     "gstore sample g.gstore --method cluster --random-parts 1500 --clusters-per-batch 20 --json"))
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
