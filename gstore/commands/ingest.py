@@ -48,7 +48,8 @@ def _delimiter(text: str | None) -> str | None:
 @click.option("--weight-col", default=None,
               help="Column holding edge weights, stored as float32  [default: no weights]")
 @click.option("--id-type", type=click.Choice(["auto", "int", "string"]), default="auto", show_default=True,
-              help="Node ids: int, string (every id is text), or auto (int unless an id is not one).")
+              help="Node ids: int (a non-integer id is an error), string (every id is text), or auto "
+                   "(integers until an id is not one, then strings).")
 @click.option("--undirected", is_flag=True, help="Store both directions of every edge.")
 @click.option("--dedup/--no-dedup", default=True, show_default=True,
               help="Drop duplicate edges (the first edge's weight is kept).")
