@@ -18,9 +18,10 @@ import math
 import sys
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import click
+import numpy as np
 
 from gstore.memory import DEFAULT_MEMORY_BUDGET
 
@@ -113,10 +114,20 @@ def examples(*lines: str) -> str:
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
+@runtime_checkable
+class JsonReport(Protocol):
+    """A typed result that knows its JSON form (IngestReport, PartitionResult, StoreSummary, ...)."""
+
+    def to_json(self) -> dict: ...
+
+
 def _plain(value: Any) -> Any:
-    """JSON-safe copy: dataclasses and Paths converted, non-finite floats -> null (strict JSON)."""
-    if is_dataclass(value) and not isinstance(value, type):
-        value = value.to_json() if hasattr(value, "to_json") else asdict(value)
+    """JSON-safe copy: reports and dataclasses as dicts, Paths as str, non-finite floats -> null
+    (strict JSON: `jq` and most parsers reject NaN)."""
+    if isinstance(value, JsonReport):
+        value = value.to_json()
+    elif is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -125,7 +136,7 @@ def _plain(value: Any) -> Any:
         return None
     if isinstance(value, Path):
         return str(value)
-    if hasattr(value, "item") and callable(value.item):   # numpy scalars
+    if isinstance(value, np.generic):
         return _plain(value.item())
     return value
 
