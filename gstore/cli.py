@@ -6,13 +6,14 @@ traceback. Subcommands are imported lazily so `gstore info` never pays for impor
 from __future__ import annotations
 
 import importlib
-import logging
 
 import click
 
+from gstore.cli_options import examples, verbose_option
 from gstore.errors import GStoreError
 
-# name -> module under gstore.commands exposing `command`
+# name -> module under gstore.commands exposing `command`. tests/test_cli_consistency.py walks this
+# registry, so a command added here is held to the shared conventions (docs/cli.md) automatically.
 COMMANDS = {
     "ingest": "ingest",
     "info": "info",
@@ -47,13 +48,18 @@ class GStoreGroup(click.Group):
             raise click.Abort() from None
 
 
-@click.group(cls=GStoreGroup)
+@click.group(cls=GStoreGroup, epilog=examples(
+    "gstore generate sbm -n 100000 --communities 10 -o raw/",
+    "gstore ingest raw/edges.csv --undirected --nodes raw/nodes.csv --features raw/features.npy -o g.gstore",
+    "gstore info g.gstore"))
 @click.version_option(package_name="gstore")
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
-def main(verbose: int) -> None:
-    """gstore: out-of-core graph store, partitioner and GNN data pipeline."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+@verbose_option
+def main() -> None:
+    """gstore: out-of-core graph store, partitioner and GNN data pipeline.
+
+    Conventions: the store a command reads is its first argument; -o/--output is the path a command
+    writes; --json prints one JSON object on stdout; progress and logs go to stderr.
+    """
 
 
 if __name__ == "__main__":

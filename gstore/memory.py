@@ -10,6 +10,10 @@ from gstore.errors import OptionError
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
           "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
+# The one default of every `--memory-budget` (ingest, partition, reorder, and the library calls behind
+# them): a user who sets no budget gets the same peak target from every stage.
+DEFAULT_MEMORY_BUDGET = "2GiB"
+
 
 def parse_bytes(text: str | int) -> int:
     """Parse '2GiB', '512MB', '1.5g' or an int into a byte count (> 0)."""

@@ -298,7 +298,7 @@ def test_cli_generate_rmat_and_sbm(tmp_path):
                                   "-o", str(tmp_path / "e.tsv")])
     assert r.exit_code == 0, r.output
     assert read_csv_edges(tmp_path / "e.tsv", delimiter="\t").shape == (1024, 2)
-    r = CliRunner().invoke(main, ["generate", "sbm", "-n", "200", "-k", "4", "-d", "5", "-f", "8",
+    r = CliRunner().invoke(main, ["generate", "sbm", "-n", "200", "--communities", "4", "-d", "5", "-f", "8",
                                   "--dense-ids", "-o", str(tmp_path / "s")])
     assert r.exit_code == 0, r.output
     assert "200 nodes" in r.output

@@ -98,9 +98,56 @@ def test_cli_info_shows_partitions_and_build(tmp_path):
     line = [x for x in r.output.splitlines() if x.startswith("partition")]
     assert len(line) == 1 and "K=4 (default)" in line[0] and "method=metis" in line[0]
     assert "edge_cut=0.125" in line[0] and "balance=1.03" in line[0] and "partition/k4" not in line[0]
-    assert "source=edges.csv" in r.output
+    assert "build       source: edges.csv" in r.output.splitlines()
     d = json.loads(CliRunner().invoke(main, ["info", str(path), "--json"]).output)
     assert d["partitions"]["4"]["edge_cut"] == 0.125
+
+
+def _info_lines(path) -> list[str]:
+    r = CliRunner().invoke(main, ["info", str(path)])
+    assert r.exit_code == 0, r.output
+    return r.stdout.splitlines()
+
+
+def test_cli_info_sorts_labels_naturally(tmp_path):
+    # ingest codes label names in byte order (c0, c1, c10, c11, c2, ...); people count c2 before c10
+    names = sorted(f"c{i}" for i in range(12))
+    n = 120
+    labels = np.arange(n) % 12
+    labels[:5] = -1
+    path = build_store(tmp_path / "s", *random_graph(n, 300, 1), n, labels=labels, label_names=names)
+    line = next(x for x in _info_lines(path) if x.startswith("labels"))
+    shown = [part.split()[0] for part in line.split(": ", 1)[1].split(", ")]
+    assert shown == [f"c{i}" for i in range(12)] + ["unknown"], line
+    d = json.loads(CliRunner().invoke(main, ["info", str(path), "--json"]).stdout)
+    assert list(d["label_counts"]) == shown
+    assert d["label_counts"]["c2"] == sum(labels == names.index("c2"))
+
+
+def test_natural_key_orders_digit_runs_by_value():
+    from gstore.commands.info import natural_key
+
+    words = ["c10", "c2", "C1", "b", "10", "2", "c2x3", "c2x10", ""]
+    assert sorted(words, key=natural_key) == ["", "2", "10", "b", "C1", "c2", "c2x3", "c2x10", "c10"]
+
+
+def test_cli_info_prints_build_options_one_per_line(tmp_path):
+    path, _ = _store(tmp_path)
+    m = read_manifest(path)
+    m.build = {"command": "ingest", "inputs": ["a.csv", "b.csv"],
+               "options": {"undirected": True, "memory_budget": 2 << 30, "labels": None,
+                           "read": {"block_bytes": 64 << 20, "delimiter": ","}},
+               "stats": {"seconds": 1.234, "peak_rss_bytes": 300 << 20, "num_edges": 1234567}}
+    write_manifest(path, m)
+    lines = _info_lines(path)
+    start = next(i for i, x in enumerate(lines) if x.startswith("build"))
+    build = [x[12:] for x in lines[start:]]
+    assert build == ["command: ingest", "inputs: a.csv, b.csv", "options.undirected: yes",
+                     "options.memory_budget: 2.00 GiB", "options.read.block_bytes: 64.00 MiB",
+                     "options.read.delimiter: ,", "stats.seconds: 1.23 s",
+                     "stats.peak_rss_bytes: 300.00 MiB", "stats.num_edges: 1,234,567"]
+    assert all(x.startswith(" " * 12) for x in lines[start + 1:])
+    assert not any("{" in x or "=" in x for x in lines[start:])
 
 
 def _break_missing_manifest(path):

@@ -1,12 +1,13 @@
 """`gstore info STORE [--json]`: what is in a store (counts, degrees, labels, splits, partitions)."""
 from __future__ import annotations
 
-import json
+import re
 import time
 from pathlib import Path
 
 import click
 
+from gstore.cli_options import emit_json, examples, json_option, verbose_option
 from gstore.memory import format_bytes
 
 _PARTITION_KEYS = ("num_parts", "method", "edge_cut", "balance", "contiguous", "seconds", "peak_rss")
@@ -22,8 +23,22 @@ def _fmt_scalar(v) -> str:
     return str(v)
 
 
+def natural_key(text: str) -> list:
+    """Sort key that orders digit runs by value: c2 < c10, k8 < k64.
+
+    re.split with a capturing group puts text at even and digit runs at odd positions, so two keys
+    always compare str with str and int with int.
+    """
+    return [int(t) if i % 2 else t.lower() for i, t in enumerate(re.split(r"(\d+)", str(text)))]
+
+
+def natural_order(counts: dict) -> dict:
+    """`counts` with its keys in natural order; "unknown" (unlabelled nodes) last."""
+    return dict(sorted(counts.items(), key=lambda kv: (kv[0] == "unknown", natural_key(kv[0]))))
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
-    """Nested dicts -> dotted keys; None values and empty containers dropped; lists joined."""
+    """Nested dicts -> dotted keys; None values and empty containers dropped."""
     out: dict = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
@@ -31,14 +46,28 @@ def _flatten(d: dict, prefix: str = "") -> dict:
             out.update(_flatten(v, key + "."))
         elif v is None or (isinstance(v, (list, tuple, str)) and len(v) == 0):
             continue
-        elif isinstance(v, (list, tuple)):
-            out[key] = ";".join(str(x) for x in v)
-        elif isinstance(v, int) and not isinstance(v, bool) and any(
-                w in k for w in ("budget", "rss", "bytes")):
-            out[key] = format_bytes(v).replace(" ", "")
         else:
             out[key] = v
     return out
+
+
+def _readable(key: str, v) -> str:
+    """One build value as a person reads it: sizes humanised, seconds with a unit, lists joined."""
+    name = key.rsplit(".", 1)[-1]
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    if isinstance(v, (int, float)) and any(w in name for w in ("budget", "rss", "bytes")):
+        return format_bytes(v)
+    if isinstance(v, (int, float)) and name.endswith("seconds"):
+        return f"{v:.2f} s"
+    return _fmt_scalar(v)
+
+
+def _key_value_lines(title: str, items: dict) -> list[str]:
+    """'title  key: value' lines, one item per line, under a hanging indent."""
+    return [f"{title if i == 0 else '':<11} {k}: {_readable(k, v)}" for i, (k, v) in enumerate(items.items())]
 
 
 def _wrapped(title: str, items: dict, width: int = 100) -> list[str]:
@@ -79,7 +108,7 @@ def render_text(s) -> list[str]:
     else:
         lines.append("features    none")
     if s.label_counts:
-        shown = list(s.label_counts.items())
+        shown = list(natural_order(s.label_counts).items())
         text = ", ".join(f"{k} {v:,}" for k, v in shown[:20])
         if len(shown) > 20:
             text += f", ... (+{len(shown) - 20} more)"
@@ -89,7 +118,7 @@ def render_text(s) -> list[str]:
     if s.split_sizes:
         lines.append("splits      " + ", ".join(f"{k} {v:,}" for k, v in s.split_sizes.items()))
     default = (s.partitions.get(_DEFAULT_PARTITION) or {}).get("key")
-    for name, p in s.partitions.items():
+    for name, p in sorted(s.partitions.items(), key=lambda kv: natural_key(kv[0])):
         if name == _DEFAULT_PARTITION or not isinstance(p, dict):
             continue
         keys = {k: p[k] for k in _PARTITION_KEYS if k in p}
@@ -103,20 +132,24 @@ def render_text(s) -> list[str]:
                      sorted(s.array_bytes.items(), key=lambda kv: -kv[1]))
     lines.append(f"disk        {format_bytes(s.bytes_on_disk)}  ({disk})")
     if s.build:
-        lines.extend(_wrapped("build", _flatten(s.build)))
+        lines.extend(_key_value_lines("build", _flatten(s.build)))
     return lines
 
 
-@click.command("info")
+@click.command("info", short_help="What is in a store.", epilog=examples("gstore info g.gstore", "gstore info g.gstore --json"))
 @click.argument("store", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@json_option
+@verbose_option
 def command(store: Path, as_json: bool) -> None:
-    """Describe the store at STORE: nodes, edges, degrees, features, labels, splits, partitions."""
+    """Describe the store at STORE: nodes, edges, degrees, features, labels, splits, partitions and
+    how it was built."""
     import gstore
     from gstore.pipeline.store_stats import describe
 
     summary = describe(gstore.open(store))
     if as_json:
-        click.echo(json.dumps(summary.to_json(), default=str))
+        out = summary.to_json()
+        out["label_counts"] = natural_order(out["label_counts"])
+        emit_json(out)
     else:
         click.echo("\n".join(render_text(summary)))

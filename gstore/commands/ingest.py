@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from gstore.cli_options import emit_json, examples, json_option, memory_budget_option, output_option, \
+    verbose_option
 from gstore.cli_progress import TqdmProgress, quiet_option
 from gstore.errors import OptionError
 from gstore.memory import format_bytes, parse_bytes
@@ -31,38 +33,53 @@ def _delimiter(text: str | None) -> str | None:
     return named.get(text.lower(), text)
 
 
-@click.command("ingest")
+@click.command("ingest", short_help="Build a store from edge lists (-o STORE).", epilog=examples(
+    "gstore ingest edges.csv -o g.gstore",
+    "gstore ingest raw/edges.csv --undirected --nodes raw/nodes.csv --features raw/features.npy "
+    "-o g.gstore --json"))
 @click.argument("edges", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Store directory.")
-@click.option("--delimiter", default=None, help="Field separator (default: detected; 'tab' for \\t).")
-@click.option("--columns", default=None, help="SRC,DST columns by header name or 0-based position.")
-@click.option("--header/--no-header", default=None, help="First line is a header (default: detected).")
-@click.option("--weight-col", default=None, help="Column holding edge weights (stored as float32).")
-@click.option("--id-type", type=click.Choice(["auto", "int", "string"]), default="auto", show_default=True)
+@output_option("the store directory to build (refused if it exists, unless --force).", required=True)
+@click.option("--delimiter", default=None,
+              help="Field separator: a character or tab, comma, space  [default: detected]")
+@click.option("--columns", default=None,
+              help="SRC,DST columns by header name or 0-based position  [default: the first two]")
+@click.option("--header/--no-header", default=None,
+              help="The first line is (not) a header  [default: detected]")
+@click.option("--weight-col", default=None,
+              help="Column holding edge weights, stored as float32  [default: no weights]")
+@click.option("--id-type", type=click.Choice(["auto", "int", "string"]), default="auto", show_default=True,
+              help="Node ids: int (a non-integer id is an error), string (every id is text), or auto "
+                   "(integers until an id is not one, then strings).")
 @click.option("--undirected", is_flag=True, help="Store both directions of every edge.")
 @click.option("--dedup/--no-dedup", default=True, show_default=True,
               help="Drop duplicate edges (the first edge's weight is kept).")
 @click.option("--sum-weights", is_flag=True, help="With --dedup: duplicates sum their weights.")
-@click.option("--self-loops", type=click.Choice(["keep", "drop"]), default="keep", show_default=True)
+@click.option("--self-loops", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+              help="Keep or drop edges from a node to itself.")
 @click.option("--nodes", type=click.Path(path_type=Path), default=None,
               help="Node table: id column plus optional label and split columns (CSV/parquet).")
 @click.option("--features", type=click.Path(path_type=Path), default=None,
               help=".npy aligned with --nodes rows (or dense ids), or CSV/parquet keyed by id.")
-@click.option("--labels", type=click.Path(path_type=Path), default=None, help="id,label table.")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="id,label table (CSV/parquet), when the node table has no label column.")
 @click.option("--feature-dtype", type=click.Choice(["float32", "float16"]), default="float32",
-              show_default=True)
-@click.option("--split", default=None, help="random:TRAIN,VAL,TEST when the node table has no split.")
+              show_default=True, help="dtype the features are stored in.")
+@click.option("--split", default=None,
+              help="random:TRAIN,VAL,TEST fractions, when the node table has no split column.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --split random.")
-@click.option("--memory-budget", default="2GiB", show_default=True, help="Peak memory target.")
-@click.option("--force", is_flag=True, help="Replace an existing store.")
-@click.option("--on-bad-line", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@memory_budget_option("buckets, id tables and feature blocks are sized to it.")
+@click.option("--force", is_flag=True, help="Replace an existing store at --output.")
+@click.option("--on-bad-line", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="A malformed line stops the build (error) or is counted and skipped (skip).")
 @click.option("--allow-nan", is_flag=True, help="Accept NaN/inf feature values.")
+@json_option
+@verbose_option
 @quiet_option
 def command(edges: tuple[Path, ...], output: Path, delimiter: str | None, columns: str | None,
             header: bool | None, weight_col: str | None, id_type: str, undirected: bool, dedup: bool,
             sum_weights: bool, self_loops: str, nodes: Path | None, features: Path | None,
             labels: Path | None, feature_dtype: str, split: str | None, seed: int, memory_budget: str,
-            force: bool, on_bad_line: str, allow_nan: bool, quiet: bool) -> None:
+            force: bool, on_bad_line: str, allow_nan: bool, as_json: bool, quiet: bool) -> None:
     """Build the store OUTPUT from edge lists EDGES (CSV/TSV/SNAP text, gz/bz2/zstd, parquet, .npy)."""
     from gstore.pipeline.ingest.chunks import EdgeReadOptions
     from gstore.pipeline.ingest.ingest import IngestOptions, ingest
@@ -78,6 +95,9 @@ def command(edges: tuple[Path, ...], output: Path, delimiter: str | None, column
                          split=split, seed=seed, memory_budget=parse_bytes(memory_budget), force=force,
                          allow_nan=allow_nan)
     r = ingest([str(p) for p in edges], output, opts, progress=TqdmProgress(quiet))
+    if as_json:
+        emit_json(r)
+        return
     click.echo(f"{r.store}: {r.num_nodes:,} nodes, {r.num_edges:,} edges "
                f"({'undirected, both directions' if undirected else 'directed'}; ids {r.id_type})")
     click.echo(f"  read {r.edges_read:,} edges in {r.seconds:.1f} s ({r.edges_per_second / 1e6:.2f} M edges/s), "

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import click
 
+from gstore.cli_options import emit_json, examples, json_option, memory_budget_option, verbose_option
 from gstore.cli_progress import TqdmProgress, quiet_option
 
 
-@click.command("partition")
+@click.command("partition", short_help="Balanced k-way node partition (-k K).", epilog=examples(
+    "gstore partition g.gstore -k 64",
+    "gstore partition g.gstore -k 64 --reorder --json"))
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @click.option("--parts", "-k", "num_parts", type=int, required=True, help="Number of parts K.")
 @click.option("--method", type=click.Choice(["auto", "metis", "multilevel"]), default="auto",
@@ -17,21 +20,26 @@ from gstore.cli_progress import TqdmProgress, quiet_option
               help="Allowed part weight above the average (0.05 = 5%).")
 @click.option("--balance-on", type=click.Choice(["nodes", "edges"]), default="nodes",
               show_default=True, help="Balance node counts, or node weights 1 + in-degree.")
-@click.option("--memory-budget", default="4GiB", show_default=True,
-              help="Memory for pymetis / edge buffers (O(N) node arrays come on top).")
+@memory_budget_option("pymetis and edge buffers (O(N) node arrays come on top).")
 @click.option("--reorder", is_flag=True,
               help="Renumber nodes so each part is a contiguous id range (rewrites the store).")
 @click.option("--force", is_flag=True, help="Replace an existing partition with the same K.")
+@json_option
+@verbose_option
 @quiet_option
 def command(store: str, num_parts: int, method: str, seed: int, imbalance: float, balance_on: str,
-            memory_budget: str, reorder: bool, force: bool, quiet: bool) -> None:
-    """Partition STORE's nodes into K balanced parts with few cut edges."""
+            memory_budget: str, reorder: bool, force: bool, as_json: bool, quiet: bool) -> None:
+    """Partition STORE's nodes into K balanced parts with few cut edges; the result is recorded in
+    STORE (shown by `gstore info`)."""
     from gstore.memory import format_bytes
     from gstore.pipeline.partition.partition import partition_store
 
     r = partition_store(store, num_parts, method=method, seed=seed, imbalance=imbalance,
                         memory_budget=memory_budget, balance_on=balance_on, reorder=reorder,
                         force=force, progress=TqdmProgress(quiet))
+    if as_json:
+        emit_json({"store": str(store), **r.to_json()})
+        return
     levels = " -> ".join(f"{n:,}" for n, _ in r.levels)
     click.echo(f"partition k={r.num_parts} method={r.method} (levels: {levels} nodes)")
     click.echo(f"edge cut:  {r.edge_cut:.4f} of stored edges")

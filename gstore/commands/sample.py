@@ -5,16 +5,21 @@
 """
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 
+from gstore.cli_options import emit_json, examples, json_option, verbose_option
 from gstore.cli_progress import quiet_option
 from gstore.errors import OptionError
 from gstore.memory import format_bytes, parse_bytes
+
+if TYPE_CHECKING:   # the loader package imports torch; `gstore sample --help` should not
+    from gstore.pipeline.loader.throughput import Throughput
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,27 @@ def _seeds_for(store, split: str) -> str | np.ndarray:
     return np.arange(store.num_nodes, dtype=np.int64)
 
 
+@dataclass
+class SampleReport:
+    """`gstore sample --json`: the measured throughput and the settings it was measured under."""
+
+    throughput: Throughput
+    store: str
+    method: str
+    cold: bool
+    workers: int
+    prefetch: int
+    fanouts: list[int] | None = None
+    batch_size: int | None = None
+    clusters_per_batch: int | None = None
+
+    def to_json(self) -> dict:
+        """The throughput's fields flat at the top level, then the settings."""
+        out = self.throughput.to_json()
+        out.update({k: v for k, v in asdict(self).items() if k != "throughput"})
+        return out
+
+
 def _echo_report(r, args: dict) -> None:
     click.echo(f"method {args['method']}  batches {r.batches} (+1 warm-up)  workers {args['workers']}  "
                f"prefetch {args['prefetch']}  {'cold' if args['cold'] else 'warm'} page cache")
@@ -81,26 +107,32 @@ def _echo_report(r, args: dict) -> None:
                f"to-device {med['copy'] * 1e3:.1f} ms (worker time; stages overlap)")
 
 
-@click.command("sample")
+@click.command("sample", short_help="Time mini-batch sampling on a store.", epilog=examples(
+    "gstore sample g.gstore --method neighbor --fanouts 15,10,5 --batch-size 1024 --batches 50",
+    "gstore sample g.gstore --method cluster --random-parts 1500 --clusters-per-batch 20 --json"))
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--method", type=click.Choice(["neighbor", "cluster"]), default="neighbor", show_default=True)
-@click.option("--fanouts", default="15,10,5", show_default=True, help="Neighbors per hop, seeds outwards.")
+@click.option("--method", type=click.Choice(["neighbor", "cluster"]), default="neighbor", show_default=True,
+              help="neighbor: per-hop fanout sampling around seed nodes; cluster: Cluster-GCN batches.")
+@click.option("--fanouts", default="15,10,5", show_default=True,
+              help="Neighbors per hop, seeds outwards (-1 = all neighbors).")
 @click.option("--batch-size", type=int, default=1024, show_default=True, help="Seeds per batch (neighbor).")
-@click.option("--clusters-per-batch", type=int, default=20, show_default=True)
+@click.option("--clusters-per-batch", type=int, default=20, show_default=True,
+              help="Clusters merged into one batch (cluster).")
 @click.option("--random-parts", type=int, default=None,
-              help="Cluster method: use K random clusters instead of the store's partition.")
+              help="Cluster method: use K random clusters  [default: the store's partition]")
 @click.option("--split", default="train", show_default=True,
               help="Seed nodes (neighbor) / loss nodes (cluster); all nodes when the store has none.")
 @click.option("--batches", type=int, default=50, show_default=True, help="Batches to time (after 1 warm-up).")
 @click.option("--cold", is_flag=True, help="Evict the store's files from the page cache first.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@json_option
 @click.option("--dump", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write every batch (warm-up included) as DIR/batch_<i>.npz.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--prefetch", type=int, default=4, show_default=True)
+              help="Also write every batch (warm-up included) as DIR/batch_<i>.npz  [default: not written]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler and shuffling.")
+@click.option("--prefetch", type=int, default=4, show_default=True, help="Batches prepared ahead (queue depth).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Sample/gather threads each.")
 @click.option("--cache-bytes", default="0", show_default=True, help="RAM for hot feature rows, e.g. 512MiB.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="torch device the batches are moved to.")
+@verbose_option
 @quiet_option
 def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_per_batch: int,
             random_parts: int | None, split: str, batches: int, cold: bool, as_json: bool,
@@ -147,11 +179,10 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     result = measure(loader, batches, warmup=1, on_batch=on_batch)
     args = dict(method=method, workers=workers, prefetch=prefetch, cold=cold)
     if as_json:
-        out = result.to_json()
-        out.update(method=method, cold=cold, workers=workers, prefetch=prefetch, store=str(store),
-                   fanouts=parse_fanouts(fanouts) if method == "neighbor" else None,
-                   batch_size=batch_size if method == "neighbor" else None,
-                   clusters_per_batch=clusters_per_batch if method == "cluster" else None)
-        click.echo(json.dumps(out))
+        emit_json(SampleReport(result, store=str(store), method=method, cold=cold, workers=workers,
+                               prefetch=prefetch,
+                               fanouts=parse_fanouts(fanouts) if method == "neighbor" else None,
+                               batch_size=batch_size if method == "neighbor" else None,
+                               clusters_per_batch=clusters_per_batch if method == "cluster" else None))
     else:
         _echo_report(result, args)

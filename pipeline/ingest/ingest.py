@@ -24,7 +24,7 @@ import numpy as np
 from gstore.builder import StoreBuilder
 from gstore.errors import InputError, OptionError
 from gstore.manifest import StoreManifest
-from gstore.memory import peak_rss_bytes
+from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes, peak_rss_bytes
 from gstore.pipeline.ingest.chunks import EdgeChunk, EdgeReadOptions, NonIntegerIds, ReadStats, StringColumn
 from gstore.pipeline.ingest.csr_build import (BYTES_PER_RECORD, BYTES_PER_RECORD_WEIGHTED, CsrBuilder,
                                               CsrStats, EdgeSpill, first_level_spill)
@@ -56,7 +56,7 @@ class IngestOptions:
     feature_dtype: Literal["float32", "float16"] = "float32"
     split: str | None = None                 # "random:0.8,0.1,0.1"
     seed: int = 0
-    memory_budget: int = 2 << 30
+    memory_budget: int = parse_bytes(DEFAULT_MEMORY_BUDGET)
     force: bool = False
     allow_nan: bool = False
 
@@ -81,6 +81,9 @@ class IngestReport:
     buckets: int
     resplits: int
     id_table: str                  # "identity", "bitmap" or "sorted"
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`gstore partition`: k-way partition of a store's nodes, recorded in the store (and optional reorder).
 
-    result = partition_store("store/", 128, method="auto", memory_budget="4GiB")
+    result = partition_store("store/", 128, method="auto", memory_budget="2GiB")
 
 `metis` runs pymetis in memory on the symmetrised graph when its estimate fits the budget;
 `multilevel` coarsens out of core first (multilevel.py); `auto` picks by the estimate. The partition
@@ -21,7 +21,7 @@ import numpy as np
 
 from gstore.errors import BudgetError, OptionError, StoreExistsError
 from gstore.manifest import read_manifest, write_manifest
-from gstore.memory import parse_bytes, peak_rss_bytes, reset_peak_rss
+from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes, peak_rss_bytes, reset_peak_rss
 from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord, write_array, write_group_metadata
@@ -66,9 +66,12 @@ class PartitionResult:
     reordered: bool = False
     reorder_seconds: float = 0.0
 
+    def to_json(self) -> dict:
+        return asdict(self)
+
 
 def compute_partition(store, num_parts: int, *, method: str = "auto", seed: int = 0,
-                      imbalance: float = 0.05, memory_budget: str | int = "4GiB",
+                      imbalance: float = 0.05, memory_budget: str | int = DEFAULT_MEMORY_BUDGET,
                       balance_on: str = "nodes", scratch: Path,
                       progress: Progress = NULL_PROGRESS) -> tuple[np.ndarray, PartitionResult]:
     """Partition an opened store without writing anything to it; returns (int32 (N,) parts, result)."""
@@ -114,7 +117,7 @@ def compute_partition(store, num_parts: int, *, method: str = "auto", seed: int 
 
 
 def partition_store(path: str | Path, num_parts: int, *, method: str = "auto", seed: int = 0,
-                    imbalance: float = 0.05, memory_budget: str | int = "4GiB",
+                    imbalance: float = 0.05, memory_budget: str | int = DEFAULT_MEMORY_BUDGET,
                     balance_on: str = "nodes", reorder: bool = False, force: bool = False,
                     progress: Progress = NULL_PROGRESS) -> PartitionResult:
     """Partition the store at `path` into `num_parts` parts and record it (see module docstring).

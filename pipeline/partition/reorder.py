@@ -22,7 +22,7 @@ import numpy as np
 
 from gstore.builder import StoreBuilder
 from gstore.errors import StoreError
-from gstore.memory import parse_bytes
+from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes
 from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
@@ -41,7 +41,7 @@ def reorder_permutation(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, 
     return perm, inverse_perm(perm, np.int64), partptr
 
 
-def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = "4GiB",
+def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = DEFAULT_MEMORY_BUDGET,
                   progress: Progress = NULL_PROGRESS) -> Path:
     """Rewrite the store at `path` with the parts of partition `key` laid out contiguously."""
     import gstore
