@@ -20,6 +20,7 @@ COMMANDS = {
     "partition": "partition",
     "sample": "sample",
     "demo": "demo",
+    "verify": "verify",
 }
 
 
