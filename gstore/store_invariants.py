@@ -60,7 +60,7 @@ class Violation:
         return {"array": self.array, "position": self.position, "message": self.message}
 
     def error(self, path: str | Path) -> StoreError:
-        return StoreError(f"corrupt array {self.array!r}: {self.message}", path=path,
+        return StoreError(f"corrupt array {self.array}: {self.message}", path=path,
                           hint="the store is corrupt; run `gstore verify` on it, then rebuild it")
 
 
@@ -112,6 +112,7 @@ class RuleChecker:
         self.violation: Violation | None = self._check_metadata(rec)
         self._seen = 0                 # elements fed so far
         self._prev: int | None = None  # last value of the previous block (offsets)
+        self._less = np.empty(0, dtype=bool)
 
     def _check_metadata(self, rec: ArrayRecord) -> Violation | None:
         r = self.rule
@@ -139,8 +140,12 @@ class RuleChecker:
         self._seen += len(v)
         r = self.rule
         if r.kind == "range":
-            mn, mx = int(v.min()), int(v.max())
-            if mn < r.lo or mx >= r.hi:
+            if r.lo == 0 and self.dtype.kind == "i":
+                # one pass instead of min + max: seen as unsigned, negatives are huge too
+                bad = int(v.view(self.dtype.str.replace("i", "u")).max()) >= r.hi
+            else:
+                bad = int(v.min()) < r.lo or int(v.max()) >= r.hi
+            if bad:
                 i = int(np.flatnonzero((v < r.lo) | (v >= r.hi))[0])
                 self.violation = Violation(r.array, f"{r.array}[{first + i}] = {int(v[i])} is outside "
                                            f"[{r.lo}, {r.hi}) ({r.meaning})", first + i)
@@ -152,9 +157,11 @@ class RuleChecker:
             self.violation = Violation(r.array, f"{r.array}[{first}] = {int(v[0])} < {r.array}[{first - 1}] = "
                                        f"{self._prev}: {r.meaning} must not decrease", first)
             return
-        down = np.flatnonzero(v[1:] < v[:-1])
-        if len(down):
-            i = int(down[0]) + 1
+        if len(self._less) < len(v) - 1:
+            self._less = np.empty(len(v) - 1, dtype=bool)     # reused: fresh memory is slow
+        less = np.less(v[1:], v[:-1], out=self._less[:len(v) - 1])
+        if less.any():
+            i = int(np.flatnonzero(less)[0]) + 1
             self.violation = Violation(r.array, f"{r.array}[{first + i}] = {int(v[i])} < {r.array}[{first + i - 1}] = "
                                        f"{int(v[i - 1])}: {r.meaning} must not decrease", first + i)
             return

@@ -220,3 +220,19 @@ def test_manifest_is_format_v2_and_v1_still_reads(tmp_path):
     meta["attributes"]["gstore"]["format_version"] = 1
     (path / "zarr.json").write_text(json.dumps(meta))
     assert gstore.open(path).manifest.format_version == 1
+
+
+@pytest.mark.parametrize("size,block,nbytes", [(0, 8, 0), (5, 8, 5), (64, 8, 64), (100, 7, 100),
+                                               (100, 7, 60), (50, 7, 100), (1000, 64, 1000)])
+def test_read_blocks_yields_the_file_in_order_and_stops_at_a_short_file(tmp_path, size, block, nbytes):
+    from gstore.block_crc import read_blocks
+
+    data = np.random.default_rng(size).integers(0, 255, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    seen, offsets = [], []
+    for offset, view in read_blocks(path, nbytes, block):
+        offsets.append(offset)
+        seen.append(view.tobytes())               # views are reused: copy before the next block
+    assert b"".join(seen) == data[:nbytes]
+    assert offsets == list(range(0, min(size, nbytes), block))
