@@ -58,6 +58,9 @@ class ArrayRecord:
 
     @staticmethod
     def from_json(d: dict) -> "ArrayRecord":
+        crcs = d.get("block_crc32c")
+        if crcs is not None and not isinstance(crcs, str):
+            raise ValueError(f"block_crc32c of {d.get('name')!r} must be a base64 string")
         return ArrayRecord(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=d["dtype"],
                            chunk_rows=int(d["chunk_rows"]), data_bytes=int(d["data_bytes"]),
                            checksum=d["checksum"], block_bytes=int(d.get("block_bytes", 0)),

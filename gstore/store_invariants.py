@@ -193,7 +193,11 @@ def check_rule(root: Path, rec: ArrayRecord, rule: Rule) -> Violation | None:
 def find_violations(root: Path, manifest, names: list[str] | tuple[str, ...] | None = None) -> list[Violation]:
     """Check the rules of `names` (every rule when None); the first violation of each broken array."""
     out = []
-    for rule in structural_rules(manifest):
+    try:
+        rules = structural_rules(manifest)
+    except (KeyError, TypeError, ValueError) as exc:    # a hand-edited or damaged manifest
+        return [Violation("manifest", f"malformed entry ({type(exc).__name__}: {exc})")]
+    for rule in rules:
         if names is not None and rule.array not in names:
             continue
         rec = manifest.arrays.get(rule.array)

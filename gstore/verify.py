@@ -81,7 +81,11 @@ def verify_store(path: str | Path, manifest: StoreManifest | None = None) -> Ver
     root = Path(path)
     manifest = manifest if manifest is not None else read_manifest(root)
     report = VerifyReport(path=str(root), format_version=int(manifest.format_version))
-    rules = {r.array: r for r in structural_rules(manifest)}
+    try:
+        rules = {r.array: r for r in structural_rules(manifest)}
+    except (KeyError, TypeError, ValueError) as exc:    # a hand-edited or damaged manifest
+        rules = {}
+        report.problems.append(Problem("manifest", "structure", f"malformed entry ({exc})"))
     for name in ("indptr", "indices"):
         if name not in manifest.arrays:
             report.problems.append(Problem(name, "missing", "is missing from the manifest"))
@@ -91,7 +95,10 @@ def verify_store(path: str | Path, manifest: StoreManifest | None = None) -> Ver
         report.arrays += 1
         checker = RuleChecker(rules[rec.name], rec) if rec.name in rules else None
         report.bytes_checked += _verify_array(root, rec, checker, report.problems)
-        if rec.block_crc32c is None:
+        if rec.block_crc32c is None and manifest.format_version >= 2:
+            report.problems.append(Problem(rec.name, "metadata", "has no block checksums in a format-v2 "
+                                           "manifest (the manifest was edited or damaged)"))
+        elif rec.block_crc32c is None:
             unchecked.append(rec.name)
         if checker is not None and (found := checker.result()) is not None:
             report.problems.append(Problem(rec.name, "structure", found.message, position=found.position))

@@ -215,3 +215,28 @@ def test_malformed_checksum_list_in_manifest_fails_on_open(store):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(StoreError, match="malformed block checksum list"):
         gstore.open(store)
+
+
+def test_damaged_manifest_entries_are_reported_not_raised(store):
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    m = meta["attributes"]["gstore"]
+    m["partitions"] = {"4": {"num_parts": "x", "arrays": {}}}
+    del m["arrays"]["labels"]["block_crc32c"]
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exit_code == 1 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert "manifest: malformed entry" in r.output
+    assert "labels: has no block checksums in a format-v2 manifest" in r.output
+    r = CliRunner().invoke(main, ["info", str(store)])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "malformed entry" in r.output
+    m["arrays"]["indptr"]["block_crc32c"] = 5
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exit_code == 1 and "malformed manifest" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_empty_store_verifies(tmp_path):
+    path = build_store(tmp_path / "z", np.zeros(0, int), np.zeros(0, int), 0)
+    assert gstore.open(path, verify=True).csr().indptr.tolist() == [0]
+    assert CliRunner().invoke(main, ["verify", str(path)]).exit_code == 0
