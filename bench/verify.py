@@ -180,7 +180,7 @@ def bench_invariants(store: Path, repeats: int) -> None:
     for label, before in (("warm", None), ("cold", lambda: _drop_cache(paths))):
         g = _median_s(check, repeats, before)
         b = _median_s(lambda: plain_read(paths, logical), repeats, before)
-        _line(f"structural check E={m.num_edges:.0e} ({nbytes / 1e9:.2f} GB, {label})", g, b, nbytes)
+        _line(f"structural check E={m.num_edges:.3g} ({nbytes / 1e9:.2f} GB, {label})", g, b, nbytes)
     t = time.perf_counter()
     check_structure(store, m)
     print(f"{'':<46} cached second call: {(time.perf_counter() - t) * 1e3:.2f} ms")
