@@ -21,6 +21,7 @@ COMMANDS = {
     "partition": "partition",
     "sample": "sample",
     "demo": "demo",
+    "verify": "verify",
 }
 
 

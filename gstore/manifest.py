@@ -2,6 +2,11 @@
 
 The root `zarr.json` is written last and atomically (temp file + rename), after every array is on disk
 and fsynced; a directory without it is not a store. Later stages (partition) rewrite it the same way.
+
+Format versions: 2 records a CRC32C per 4 MiB block of every array (ArrayRecord.block_crc32c, see
+docs/format.md); 1 did not. Version-1 stores are still read: the cheap checks on open and the
+structural invariants apply to them, and `gstore verify` says which arrays it could not check byte by
+byte (re-ingest to add the checksums).
 """
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from pathlib import Path
 from gstore.errors import FormatVersionError, StoreError
 from gstore.shard_array import ZARR_JSON, ArrayRecord, write_json_atomic
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)      # 1: no block checksums (read with a notice)
 MANIFEST_KEY = "gstore"
 
 
@@ -60,6 +66,8 @@ def write_manifest(store_dir: Path, manifest: StoreManifest) -> None:
     from gstore import __version__
 
     manifest.gstore_version = manifest.gstore_version or __version__
+    if all(rec.block_crc32c is not None for rec in manifest.arrays.values()):
+        manifest.format_version = FORMAT_VERSION   # e.g. a v1 store rewritten whole by --reorder
     write_json_atomic(Path(store_dir) / ZARR_JSON, {
         "zarr_format": 3, "node_type": "group",
         "attributes": {MANIFEST_KEY: manifest.to_json()},
@@ -86,8 +94,9 @@ def read_manifest(store_dir: Path) -> StoreManifest:
                          hint="this directory was not written by gstore")
     d = attrs[MANIFEST_KEY]
     version = d.get("format_version")
-    if version != FORMAT_VERSION:
-        raise FormatVersionError(f"store format version {version}, this gstore reads {FORMAT_VERSION}",
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
+        raise FormatVersionError(f"store format version {version}, this gstore reads {readable}",
                                  path=store_dir, hint="re-ingest with this gstore version")
     try:
         return StoreManifest.from_json(d)

@@ -6,6 +6,10 @@ zarr-python reads it like any sharded array, slicing chunk by chunk; gstore memo
 `[0, rows * row_bytes)` of the shard file and hands numpy views to numba with no copy. The shard's row
 count is padded up to a whole number of chunks (zarr v3 stores edge chunks at full size).
 
+Integrity: the manifest record carries a CRC32C per 4 MiB block of the data region (gstore/block_crc.py),
+checked in full by `gstore verify`, and a cheap checksum of the shard index and the region's ends,
+checked on every open.
+
 We write the shard ourselves rather than through zarr's sharding codec: zarr rewrites a whole shard on
 every partial write, which would make streaming a billion-edge array quadratic.
 """
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gstore.block_crc import BLOCK_BYTES, BlockHasher, encode_crcs, file_block_crcs, num_blocks
 from gstore.errors import StoreError
 
 ZARR_JSON = "zarr.json"
@@ -40,17 +45,40 @@ class ArrayRecord:
     chunk_rows: int          # rows per inner zarr chunk
     data_bytes: int          # bytes of the padded data region (file size minus index)
     checksum: str            # crc32 over the shard index and the data region's first/last 64 KiB
+    block_bytes: int = 0     # size of the checksummed blocks of the data region (0: none recorded)
+    # base64 of uint32 little-endian CRC32C per block of [0, data_bytes); None in format-v1 stores
+    block_crc32c: str | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["shape"] = list(self.shape)
+        if self.block_crc32c is None:
+            del d["block_bytes"], d["block_crc32c"]
         return d
 
     @staticmethod
     def from_json(d: dict) -> "ArrayRecord":
+        crcs = d.get("block_crc32c")
+        if crcs is not None and not isinstance(crcs, str):
+            raise ValueError(f"block_crc32c of {d.get('name')!r} must be a base64 string")
         return ArrayRecord(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=d["dtype"],
                            chunk_rows=int(d["chunk_rows"]), data_bytes=int(d["data_bytes"]),
-                           checksum=d["checksum"])
+                           checksum=d["checksum"], block_bytes=int(d.get("block_bytes", 0)),
+                           block_crc32c=d.get("block_crc32c"))
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.shape[0] // self.chunk_rows) if self.shape[0] else 0
+
+    @property
+    def logical_bytes(self) -> int:
+        """Bytes of the real rows (the data region without the padding of the last chunk)."""
+        return self.shape[0] * _row_bytes(self.shape, np.dtype(self.dtype)) if self.n_chunks else 0
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes of the shard index (with its crc32c) that follow the data region."""
+        return self.n_chunks * _INDEX_ENTRY_BYTES + _CRC_BYTES if self.n_chunks else 0
 
 
 def _row_bytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -135,6 +163,12 @@ class ShardArrayWriter:
     The data file is preallocated (sparse) at its final size, so any write order works and unwritten
     rows read as zero. `finish()` appends the shard index and returns the manifest record.
 
+    Block checksums: while every write lands right after the previous one (`append`, or `write_rows`
+    in row order) they are computed on the fly from the caller's buffers; after any other write
+    (out of order, overlapping, `memmap()`), or when not every row went through this object (bytes
+    written straight to `path`, as ingest's copy_file_range does), `finish()` computes them in one
+    sequential read-back pass instead.
+
     Args:
         root: store directory; the array lives at `root/name`.
         name: array path inside the store ("indices", "splits/train").
@@ -162,6 +196,7 @@ class ShardArrayWriter:
         self.path = shard_path(self.array_dir, len(self.shape))
         self._fh = None
         self._cursor = 0  # next row for append()
+        self._hasher: BlockHasher | None = BlockHasher(BLOCK_BYTES)   # None once writes went out of order
         if self.n_chunks:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "w+b")
@@ -180,19 +215,37 @@ class ShardArrayWriter:
                              f"does not fit array {self.name} of shape {self.shape}")
         if len(block) == 0:
             return
-        os.pwrite(self._fh.fileno(), memoryview(block).cast("B"), start * self.row_bytes)
+        view = memoryview(block).cast("B")
+        offset = start * self.row_bytes
+        written = 0
+        while written < len(view):     # pwrite may write less than asked (signals, huge blocks)
+            written += os.pwrite(self._fh.fileno(), view[written:], offset + written)
+        if self._hasher is not None:
+            if self._hasher.pos == offset:
+                self._hasher.feed(block)
+            else:
+                self._hasher = None
 
     def memmap(self) -> np.ndarray:
         """Writable memory map over the logical rows (for scatter writes; dirty pages count as RSS)."""
         if not self.n_chunks:
             return np.zeros(self.shape, dtype=self.dtype)
+        self._hasher = None
         self._fh.flush()
         return np.memmap(self.path, dtype=self.dtype, mode="r+", shape=self.shape)
 
     def finish(self) -> ArrayRecord:
-        """Append the shard index, fsync, and return the record for the manifest."""
+        """Append the shard index, fsync, and return the record (with block checksums)."""
+        crcs: list[int] = []
         if self._fh is not None:
             fh = self._fh
+            fh.flush()
+            logical = self.shape[0] * self.row_bytes
+            if self._hasher is not None and self._hasher.pos == logical:
+                self._hasher.feed_zeros(self.data_bytes - logical)   # the sparse padding
+                crcs = self._hasher.finish()
+            else:
+                crcs = file_block_crcs(self.path, self.data_bytes, BLOCK_BYTES)
             fh.seek(self.data_bytes)
             fh.write(_shard_index(self.n_chunks, self.chunk_rows * self.row_bytes))
             fh.flush()
@@ -201,7 +254,8 @@ class ShardArrayWriter:
             self._fh = None
         return ArrayRecord(name=self.name, shape=self.shape, dtype=self.dtype.name,
                            chunk_rows=self.chunk_rows, data_bytes=self.data_bytes,
-                           checksum=_checksum(self.path, self.data_bytes, self.n_chunks))
+                           checksum=_checksum(self.path, self.data_bytes, self.n_chunks),
+                           block_bytes=BLOCK_BYTES, block_crc32c=encode_crcs(crcs))
 
     def abort(self) -> None:
         if self._fh is not None:
@@ -222,6 +276,11 @@ def write_array(root: Path, name: str, arr: np.ndarray, chunk_rows: int | None =
         raise
 
 
+def checksum_of_ends(path: Path, data_bytes: int, n_chunks: int) -> str:
+    """The cheap checksum every open compares (crc32 of the shard index and the data's ends)."""
+    return _checksum(path, data_bytes, n_chunks)
+
+
 def _checksum(path: Path, data_bytes: int, n_chunks: int) -> str:
     if not n_chunks:
         return "00000000"
@@ -236,7 +295,10 @@ def _checksum(path: Path, data_bytes: int, n_chunks: int) -> str:
 
 
 def verify_array(root: Path, rec: ArrayRecord) -> None:
-    """Cheap integrity check: metadata present, file size exact, checksum of index and ends matches."""
+    """Cheap integrity check: metadata present, file size exact, checksum of index and ends matches.
+
+    The full check of every byte is gstore/verify.py (`gstore verify`, `gstore.open(verify=True)`).
+    """
     array_dir = Path(root) / rec.name
     if not (array_dir / ZARR_JSON).is_file():
         raise StoreError(f"array {rec.name!r} is missing its zarr.json", path=root,
@@ -254,6 +316,10 @@ def verify_array(root: Path, rec: ArrayRecord) -> None:
     if size != expected:
         raise StoreError(f"array {rec.name!r} is {size} bytes on disk, expected {expected} "
                          f"(truncated or overwritten)", path=root, hint="rebuild the store")
+    if rec.block_crc32c is not None and (rec.block_bytes <= 0 or len(rec.block_crc32c) != 4 * -(
+            -4 * num_blocks(rec.data_bytes, rec.block_bytes) // 3)):
+        raise StoreError(f"array {rec.name!r} has a malformed block checksum list in the manifest",
+                         path=root, hint="rebuild the store")
     if _checksum(path, rec.data_bytes, n_chunks) != rec.checksum:
         raise StoreError(f"array {rec.name!r} fails its checksum", path=root, hint="rebuild the store")
 

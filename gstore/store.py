@@ -3,9 +3,17 @@
 Every array is a numpy memmap over the store's shard files; nothing is loaded until touched. CSR rows
 are destinations: `g.neighbors(v)` are the in-neighbors of v (sources u of edges u -> v); in an
 undirected store that is simply the neighbor set.
+
+Safety: opening always runs the cheap checks (metadata, exact file sizes, checksum of each array's
+ends); `verify=True` reads every byte against its block checksums (gstore/verify.py). Kernels get the
+CSR only through `g.csr()`, which first checks the structural invariants (gstore/store_invariants.py)
+once per process, so a damaged store raises StoreError instead of crashing a kernel.
 """
 from __future__ import annotations
 
+import logging
+import numbers
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -14,6 +22,9 @@ import numpy as np
 from gstore.errors import OptionError, StoreError
 from gstore.manifest import StoreManifest, read_manifest
 from gstore.shard_array import open_array, verify_array
+
+log = logging.getLogger(__name__)
+_V1_NOTICED: set[str] = set()
 
 SPLITS = ("train", "val", "test")
 
@@ -47,18 +58,53 @@ class StringIds:
         return [self._one(i) for i in range(len(self))]
 
 
-class GraphStore:
-    """An opened store. Arrays are memory-mapped lazily and cached on the object."""
+@dataclass(frozen=True)
+class CSR:
+    """The store's CSR after its structural check: indptr int64 (N+1,), indices int32/int64 (E,)
+    with indptr[0] == 0, non-decreasing, indptr[N] == E and 0 <= indices < N (memory maps)."""
 
-    def __init__(self, path: str | Path, *, verify: bool = True) -> None:
+    indptr: np.ndarray
+    indices: np.ndarray
+
+    @property
+    def num_nodes(self) -> int:
+        return len(self.indptr) - 1
+
+
+class GraphStore:
+    """An opened store. Arrays are memory-mapped lazily and cached on the object.
+
+    Args:
+        path: the store directory.
+        verify: read every byte against its block checksums and check every structural rule
+            before returning (gstore/verify.py; as slow as reading the store once). The cheap
+            checks (metadata, sizes, checksum of each array's ends) always run.
+    """
+
+    def __init__(self, path: str | Path, *, verify: bool = False) -> None:
         self.path = Path(path)
         self.manifest: StoreManifest = read_manifest(self.path)
-        if verify:
-            for rec in self.manifest.arrays.values():
-                verify_array(self.path, rec)
         for required in ("indptr", "indices"):
             if required not in self.manifest.arrays:
                 raise StoreError(f"store has no {required!r} array", path=self.path, hint="rebuild the store")
+        for rec in self.manifest.arrays.values():
+            verify_array(self.path, rec)
+        if self.manifest.format_version < 2:
+            key = str(self.path.absolute())
+            if key not in _V1_NOTICED:
+                _V1_NOTICED.add(key)
+                log.warning("%s: format v%d store has no block checksums; corruption is detected only "
+                            "in array ends and structure (re-ingest to checksum every byte)",
+                            self.path, self.manifest.format_version)
+        if verify:
+            from gstore.verify import verify_store
+
+            report = verify_store(self.path, self.manifest)
+            if not report.ok:
+                first = report.problems[0]
+                more = f" and {len(report.problems) - 1} more problem(s)" if len(report.problems) > 1 else ""
+                raise StoreError(f"{first.line()}{more}", path=self.path,
+                                 hint="run `gstore verify` for the full list, then rebuild the store")
 
     # ---- counts -------------------------------------------------------------------------------
     @property
@@ -99,15 +145,43 @@ class GraphStore:
         """float32 (E,) edge weights aligned with `indices`, or None."""
         return self.array("weights") if self.has_array("weights") else None
 
+    def csr(self) -> CSR:
+        """The CSR for kernels: every structural rule of the store checked first (once per process,
+        one sequential pass over indptr, indices and the node arrays; cached by file identity).
+
+        Raises StoreError naming the array and its first bad position when the store is damaged.
+        """
+        self.check_structure()
+        return CSR(indptr=self.indptr, indices=self.indices)
+
+    def check_structure(self, arrays: list[str] | tuple[str, ...] | None = None) -> None:
+        """Check the structural rules of `arrays` (all when None); StoreError on the first broken one."""
+        from gstore.store_invariants import check_structure
+
+        check_structure(self.path, self.manifest, arrays)
+
     def degrees(self) -> np.ndarray:
         """int64 (N,): in-degree of every node (degree, for undirected stores)."""
         return np.diff(self.indptr)
 
     def neighbors(self, v: int) -> np.ndarray:
-        """Sorted in-neighbors of dense node `v` (a view into the memory map)."""
+        """Sorted in-neighbors of dense node `v` (a view into the memory map).
+
+        `v` is a Python or numpy integer (not a bool, float or string); its row is checked on the
+        spot (0 <= indptr[v] <= indptr[v+1] <= E), so this never needs the full structural check.
+        """
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise OptionError(f"node id must be an integer, got {type(v).__name__} {v!r}",
+                              hint="pass a dense node id such as 5 (int or numpy integer)")
+        v = int(v)
         if not 0 <= v < self.num_nodes:
             raise OptionError(f"node {v} out of range [0, {self.num_nodes})")
-        return self.indices[self.indptr[v]:self.indptr[v + 1]]
+        lo, hi = int(self.indptr[v]), int(self.indptr[v + 1])
+        if not 0 <= lo <= hi <= len(self.indices):
+            raise StoreError(f"array 'indptr': row {v} spans [{lo}, {hi}), outside [0, "
+                             f"{len(self.indices)}]", path=self.path,
+                             hint="the store is corrupt; run `gstore verify` on it, then rebuild it")
+        return self.indices[lo:hi]
 
     # ---- node data ----------------------------------------------------------------------------
     @cached_property
@@ -162,6 +236,8 @@ class GraphStore:
         return f"GraphStore({str(self.path)!r}, {self.num_nodes} nodes, {self.num_edges} edges, {kind})"
 
 
-def open(path: str | Path, *, verify: bool = True) -> GraphStore:  # noqa: A001 - public API name
-    """Open a store read-only. `verify` checks sizes and checksums of every array (cheap)."""
+def open(path: str | Path, *, verify: bool = False) -> GraphStore:  # noqa: A001 - public API name
+    """Open a store read-only. Sizes and the checksum of each array's ends are always checked
+    (cheap); `verify=True` also reads every byte against its block checksums and checks every
+    structural rule, raising StoreError on the first problem (`gstore verify` lists them all)."""
     return GraphStore(path, verify=verify)

@@ -135,6 +135,7 @@ def _array_bytes(g: GraphStore) -> dict[str, int]:
 def describe(g: GraphStore) -> StoreSummary:
     """Summarise an opened store (counts, degrees, features, labels, splits, partitions, sizes)."""
     m = g.manifest
+    g.check_structure(("indptr", "labels"))   # a damaged store: one clear StoreError, not a traceback
     labels = g.labels
     counts = label_counts(labels, g.label_names) if labels is not None else {}
     splits = dict(m.split_sizes)

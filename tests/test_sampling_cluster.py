@@ -216,7 +216,7 @@ def test_from_store_and_partition_sources(tmp_path):
     a = ClusterSampler.from_store(store, parts=parts, clusters_per_batch=3)
     sub = a.sample(np.array([1, 4]))
     check_induced(sub, store.indptr, store.indices, True, sorted_nodes=False)
-    fake = SimpleNamespace(indptr=store.indptr, indices=store.indices, path=store.path,
+    fake = SimpleNamespace(indptr=store.indptr, indices=store.indices, csr=store.csr, path=store.path,
                            has_array=lambda name: False,
                            partition=SimpleNamespace(parts=parts, num_parts=7))
     b = ClusterSampler.from_store(fake, clusters_per_batch=3)

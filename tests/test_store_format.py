@@ -144,3 +144,95 @@ def test_force_rebuild_swaps_atomically(tmp_path, monkeypatch):
     _tiny_store(path, force=True)
     assert gstore.open(path).features is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def _reference_block_crcs(path, data_bytes, block):
+    import google_crc32c
+
+    data = open(path, "rb").read()[:data_bytes]
+    return [google_crc32c.value(data[i:i + block]) for i in range(0, data_bytes, block)]
+
+
+@pytest.mark.parametrize("mode", ["append", "in-order-rows", "out-of-order", "memmap", "external", "partial"])
+def test_block_checksums_match_the_bytes_on_disk_for_every_write_mode(tmp_path, monkeypatch, mode):
+    from gstore import shard_array
+    from gstore.block_crc import decode_crcs
+
+    monkeypatch.setattr(shard_array, "BLOCK_BYTES", 1000)       # blocks span writes and chunks
+    readback = []
+    real = shard_array.file_block_crcs
+    monkeypatch.setattr(shard_array, "file_block_crcs", lambda *a: readback.append(a) or real(*a))
+    rows = np.arange(3 * 700, dtype=np.int64).reshape(-1, 3) * 7 + 1
+    w = ShardArrayWriter(tmp_path, "a", rows.shape, np.int64, chunk_rows=64)
+    if mode == "append":
+        for start in range(0, len(rows), 37):
+            w.append(rows[start:start + 37])
+    elif mode == "in-order-rows":
+        w.write_rows(0, rows[:300])
+        w.write_rows(300, rows[300:])
+    elif mode == "out-of-order":
+        w.write_rows(300, rows[300:])
+        w.write_rows(0, rows[:300])
+    elif mode == "memmap":
+        w.append(rows[:10])
+        mm = w.memmap()
+        mm[10:] = rows[10:]
+        mm.flush()
+        del mm
+    elif mode == "external":       # bytes written straight to w.path (ingest copies with copy_file_range)
+        import os
+
+        fd = os.open(w.path, os.O_WRONLY)
+        os.pwrite(fd, rows.tobytes(), 0)
+        os.close(fd)
+    else:
+        w.append(rows[:100])       # rows 100.. never written: zeros on disk
+        rows[100:] = 0
+    rec = w.finish()
+    assert rec.block_bytes == 1000
+    got = decode_crcs(rec.block_crc32c).tolist()
+    assert got == _reference_block_crcs(w.path, rec.data_bytes, 1000)
+    assert len(got) == -(-rec.data_bytes // 1000)
+    assert bool(readback) == (mode not in ("append", "in-order-rows"))   # incremental when sequential
+    np.testing.assert_array_equal(open_array(tmp_path, rec), rows)
+
+
+def test_records_roundtrip_and_v1_records_have_no_block_checksums(tmp_path):
+    from gstore.shard_array import ArrayRecord
+
+    rec = write_array(tmp_path, "a", np.arange(10, dtype=np.int32))
+    assert ArrayRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
+    old = rec.to_json()
+    del old["block_bytes"], old["block_crc32c"]
+    v1 = ArrayRecord.from_json(old)
+    assert v1.block_crc32c is None and "block_crc32c" not in v1.to_json()
+    empty = write_array(tmp_path, "e", np.zeros(0, dtype=np.int64))
+    assert empty.block_crc32c == ""
+
+
+def test_manifest_is_format_v2_and_v1_still_reads(tmp_path):
+    from gstore.manifest import FORMAT_VERSION, read_manifest
+
+    path = tmp_path / "s"
+    _tiny_store(path)
+    assert FORMAT_VERSION == 2 and read_manifest(path).format_version == 2
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["gstore"]["format_version"] = 1
+    (path / "zarr.json").write_text(json.dumps(meta))
+    assert gstore.open(path).manifest.format_version == 1
+
+
+@pytest.mark.parametrize("size,block,nbytes", [(0, 8, 0), (5, 8, 5), (64, 8, 64), (100, 7, 100),
+                                               (100, 7, 60), (50, 7, 100), (1000, 64, 1000)])
+def test_read_blocks_yields_the_file_in_order_and_stops_at_a_short_file(tmp_path, size, block, nbytes):
+    from gstore.block_crc import read_blocks
+
+    data = np.random.default_rng(size).integers(0, 255, size, dtype=np.uint8).tobytes()
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    seen, offsets = [], []
+    for offset, view in read_blocks(path, nbytes, block):
+        offsets.append(offset)
+        seen.append(view.tobytes())               # views are reused: copy before the next block
+    assert b"".join(seen) == data[:nbytes]
+    assert offsets == list(range(0, min(size, nbytes), block))

@@ -49,6 +49,7 @@ def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = DEFA
     path = Path(path)
     t0 = time.perf_counter()
     store = gstore.open(path)
+    store.check_structure()     # kernels below trust indptr, indices and the partition arrays
     meta = store.manifest.partitions.get(str(key))
     if meta is None:
         raise StoreError(f"store has no {key}-way partition to reorder by", path=path,

@@ -25,7 +25,7 @@ from gstore.pipeline.partition.symmetrize_kernels import drop_self_loops, merge_
 
 def store_csr(store) -> CSRFile:
     """The store's own CSR (rows = destinations) as a streaming CSRFile; indptr loaded into RAM."""
-    indptr = np.array(store.indptr, dtype=np.int64)
+    indptr = np.array(store.csr().indptr, dtype=np.int64)   # csr(): structurally checked first
     weights = None  # store float weights are not used for partitioning (cut counts edges)
     return CSRFile(indptr=indptr, indices=store_array_file(store, "indices"), weights=weights)
 

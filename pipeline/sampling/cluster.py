@@ -143,7 +143,8 @@ class ClusterSampler:
             perm, partptr = getattr(part, "perm", None), getattr(part, "partptr", None)
             pos = getattr(part, "pos", None)
             contiguous = bool(getattr(part, "contiguous", False))
-        return cls(store.indptr, store.indices, parts, num_parts, clusters_per_batch, normalize,
+        csr = store.csr()   # checks the CSR and the recorded partitions before any kernel runs
+        return cls(csr.indptr, csr.indices, parts, num_parts, clusters_per_batch, normalize,
                    self_loops, seed, perm=perm, partptr=partptr, contiguous=contiguous, pos=pos,
                    kernel_threads=kernel_threads, edge_ids=edge_ids)
 

@@ -68,8 +68,9 @@ class NeighborSampler:
 
     @classmethod
     def from_store(cls, store, fanouts, replace: bool = False, seed: int = 0) -> "NeighborSampler":
-        """Sampler over an opened GraphStore's memory-mapped CSR."""
-        return cls(store.indptr, store.indices, fanouts, replace=replace, seed=seed)
+        """Sampler over an opened GraphStore's memory-mapped CSR (structurally checked first)."""
+        csr = store.csr()
+        return cls(csr.indptr, csr.indices, fanouts, replace=replace, seed=seed)
 
     @property
     def num_nodes(self) -> int:

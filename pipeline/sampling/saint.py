@@ -40,7 +40,8 @@ class RandomNodeSampler:
     @classmethod
     def from_store(cls, store, batch_size: int, normalize: bool = True, self_loops: bool = True,
                    seed: int = 0) -> "RandomNodeSampler":
-        return cls(store.indptr, store.indices, batch_size, normalize, self_loops, seed)
+        csr = store.csr()
+        return cls(csr.indptr, csr.indices, batch_size, normalize, self_loops, seed)
 
     @property
     def num_nodes(self) -> int:
@@ -83,7 +84,8 @@ class RandomEdgeSampler:
     @classmethod
     def from_store(cls, store, batch_size: int, num_steps: int | None = None, normalize: bool = True,
                    self_loops: bool = True, seed: int = 0) -> "RandomEdgeSampler":
-        return cls(store.indptr, store.indices, batch_size, num_steps, normalize, self_loops, seed)
+        csr = store.csr()
+        return cls(csr.indptr, csr.indices, batch_size, num_steps, normalize, self_loops, seed)
 
     @property
     def num_edges(self) -> int:
