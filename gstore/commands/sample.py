@@ -20,13 +20,21 @@ log = logging.getLogger(__name__)
 
 
 def parse_fanouts(text: str) -> list[int]:
-    try:
-        out = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        out = []
-    if not out or any(f < -1 for f in out):
-        raise OptionError(f"bad --fanouts {text!r}", hint="comma-separated integers, e.g. 15,10,5 (-1 = all)")
-    return out
+    """`--fanouts 15,10,5` as [15, 10, 5]; an empty or non-integer field is an OptionError naming it
+    (the values themselves are checked by the sampler's own rule, check_fanouts)."""
+    from gstore.pipeline.sampling.neighbor import FANOUTS_HINT, check_fanouts
+
+    fields = [t.strip() for t in str(text).split(",")]
+    values = []
+    for i, t in enumerate(fields):
+        if not t:
+            raise OptionError(f"--fanouts {text!r}: field {i + 1} is empty", hint=FANOUTS_HINT)
+        try:
+            values.append(int(t))
+        except ValueError:
+            raise OptionError(f"--fanouts {text!r}: field {i + 1} is {t!r}, not an integer",
+                              hint=FANOUTS_HINT) from None
+    return check_fanouts(values, option="--fanouts", text=text)
 
 
 def union_edges(batch) -> np.ndarray:
@@ -111,8 +119,12 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     from gstore.pipeline.loader import ClusterLoader, NeighborLoader
     from gstore.pipeline.loader.throughput import drop_page_cache, measure
 
+    from gstore.pipeline.loader.to_device import resolve_device
+
     if batches < 1:
         raise OptionError(f"--batches must be >= 1, got {batches}")
+    device = str(resolve_device(device, option="--device"))  # before any work: "cuda" -> "cuda:0"
+    fanout_list = parse_fanouts(fanouts) if method == "neighbor" else None
     cache = 0 if str(cache_bytes).strip() in ("0", "") else parse_bytes(cache_bytes)
     if cold:
         # before anything is memory-mapped: mapped pages are not evicted
@@ -121,7 +133,7 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     g = gstore.open(store)
     common = dict(seed=seed, prefetch=prefetch, num_workers=workers, cache_bytes=cache, device=device)
     if method == "neighbor":
-        loader = NeighborLoader(g, parse_fanouts(fanouts), batch_size, _seeds_for(g, split), **common)
+        loader = NeighborLoader(g, fanout_list, batch_size, _seeds_for(g, split), **common)
     else:
         parts = num_parts = None
         if random_parts is not None:
@@ -149,7 +161,7 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     if as_json:
         out = result.to_json()
         out.update(method=method, cold=cold, workers=workers, prefetch=prefetch, store=str(store),
-                   fanouts=parse_fanouts(fanouts) if method == "neighbor" else None,
+                   fanouts=fanout_list, device=device,
                    batch_size=batch_size if method == "neighbor" else None,
                    clusters_per_batch=clusters_per_batch if method == "cluster" else None)
         click.echo(json.dumps(out))

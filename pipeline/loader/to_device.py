@@ -13,6 +13,7 @@ import time
 import numpy as np
 import torch
 
+from gstore.errors import OptionError
 from gstore.pipeline.loader.batch import Batch, BatchStats, LayerBlock
 from gstore.pipeline.loader.gather_stage import GatheredItem
 from gstore.pipeline.loader.pin import HostBufferPool
@@ -20,6 +21,38 @@ from gstore.pipeline.loader.queues import StageFailure, StageQueue
 
 # end-of-run marker put after the last batch
 END = object()
+
+DEVICE_HINT = "use 'cpu', 'cuda' (the current CUDA device) or 'cuda:N'"
+
+
+def resolve_device(device, option: str = "device") -> torch.device:
+    """`device` ("cpu", "cuda", "cuda:1", an int or a torch.device) as a torch.device with an index
+    when it is a GPU: "cuda" becomes cuda:<torch.cuda.current_device()>, since torch.cuda.set_device
+    and friends refuse an unindexed device (ValueError). Raises OptionError (naming `option`) for an
+    unparsable or unsupported device, CUDA without a GPU, or an index past the device count."""
+    try:
+        if isinstance(device, (int, np.integer)) and not isinstance(device, bool):
+            dev = torch.device("cuda", int(device))  # torch's own rule for a bare index
+        else:
+            dev = device if isinstance(device, torch.device) else torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise OptionError(f"{option} {device!r} is not a device", hint=DEVICE_HINT) from None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if dev.type != "cuda":
+        raise OptionError(f"{option} {device!r}: the loader delivers to the CPU or a CUDA GPU only",
+                          hint=DEVICE_HINT)
+    if not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+        raise OptionError(f"{option} {device!r}: no CUDA device is available (torch {torch.__version__}, "
+                          f"{build})", hint="use 'cpu', or install a CUDA build of torch on a GPU machine")
+    count = torch.cuda.device_count()
+    index = torch.cuda.current_device() if dev.index is None else int(dev.index)
+    if not 0 <= index < count:
+        raise OptionError(f"{option} {device!r}: this machine has {count} CUDA device(s), "
+                          f"cuda:0..cuda:{count - 1}",
+                          hint="pick one of them (CUDA_VISIBLE_DEVICES renumbers them from 0)")
+    return torch.device("cuda", index)
 
 
 def _tensor(a: np.ndarray | None) -> torch.Tensor | None:
@@ -30,7 +63,7 @@ class DeviceCopier:
     """Turns a GatheredItem into a Batch on `device` ("cpu", "cuda", "cuda:1")."""
 
     def __init__(self, device: str | torch.device, pool: HostBufferPool | None) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.pool = pool
         self.cuda = self.device.type == "cuda"
         self.stream = None
