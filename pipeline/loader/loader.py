@@ -26,6 +26,7 @@ from gstore.pipeline.features.gather import FeatureSource
 from gstore.pipeline.loader.batch import Batch
 from gstore.pipeline.loader.gather_stage import Gatherer, gather_worker
 from gstore.pipeline.loader.pin import HostBufferPool
+from gstore.pipeline.loader.staging import PINNED_BYTES_DEFAULT, PinnedBudget
 from gstore.pipeline.loader.queues import (InFlightLimit, PipelineControl, StageFailure, StageQueue,
                                            StageThread)
 from gstore.pipeline.loader.sample_stage import WorkFeed, sample_worker
@@ -57,7 +58,7 @@ class PipelineRun:
             self.threads.append(StageThread(
                 f"sample-{w}", lambda: sample_worker(feed, sampler, self.q_sampled), c))
             self.threads.append(StageThread(
-                f"gather-{w}", lambda: gather_worker(gatherer, self.q_sampled, self.q_gathered), c))
+                f"gather-{w}", lambda: gather_worker(gatherer, self.q_sampled, self.q_gathered, c), c))
         self.threads.append(StageThread(
             "deliver", lambda: deliver_worker(copier, self.q_gathered, self.q_out, self.total), c))
         self._done = False
@@ -125,7 +126,11 @@ class StagedLoader:
 
     def __init__(self, store, sampler, plan, *, seed: int, prefetch: int, device, pin_memory,
                  cache_bytes: int, num_workers: int, features: bool, labels: bool,
-                 mask_ids: np.ndarray | None, sort_ids: bool | None = None) -> None:
+                 mask_ids: np.ndarray | None, sort_ids: bool | None = None,
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
+        if int(pinned_bytes) < 1:
+            raise OptionError(f"pinned_bytes must be >= 1, got {pinned_bytes}",
+                              hint=f"the default is {PINNED_BYTES_DEFAULT >> 20} MiB")
         if prefetch < 1:
             raise OptionError(f"prefetch must be >= 1, got {prefetch}")
         if num_workers < 1:
@@ -138,11 +143,16 @@ class StagedLoader:
         self.num_workers = int(num_workers)
         self.device, self.pin_memory = _resolve_device(device, pin_memory)
         self.source = FeatureSource(store, cache_bytes=cache_bytes if features else 0, sort_ids=sort_ids)
-        self.pool = None
-        if features and self.source.features is not None:
-            self.pool = HostBufferPool(self.source.dim, self.source.dtype, pinned=self.pin_memory,
+        # pinned: one staging buffer per batch from torch's caching host allocator, at most
+        # pinned_bytes of it (staging.py); pageable: recycled feature buffers (pin.py)
+        self.pool = self.budget = None
+        if self.pin_memory:
+            self.budget = PinnedBudget(pinned_bytes)
+        elif features and self.source.features is not None:
+            self.pool = HostBufferPool(self.source.dim, self.source.dtype,
                                        max_buffers=self.prefetch + 2 * self.num_workers + 2)
-        self.gatherer = Gatherer(self.source, self.pool, labels, mask_ids)
+        self.gatherer = Gatherer(self.source, self.pool, labels, mask_ids, features=features,
+                                 budget=self.budget, upcast=self.device.type == "cpu")
         self._epoch = 0
         self._consumed = 0
         self._config: LoaderConfig | None = None
@@ -199,7 +209,7 @@ class StagedLoader:
         return self._run(items)
 
     def _run(self, items: list[WorkItem]):
-        run = PipelineRun(items, self.sampler, self.gatherer, DeviceCopier(self.device, self.pool),
+        run = PipelineRun(items, self.sampler, self.gatherer, DeviceCopier(self.device, self.budget),
                           self.prefetch, self.num_workers)
         del items
         run.start()
@@ -248,7 +258,7 @@ class NeighborLoader(StagedLoader):
                  drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  replace: bool = False, sampler=None, features: bool = True, labels: bool = True,
-                 sort_ids: bool | None = None) -> None:
+                 sort_ids: bool | None = None, pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
         from gstore.pipeline.sampling.neighbor import NeighborSampler, check_fanouts
 
         self.fanouts = check_fanouts(fanouts)
@@ -259,7 +269,8 @@ class NeighborLoader(StagedLoader):
         plan = SeedPlan(_seed_ids(store, split), batch_size, shuffle, drop_last, seed)
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
-                         features=features, labels=labels, mask_ids=None, sort_ids=sort_ids)
+                         features=features, labels=labels, mask_ids=None, sort_ids=sort_ids,
+                         pinned_bytes=pinned_bytes)
 
     def _make_config(self) -> LoaderConfig:
         return LoaderConfig(kind=self.kind, store=store_fingerprint(self.store), seed=self.seed,
@@ -284,7 +295,8 @@ class ClusterLoader(StagedLoader):
                  drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  normalize: bool = True, self_loops: bool = True, sampler=None,
-                 features: bool = True, labels: bool = True, sort_ids: bool | None = None) -> None:
+                 features: bool = True, labels: bool = True, sort_ids: bool | None = None,
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
         if sampler is None:
             from gstore.pipeline.sampling.cluster import ClusterSampler
 
@@ -299,7 +311,8 @@ class ClusterLoader(StagedLoader):
         self.normalize, self.self_loops = bool(normalize), bool(self_loops)
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
-                         features=features, labels=labels, mask_ids=mask_ids, sort_ids=sort_ids)
+                         features=features, labels=labels, mask_ids=mask_ids, sort_ids=sort_ids,
+                         pinned_bytes=pinned_bytes)
 
     def _make_config(self) -> LoaderConfig:
         s = self.sampler
