@@ -239,3 +239,29 @@ def test_state_of_another_cluster_loader_is_refused(store, change, option):
     same = ClusterLoader(store, parts, num_parts=10, clusters_per_batch=3, seed=4)
     same.load_state_dict(state)
     assert next(iter(same)).index == 1
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(batch_size=2.5), "batch_size must be an integer"),
+    (dict(batch_size=True), "batch_size must be an integer"),
+    (dict(prefetch=1.5), "prefetch must be an integer"),
+    (dict(num_workers=10**6), r"num_workers must be in \[1, 256\]"),
+    (dict(seed=-1), "seed must be >= 0"),
+    (dict(pinned_bytes=0), "pinned_bytes must be >= 1"),
+])
+def test_integer_options_are_checked(store, kw, words):
+    args = dict(batch_size=16)
+    args.update(kw)
+    with pytest.raises(OptionError, match=words):
+        NeighborLoader(store, [2], args.pop("batch_size"), **args)
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(clusters_per_batch=2.5), "clusters_per_batch must be an integer"),
+    (dict(num_parts=10.5), "num_parts must be an integer"),
+])
+def test_cluster_integer_options_are_checked(store, kw, words):
+    args = dict(num_parts=10, clusters_per_batch=3)
+    args.update(kw)
+    with pytest.raises(OptionError, match=words):
+        ClusterLoader(store, (np.arange(N) % 10).astype(np.int32), **args)

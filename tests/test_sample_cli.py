@@ -127,3 +127,14 @@ def test_bad_device_one_line(store_path, device, words):
 def test_cuda_device_without_gpu_one_line(store_path, device):
     one_line_error(CliRunner().invoke(main, ["sample", str(store_path), "--device", device]),
                    f"--device '{device}'", "no CUDA device is available")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", "-1"], ["--seed must be >= 0"]),
+    (["--workers", "100000"], ["num_workers must be in [1, 256]"]),
+    (["--method", "cluster", "--random-parts", "99999999999"], ["--random-parts", "[1, 500]"]),
+    (["--dump", "/proc/gstore-no-such/x"], ["--dump directory", "/proc/gstore-no-such/x"]),
+])
+def test_other_bad_sample_options_one_line(store_path, args, words):
+    one_line_error(CliRunner().invoke(main, ["sample", str(store_path), "--batches", "1", *args]),
+                   *words)

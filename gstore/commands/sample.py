@@ -73,6 +73,14 @@ def _seeds_for(store, split: str) -> str | np.ndarray:
     return np.arange(store.num_nodes, dtype=np.int64)
 
 
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OptionError(f"cannot create the --dump directory: {err.strerror or err}", path=path,
+                          hint="pick a writable directory") from None
+
+
 def _echo_report(r, args: dict) -> None:
     click.echo(f"method {args['method']}  batches {r.batches} (+1 warm-up)  workers {args['workers']}  "
                f"prefetch {args['prefetch']}  {'cold' if args['cold'] else 'warm'} page cache")
@@ -118,11 +126,12 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     import gstore
     from gstore.pipeline.loader import ClusterLoader, NeighborLoader
     from gstore.pipeline.loader.throughput import drop_page_cache, measure
-
     from gstore.pipeline.loader.to_device import resolve_device
 
     if batches < 1:
         raise OptionError(f"--batches must be >= 1, got {batches}")
+    if seed < 0:
+        raise OptionError(f"--seed must be >= 0, got {seed}")
     device = str(resolve_device(device, option="--device"))  # before any work: "cuda" -> "cuda:0"
     fanout_list = parse_fanouts(fanouts) if method == "neighbor" else None
     cache = 0 if str(cache_bytes).strip() in ("0", "") else parse_bytes(cache_bytes)
@@ -137,8 +146,9 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     else:
         parts = num_parts = None
         if random_parts is not None:
-            if random_parts < 1:
-                raise OptionError(f"--random-parts must be >= 1, got {random_parts}")
+            if not 1 <= random_parts <= min(g.num_nodes, 2**31 - 1):
+                raise OptionError(f"--random-parts must be in [1, {min(g.num_nodes, 2**31 - 1)}] "
+                                  f"(at most one cluster per node), got {random_parts}")
             parts = np.random.default_rng(seed).integers(0, random_parts, g.num_nodes, dtype=np.int32)
             num_parts = random_parts
         elif g.partition is None:
@@ -149,12 +159,17 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
 
     on_batch = None
     if dump is not None:
-        dump.mkdir(parents=True, exist_ok=True)
+        _writable_dir(dump)
 
         def on_batch(i: int, batch) -> None:
             ei = drop_added_self_loops(g, union_edges(batch))
-            np.savez(dump / f"batch_{i}.npz", nodes=batch.nodes.cpu().numpy(), edge_index=ei,
-                     seeds=batch.seeds.cpu().numpy())
+            path = dump / f"batch_{i}.npz"
+            try:
+                np.savez(path, nodes=batch.nodes.cpu().numpy(), edge_index=ei,
+                         seeds=batch.seeds.cpu().numpy())
+            except OSError as err:
+                raise OptionError(f"cannot write --dump file: {err.strerror or err}", path=path,
+                                  hint="free disk space or pick another --dump directory") from None
 
     result = measure(loader, batches, warmup=1, on_batch=on_batch)
     args = dict(method=method, workers=workers, prefetch=prefetch, cold=cold)

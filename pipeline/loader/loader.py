@@ -30,7 +30,7 @@ from gstore.pipeline.loader.staging import PINNED_BYTES_DEFAULT, PinnedBudget
 from gstore.pipeline.loader.queues import (InFlightLimit, PipelineControl, StageFailure, StageQueue,
                                            StageThread)
 from gstore.pipeline.loader.sample_stage import WorkFeed, sample_worker
-from gstore.pipeline.loader.seeds import ClusterPlan, SeedPlan, WorkItem, epoch_items
+from gstore.pipeline.loader.seeds import ClusterPlan, SeedPlan, WorkItem, check_int, epoch_items
 from gstore.pipeline.loader.state import (LoaderConfig, LoaderState, array_fingerprint, sampler_name,
                                           store_fingerprint)
 from gstore.pipeline.loader.to_device import END, DeviceCopier, deliver_worker, resolve_device
@@ -38,6 +38,8 @@ from gstore.pipeline.loader.to_device import END, DeviceCopier, deliver_worker, 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 30.0
+# two threads per worker; beyond a few per core they only contend (and 10^5 threads exhaust the OS)
+MAX_WORKERS = 256
 
 
 class PipelineRun:
@@ -131,10 +133,9 @@ class StagedLoader:
         if int(pinned_bytes) < 1:
             raise OptionError(f"pinned_bytes must be >= 1, got {pinned_bytes}",
                               hint=f"the default is {PINNED_BYTES_DEFAULT >> 20} MiB")
-        if prefetch < 1:
-            raise OptionError(f"prefetch must be >= 1, got {prefetch}")
-        if num_workers < 1:
-            raise OptionError(f"num_workers must be >= 1, got {num_workers}")
+        check_int("prefetch", prefetch, 1)
+        check_int("num_workers", num_workers, 1, MAX_WORKERS)
+        check_int("seed", seed, 0)
         self.store = store
         self.sampler = sampler
         self.plan = plan
