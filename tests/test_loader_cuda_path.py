@@ -276,3 +276,17 @@ def test_staging_fields_are_aligned_views_of_one_buffer():
         assert t.untyped_storage().data_ptr() == base and (t.data_ptr() - base) % 64 == 0
     assert st.tensor("a").tolist() == [1, 2, 3] and st.tensor("c").dtype == torch.float16
     assert not st.pinned and st.lease is None
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present: the check really runs")
+def test_cuda_check_says_not_run_without_a_gpu():
+    """bench/cuda_check.py used to exit 0 without a GPU, which reads as a pass."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "cuda_check.py"
+    res = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2, res
+    assert res.stdout.strip() == "cuda_check: NOT RUN (no CUDA device)"
