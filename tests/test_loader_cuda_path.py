@@ -290,3 +290,19 @@ def test_cuda_check_says_not_run_without_a_gpu(capsys):
     spec.loader.exec_module(module)
     assert module.main(["--quick"]) == 2
     assert capsys.readouterr().out.strip() == "cuda_check: NOT RUN (no CUDA device)"
+
+
+def test_pinned_allocation_failure_falls_back_to_pageable(gpu, monkeypatch, caplog):
+    real_empty = torch.empty
+
+    def refuse(*args, pin_memory=False, **kwargs):
+        if pin_memory:
+            raise RuntimeError("CUDA error: out of memory\nmore text")
+        return real_empty(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", refuse)
+    budget = PinnedBudget(1 << 20)
+    with caplog.at_level(logging.WARNING):
+        st = Staging([("a", np.int64, (4,))], budget, 0)
+    assert not st.pinned and st.lease is None and budget.used == 0
+    assert "cannot allocate" in caplog.text and "out of memory" in caplog.text

@@ -186,7 +186,15 @@ class Staging:
         self.nbytes = total
         self.pinned = budget is not None and budget.acquire(total, seq, control)
         self.lease = budget.lease(total) if self.pinned else None  # from here on, freed = released
-        self.buffer = torch.empty(total, dtype=torch.uint8, pin_memory=self.pinned)
+        try:
+            self.buffer = torch.empty(total, dtype=torch.uint8, pin_memory=self.pinned)
+        except RuntimeError as err:  # cudaHostAlloc refused (page-locked memory is a scarce resource)
+            if not self.pinned:
+                raise
+            log.warning("cannot allocate %s of pinned memory (%s); staging batch %d in pageable "
+                        "memory", format_bytes(block_bytes(total)), str(err).splitlines()[0], seq)
+            self.pinned, self.lease = False, None
+            self.buffer = torch.empty(total, dtype=torch.uint8)
         self._bytes = self.buffer.numpy()
 
     def __contains__(self, name: str) -> bool:
