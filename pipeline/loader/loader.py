@@ -130,9 +130,7 @@ class StagedLoader:
                  cache_bytes: int, num_workers: int, features: bool, labels: bool,
                  mask_ids: np.ndarray | None, sort_ids: bool | None = None,
                  pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
-        if int(pinned_bytes) < 1:
-            raise OptionError(f"pinned_bytes must be >= 1, got {pinned_bytes}",
-                              hint=f"the default is {PINNED_BYTES_DEFAULT >> 20} MiB")
+        check_int("pinned_bytes", pinned_bytes, 1)
         check_int("prefetch", prefetch, 1)
         check_int("num_workers", num_workers, 1, MAX_WORKERS)
         check_int("seed", seed, 0)
@@ -213,6 +211,8 @@ class StagedLoader:
         run = PipelineRun(items, self.sampler, self.gatherer, DeviceCopier(self.device, self.budget),
                           self.prefetch, self.num_workers)
         del items
+        if self.budget is not None:
+            self.budget.advance(0)  # sequence numbers restart with each run
         run.start()
         try:
             while True:
