@@ -1,14 +1,33 @@
-"""Check the loader's CUDA path (pinned buffers, non_blocking copies on a side stream) against the CPU.
+"""Check the loader's CUDA path on a real GPU: every batch field equals the CPU loader's, bit for bit,
+also when the GPU lags far behind the host (the case where early reuse of pinned memory corrupts).
 
-Usage: python bench/cuda_check.py      (exits 0 with a note when no GPU is available)
+Usage: python bench/cuda_check.py [--quick] [--json OUT.json]
+Exit codes: 0 all checks passed, 1 a check failed, 2 not run (no CUDA device; prints
+"cuda_check: NOT RUN (no CUDA device)").
 
-For float32 and float16 stores, NeighborLoader and ClusterLoader batches produced with device="cuda"
-(pin_memory=True, 2 workers, prefetch 2) must equal the CPU batches exactly, including when the
-consumer is slow (buffers are recycled while copies are in flight) and when it launches its own GPU
-work on the default stream right after receiving a batch.
+For float32 and float16 stores, NeighborLoader and ClusterLoader batches are compared field by field
+(nodes, x, y, mask, edge_index, edge_weight, every block's edge_index; plus num_seeds and block sizes)
+with the batches of a CPU loader with the same options, in these modes:
+
+  plain          device="cuda" and device="cuda:0", pinned staging, 2 workers, prefetch 8.
+  lagging-copy   the loader's copy stream is made to wait: a torch.cuda._sleep is queued on it
+                 before every batch's copies, so each copy runs long after the host freed the batch's
+                 staging buffer and went on gathering later batches. Reusing that memory before the
+                 copy ran (a from_numpy alias the allocator cannot track, an own pool) corrupts.
+  lagging-reader the consumer's stream is kept busy (_sleep) before it reads each batch: its reads
+                 must still see the finished copy (Batch.wait: wait_event + record_stream).
+  user-copy      device="cpu", pin_memory=True: the consumer queues a _sleep and then copies every
+                 field with .to("cuda", non_blocking=True) itself, drops the batch and moves on; the
+                 loader's next batches must not land in memory those queued copies still read.
+  tiny-budget    pinned_bytes=256 KiB: most batches fall back to pageable staging (sync copies).
+
+Each mode also reports the time the consumer waited for each batch (median / p90 / max, ms).
 """
 from __future__ import annotations
 
+import argparse
+import json
+import statistics
 import sys
 import tempfile
 import time
@@ -19,74 +38,191 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import gstore  # noqa: E402
-from gstore.pipeline.loader import ClusterLoader, NeighborLoader  # noqa: E402
-from store_factory import build_store, random_graph  # noqa: E402
+NOT_RUN = 2
+SLEEP_CYCLES = 20_000_000  # ~10 ms at the H200's ~2 GHz: far longer than a batch's copy
 
 
-def cpu_copy(b):
-    return {"nodes": b.nodes.cpu(), "x": b.x.cpu(), "y": b.y.cpu(),
-            "blocks": [bl.edge_index.cpu() for bl in b.blocks],
-            "edge_index": None if b.edge_index is None else b.edge_index.cpu(),
-            "edge_weight": None if b.edge_weight is None else b.edge_weight.cpu()}
+def fields(b) -> dict[str, torch.Tensor]:
+    out = {k: getattr(b, k) for k in ("nodes", "x", "y", "mask", "edge_index", "edge_weight")}
+    out.update({f"block{i}": blk.edge_index for i, blk in enumerate(b.blocks)})
+    return {k: v for k, v in out.items() if v is not None}
 
 
-def compare(ref, got, what):
-    assert len(ref) == len(got), what
-    for i, (a, b) in enumerate(zip(ref, got)):
-        for k in a:
-            if k == "blocks":
-                assert all(torch.equal(p, q) for p, q in zip(a[k], b[k])), f"{what} batch {i} blocks"
-            elif a[k] is None:
-                assert b[k] is None
-            else:
-                assert torch.equal(a[k], b[k]), f"{what} batch {i} {k}"
+def shape_of(b) -> tuple:
+    return (b.kind, b.epoch, b.index, b.num_seeds, tuple(blk.size for blk in b.blocks))
 
 
-def run(make, device, slow=False):
-    out = []
-    for b in make(device):
-        if device != "cpu":
-            assert b.x.is_cuda and b.x.dtype == torch.float32
-            # GPU work on the consumer stream right away: must see the completed copy
-            s = (b.x * 2).sum()
-            if slow:
-                torch.cuda._sleep(2_000_000)  # keep the GPU busy while the loader runs ahead
-                time.sleep(0.01)
-            _ = float(s)
-        out.append(cpu_copy(b))
-    return out
+EPOCHS = 2  # more batches than the loader keeps in flight, so staging memory is recycled
 
 
-def main() -> int:
-    if not torch.cuda.is_available():
-        print("no CUDA device: nothing to check (the CPU path is covered by tests/test_loader.py)")
-        return 0
-    n = 20_000
-    src, dst = random_graph(n, 200_000, seed=1)
+def cpu_batches(loader) -> list[tuple[tuple, dict[str, torch.Tensor]]]:
+    return [(shape_of(b), {k: v.clone() for k, v in fields(b).items()})
+            for _ in range(EPOCHS) for b in loader]
+
+
+def timed(loader):
+    """(batch, seconds the consumer waited for it) over EPOCHS epochs."""
+    for _ in range(EPOCHS):
+        it = iter(loader)  # one epoch; the next iter() starts the following one
+        while True:
+            t0 = time.perf_counter()
+            b = next(it, None)
+            if b is None:
+                break
+            yield b, time.perf_counter() - t0
+            del b
+
+
+def run_cuda(loader, *, mode: str, device: torch.device):
+    """Consume `loader` as the mode says; returns ([(shape, fields on the CPU)], waits in s, pinned)."""
+    kept, waits, pinned = [], [], 0
+    for b, wait in timed(loader):
+        waits.append(wait)
+        pinned += bool(b.stats.pinned)
+        if mode == "user-copy":
+            torch.cuda._sleep(SLEEP_CYCLES)  # queued BEFORE the copies on the consumer's stream
+            dev = {k: v.to(device, non_blocking=True) for k, v in fields(b).items()}
+        else:
+            bad = [k for k, v in fields(b).items() if v.device != device]
+            if bad:
+                raise AssertionError(f"fields {bad} not on {device}")
+            if b.x is not None and b.x.dtype != torch.float32:
+                raise AssertionError(f"x is {b.x.dtype}, not float32")
+            if mode == "lagging-reader":
+                torch.cuda._sleep(SLEEP_CYCLES)
+            dev = {k: v.clone() for k, v in fields(b).items()}  # read on the consumer's stream
+        kept.append((shape_of(b), dev))
+        del b
+    torch.cuda.synchronize()
+    return [(s, {k: v.cpu() for k, v in d.items()}) for s, d in kept], waits, pinned
+
+
+def compare(ref, got, what: str) -> list[str]:
+    errors = []
+    if len(ref) != len(got):
+        return [f"{what}: {len(got)} batches, expected {len(ref)}"]
+    for i, ((rs, r), (gs, g)) in enumerate(zip(ref, got)):
+        if rs != gs:
+            errors.append(f"{what} batch {i}: {gs} != {rs}")
+        if r.keys() != g.keys():
+            errors.append(f"{what} batch {i}: fields {sorted(g)} != {sorted(r)}")
+            continue
+        for k in r:
+            if r[k].dtype != g[k].dtype or r[k].shape != g[k].shape or not torch.equal(r[k], g[k]):
+                bad = "dtype/shape" if r[k].shape != g[k].shape or r[k].dtype != g[k].dtype else \
+                    f"{int((r[k] != g[k]).sum())} values"
+                errors.append(f"{what} batch {i} field {k}: {bad} differ")
+    return errors
+
+
+class LaggingCopies:
+    """Queue a GPU sleep on the loader's copy stream before every batch's copies."""
+
+    def __enter__(self):
+        from gstore.pipeline.loader.to_device import DeviceCopier
+
+        self.cls, self.orig = DeviceCopier, DeviceCopier._copy_to_cuda
+        orig = self.orig
+
+        def lagging(copier, batch, st):
+            with torch.cuda.stream(copier.stream):
+                torch.cuda._sleep(SLEEP_CYCLES)
+            return orig(copier, batch, st)
+
+        DeviceCopier._copy_to_cuda = lagging
+        return self
+
+    def __exit__(self, *exc):
+        self.cls._copy_to_cuda = self.orig
+
+
+def ms(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"median": 0.0, "p90": 0.0, "max": 0.0}
+    v = sorted(values)
+    return {"median": statistics.median(v) * 1e3, "p90": v[int(0.9 * (len(v) - 1))] * 1e3,
+            "max": v[-1] * 1e3}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller graph, float32 + float16, fewer modes")
+    ap.add_argument("--json", type=Path, default=None, help="write the results as one JSON object")
+    args = ap.parse_args(argv)
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 1:
+        print("cuda_check: NOT RUN (no CUDA device)")
+        return NOT_RUN
+
+    import gstore
+    from gstore.pipeline.loader import ClusterLoader, NeighborLoader
+    from store_factory import build_store, random_graph
+
+    n, m, dim = (6_000, 60_000, 32) if args.quick else (20_000, 200_000, 64)
+    src, dst = random_graph(n, m, seed=1)
     rng = np.random.default_rng(0)
+    current = torch.device("cuda", torch.cuda.current_device())
+    results, errors = [], []
+    t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for dtype in ("float32", "float16"):
             path = build_store(Path(tmp) / dtype, src, dst, n,
-                               features=rng.standard_normal((n, 64)).astype(dtype),
+                               features=rng.standard_normal((n, dim)).astype(dtype),
                                labels=rng.integers(0, 10, n), splits={"train": np.arange(0, n, 3)})
             g = gstore.open(path)
-            parts = rng.integers(0, 50, n).astype(np.int32)
+            parts = rng.integers(0, 40, n).astype(np.int32)
             makers = {
-                "neighbor": lambda dev: NeighborLoader(g, [10, 5], 256, seed=3, device=dev, num_workers=2,
-                                                       prefetch=2),
-                "cluster": lambda dev: ClusterLoader(g, parts, 50, 5, seed=3, device=dev, num_workers=2,
-                                                     prefetch=2),
+                "neighbor": lambda **kw: NeighborLoader(g, [10, 5], 256, seed=3, **kw),
+                "cluster": lambda **kw: ClusterLoader(g, parts, 40, 4, seed=3, **kw),
             }
-            for name, make in makers.items():
-                ref = run(make, "cpu")
-                for slow in (False, True):
-                    compare(ref, run(make, "cuda", slow=slow), f"{dtype} {name} slow={slow}")
-                print(f"ok: {dtype} {name}: {len(ref)} batches identical on cuda (pinned, non_blocking)")
-            loader = NeighborLoader(g, [10, 5], 256, device="cuda")
-            assert loader.pool.pinned and loader.pin_memory
-            del loader, g
-    print("all CUDA checks passed")
+            fast = dict(num_workers=2, prefetch=8)
+            for kind, make in makers.items():
+                ref = cpu_batches(make())
+                plans = [("plain", "cuda", {}), ("plain", "cuda:0", {}),
+                         ("lagging-copy", "cuda", {}), ("lagging-reader", "cuda:0", {}),
+                         ("user-copy", "cpu", {"pin_memory": True}),
+                         ("tiny-budget", "cuda", {"pinned_bytes": 256 << 10})]
+                if args.quick:
+                    plans = [p for p in plans if p[0] != "plain" or p[1] == "cuda"]
+                for mode, dev, extra in plans:
+                    what = f"{dtype} {kind} {mode} device={dev}"
+                    target = current if dev == "cuda" else torch.device("cuda", 0)
+                    t0 = time.perf_counter()
+                    try:
+                        loader = make(device=dev, **fast, **extra)
+                        if dev == "cuda" and loader.device != current:
+                            raise AssertionError(f"'cuda' resolved to {loader.device}, not {current}")
+                        if mode == "lagging-copy":
+                            with LaggingCopies():
+                                got, waits, pinned = run_cuda(loader, mode=mode, device=target)
+                        else:
+                            got, waits, pinned = run_cuda(loader, mode=mode, device=target)
+                        errs = compare(ref, got, what)
+                        peak = loader.budget.peak if loader.budget is not None else 0
+                        del loader
+                    except Exception as exc:  # noqa: BLE001 - reported as a failed check
+                        errs, waits, pinned, peak = [f"{what}: {exc!r}"], [], 0, 0
+                    errors += errs
+                    w = ms(waits)
+                    results.append({"check": what, "ok": not errs, "batches": len(ref),
+                                    "pinned_batches": pinned, "pinned_peak_bytes": peak,
+                                    "wait_ms": w, "seconds": time.perf_counter() - t0})
+                    status = "ok  " if not errs else "FAIL"
+                    print(f"{status} {what}: {len(ref)} batches, {pinned} pinned, wait per batch "
+                          f"median {w['median']:.2f} ms p90 {w['p90']:.2f} ms max {w['max']:.1f} ms",
+                          flush=True)
+                    for e in errs[:5]:
+                        print(f"     {e}")
+            del g
+    total = time.perf_counter() - t_start
+    summary = {"passed": not errors, "checks": results, "errors": errors, "seconds": total,
+               "device": torch.cuda.get_device_name(current), "torch": torch.__version__}
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=1))
+    n_ok = sum(r["ok"] for r in results)
+    if errors:
+        print(f"cuda_check: FAILED ({len(results) - n_ok} of {len(results)} checks, {total:.0f} s)")
+        return 1
+    print(f"cuda_check: PASSED ({n_ok} checks on {summary['device']}, {total:.0f} s)")
     return 0
 
 

@@ -81,3 +81,60 @@ def test_cluster_without_partition_is_clear_error(store_path):
 def test_bad_fanouts(store_path):
     res = CliRunner().invoke(main, ["sample", str(store_path), "--fanouts", "a,b"])
     assert res.exit_code == 1 and "fanouts" in res.output
+
+
+def one_line_error(res, *words):
+    """A clean CLI failure: exit 1, one line of output, no traceback, every word present."""
+    assert res.exit_code == 1, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.output and res.exception is not None, res.output
+    assert isinstance(res.exception, SystemExit), repr(res.exception)
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("15,,5", ["--fanouts", "field 2 is empty"]),
+    ("5,", ["field 2 is empty"]),
+    ("", ["field 1 is empty"]),
+    ("a,b", ["field 1", "'a'", "not an integer"]),
+    ("3,1e3", ["field 2", "'1e3'"]),
+    ("4,-2", ["field 2", "-2"]),
+    ("99999999999999999999", ["field 1", "above the limit"]),
+    ("2147483648", ["above the limit 2147483647"]),
+])
+def test_bad_fanouts_one_line(store_path, text, words):
+    one_line_error(CliRunner().invoke(main, ["sample", str(store_path), "--fanouts", text]), *words)
+
+
+def test_fanout_zero_runs_with_no_edges(store_path):
+    res = run("sample", store_path, "--fanouts", "0", "--batch-size", "16", "--batches", "2", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["fanouts"] == [0] and out["mean_edges"] == 0 and out["mean_nodes"] == 16
+
+
+@pytest.mark.parametrize("device, words", [
+    ("banana", ["--device 'banana' is not a device", "cuda:N"]),
+    ("cuda:x", ["--device 'cuda:x'"]),
+    ("meta", ["--device 'meta'"]),
+])
+def test_bad_device_one_line(store_path, device, words):
+    one_line_error(CliRunner().invoke(main, ["sample", str(store_path), "--device", device]), *words)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "cuda:7"])
+def test_cuda_device_without_gpu_one_line(store_path, device):
+    one_line_error(CliRunner().invoke(main, ["sample", str(store_path), "--device", device]),
+                   f"--device '{device}'", "no CUDA device is available")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--seed", "-1"], ["--seed must be >= 0"]),
+    (["--workers", "100000"], ["num_workers must be in [1, 256]"]),
+    (["--method", "cluster", "--random-parts", "99999999999"], ["--random-parts", "[1, 500]"]),
+    (["--dump", "/proc/gstore-no-such/x"], ["--dump directory", "/proc/gstore-no-such/x"]),
+])
+def test_other_bad_sample_options_one_line(store_path, args, words):
+    one_line_error(CliRunner().invoke(main, ["sample", str(store_path), "--batches", "1", *args]),
+                   *words)

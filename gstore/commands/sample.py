@@ -25,13 +25,21 @@ log = logging.getLogger(__name__)
 
 
 def parse_fanouts(text: str) -> list[int]:
-    try:
-        out = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        out = []
-    if not out or any(f < -1 for f in out):
-        raise OptionError(f"bad --fanouts {text!r}", hint="comma-separated integers, e.g. 15,10,5 (-1 = all)")
-    return out
+    """`--fanouts 15,10,5` as [15, 10, 5]; an empty or non-integer field is an OptionError naming it
+    (the values themselves are checked by the sampler's own rule, check_fanouts)."""
+    from gstore.pipeline.sampling.neighbor import FANOUTS_HINT, check_fanouts
+
+    fields = [t.strip() for t in str(text).split(",")]
+    values = []
+    for i, t in enumerate(fields):
+        if not t:
+            raise OptionError(f"--fanouts {text!r}: field {i + 1} is empty", hint=FANOUTS_HINT)
+        try:
+            values.append(int(t))
+        except ValueError:
+            raise OptionError(f"--fanouts {text!r}: field {i + 1} is {t!r}, not an integer",
+                              hint=FANOUTS_HINT) from None
+    return check_fanouts(values, option="--fanouts", text=text)
 
 
 def union_edges(batch) -> np.ndarray:
@@ -80,6 +88,7 @@ class SampleReport:
     cold: bool
     workers: int
     prefetch: int
+    device: str = "cpu"
     fanouts: list[int] | None = None
     batch_size: int | None = None
     clusters_per_batch: int | None = None
@@ -89,6 +98,14 @@ class SampleReport:
         out = self.throughput.to_json()
         out.update({k: v for k, v in asdict(self).items() if k != "throughput"})
         return out
+
+
+def _writable_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OptionError(f"cannot create the --dump directory: {err.strerror or err}", path=path,
+                          hint="pick a writable directory") from None
 
 
 def _echo_report(r, args: dict) -> None:
@@ -142,9 +159,14 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     import gstore
     from gstore.pipeline.loader import ClusterLoader, NeighborLoader
     from gstore.pipeline.loader.throughput import drop_page_cache, measure
+    from gstore.pipeline.loader.to_device import resolve_device
 
     if batches < 1:
         raise OptionError(f"--batches must be >= 1, got {batches}")
+    if seed < 0:
+        raise OptionError(f"--seed must be >= 0, got {seed}")
+    device = str(resolve_device(device, option="--device"))  # before any work: "cuda" -> "cuda:0"
+    fanout_list = parse_fanouts(fanouts) if method == "neighbor" else None
     cache = 0 if str(cache_bytes).strip() in ("0", "") else parse_bytes(cache_bytes)
     if cold:
         # before anything is memory-mapped: mapped pages are not evicted
@@ -153,12 +175,13 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
     g = gstore.open(store)
     common = dict(seed=seed, prefetch=prefetch, num_workers=workers, cache_bytes=cache, device=device)
     if method == "neighbor":
-        loader = NeighborLoader(g, parse_fanouts(fanouts), batch_size, _seeds_for(g, split), **common)
+        loader = NeighborLoader(g, fanout_list, batch_size, _seeds_for(g, split), **common)
     else:
         parts = num_parts = None
         if random_parts is not None:
-            if random_parts < 1:
-                raise OptionError(f"--random-parts must be >= 1, got {random_parts}")
+            if not 1 <= random_parts <= min(g.num_nodes, 2**31 - 1):
+                raise OptionError(f"--random-parts must be in [1, {min(g.num_nodes, 2**31 - 1)}] "
+                                  f"(at most one cluster per node), got {random_parts}")
             parts = np.random.default_rng(seed).integers(0, random_parts, g.num_nodes, dtype=np.int32)
             num_parts = random_parts
         elif g.partition is None:
@@ -169,19 +192,24 @@ def command(store: Path, method: str, fanouts: str, batch_size: int, clusters_pe
 
     on_batch = None
     if dump is not None:
-        dump.mkdir(parents=True, exist_ok=True)
+        _writable_dir(dump)
 
         def on_batch(i: int, batch) -> None:
             ei = drop_added_self_loops(g, union_edges(batch))
-            np.savez(dump / f"batch_{i}.npz", nodes=batch.nodes.cpu().numpy(), edge_index=ei,
-                     seeds=batch.seeds.cpu().numpy())
+            path = dump / f"batch_{i}.npz"
+            try:
+                np.savez(path, nodes=batch.nodes.cpu().numpy(), edge_index=ei,
+                         seeds=batch.seeds.cpu().numpy())
+            except OSError as err:
+                raise OptionError(f"cannot write --dump file: {err.strerror or err}", path=path,
+                                  hint="free disk space or pick another --dump directory") from None
 
     result = measure(loader, batches, warmup=1, on_batch=on_batch)
     args = dict(method=method, workers=workers, prefetch=prefetch, cold=cold)
     if as_json:
         emit_json(SampleReport(result, store=str(store), method=method, cold=cold, workers=workers,
-                               prefetch=prefetch,
-                               fanouts=parse_fanouts(fanouts) if method == "neighbor" else None,
+                               prefetch=prefetch, device=str(device),
+                               fanouts=fanout_list if method == "neighbor" else None,
                                batch_size=batch_size if method == "neighbor" else None,
                                clusters_per_batch=clusters_per_batch if method == "cluster" else None))
     else:

@@ -40,6 +40,7 @@ class BatchStats:
     sample_s: float = 0.0
     gather_s: float = 0.0
     copy_s: float = 0.0
+    pinned: bool = False   # the host arrays were staged in page-locked memory (async copies)
 
 
 @dataclass

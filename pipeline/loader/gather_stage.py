@@ -1,4 +1,9 @@
-"""The gather stage: features (into recycled host buffers) and labels for each sampled batch."""
+"""The gather stage: features and labels for each sampled batch.
+
+Pageable mode (pin_memory=False): features go into recycled host buffers (pin.HostBufferPool), the
+other arrays stay as the sampler made them. Pinned mode: every array of the batch is written into one
+pinned `Staging` buffer (staging.py), so all of its host->device copies are asynchronous.
+"""
 from __future__ import annotations
 
 import time
@@ -9,9 +14,10 @@ import numpy as np
 
 from gstore.pipeline.features.gather import FeatureSource, gather_labels
 from gstore.pipeline.loader.pin import HostBufferPool
-from gstore.pipeline.loader.queues import StageFailure, StageQueue
+from gstore.pipeline.loader.queues import PipelineControl, StageFailure, StageQueue, Stopped
 from gstore.pipeline.loader.sample_stage import DONE, SampledItem
 from gstore.pipeline.loader.seeds import WorkItem
+from gstore.pipeline.loader.staging import PinnedBudget, Staging
 
 
 @dataclass
@@ -20,6 +26,8 @@ class GatheredItem:
 
     x: (n, F) store dtype, a prefix of `buffer` (None without features); y: int64 (n,) or None;
     mask: bool (n,) nodes in the loader's target split (cluster batches), or None.
+    staging: pinned mode: the batch's Staging holding all of these and the subgraph's arrays
+    (fields nodes, x, x32, y, mask, edge_index, edge_weight, block<i>); x / y / mask view into it.
     """
 
     item: WorkItem
@@ -31,6 +39,7 @@ class GatheredItem:
     cache_hits: int
     sample_s: float
     gather_s: float
+    staging: Staging | None = None
 
 
 def split_mask(nodes: np.ndarray, split_ids: np.ndarray) -> np.ndarray:
@@ -68,16 +77,28 @@ def _runs_mask(nodes: np.ndarray, breaks: np.ndarray, split_ids: np.ndarray) -> 
 
 
 class Gatherer:
-    """What the gather threads share: the feature source, the buffer pool, the split for masks."""
+    """What the gather threads share: the feature source, the buffer pool or the pinned budget,
+    the split for masks.
+
+    budget: pinned mode (every batch staged, see the module docstring); pool: pageable feature
+    buffers otherwise. upcast: also stage a float32 copy of float16 features ("x32"), for batches
+    that stay on the CPU (a GPU upcasts after the copy).
+    """
 
     def __init__(self, source: FeatureSource, pool: HostBufferPool | None, with_labels: bool,
-                 mask_ids: np.ndarray | None) -> None:
+                 mask_ids: np.ndarray | None, *, features: bool = True,
+                 budget: PinnedBudget | None = None, upcast: bool = False) -> None:
         self.source = source
         self.pool = pool
+        self.with_features = features and source.features is not None
         self.with_labels = with_labels and source.labels is not None
         self.mask_ids = mask_ids
+        self.budget = budget
+        self.upcast = upcast
 
-    def gather(self, s: SampledItem) -> GatheredItem:
+    def gather(self, s: SampledItem, control: PipelineControl | None = None) -> GatheredItem:
+        if self.budget is not None:
+            return self._gather_staged(s, control)
         t0 = time.perf_counter()
         nodes = s.subgraph.nodes
         x = buffer = None
@@ -91,8 +112,58 @@ class Gatherer:
         return GatheredItem(s.item, s.subgraph, x, buffer, y, mask, hits, s.sample_s,
                             time.perf_counter() - t0)
 
+    def staging_specs(self, sub) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+        """(name, dtype, shape) of every array of batch `sub` (SampledSubgraph or ClusterSubgraph)."""
+        n = len(sub.nodes)
+        specs = [("nodes", np.dtype(np.int64), (n,))]
+        if self.with_features:
+            specs.append(("x", self.source.dtype, (n, self.source.dim)))
+            if self.upcast and self.source.dtype != np.float32:
+                specs.append(("x32", np.dtype(np.float32), (n, self.source.dim)))
+        if self.with_labels:
+            specs.append(("y", self.source.labels.dtype, (n,)))
+        if self.mask_ids is not None:
+            specs.append(("mask", np.dtype(bool), (n,)))
+        blocks = getattr(sub, "blocks", None)
+        if blocks is not None:
+            specs += [(f"block{i}", np.dtype(np.int64), (2, b.num_edges)) for i, b in enumerate(blocks)]
+        else:
+            specs.append(("edge_index", np.dtype(np.int64), (2, sub.num_edges)))
+            if sub.edge_weight is not None:
+                specs.append(("edge_weight", sub.edge_weight.dtype, (len(sub.edge_weight),)))
+        return specs
 
-def gather_worker(gatherer: Gatherer, inq: StageQueue, out: StageQueue) -> None:
+    def _gather_staged(self, s: SampledItem, control: PipelineControl | None) -> GatheredItem:
+        t0 = time.perf_counter()
+        sub = s.subgraph
+        nodes = sub.nodes
+        st = Staging(self.staging_specs(sub), self.budget, s.item.seq, control)
+        np.copyto(st.array("nodes"), nodes)
+        x = y = mask = None
+        hits = 0
+        if self.with_features:
+            res = self.source.gather(nodes, st.array("x"))
+            x, hits = res.rows, res.cache_hits
+        if self.with_labels:
+            y = gather_labels(self.source.labels, nodes, st.array("y"))
+        if self.mask_ids is not None:
+            mask = st.array("mask")
+            mask[:] = split_mask(nodes, self.mask_ids)
+        blocks = getattr(sub, "blocks", None)
+        if blocks is not None:
+            for i, b in enumerate(blocks):
+                ei = st.array(f"block{i}")
+                ei[0], ei[1] = b.src, b.dst  # written in place: no (2, E) temporary per layer
+        else:
+            np.copyto(st.array("edge_index"), sub.edge_index())
+            if sub.edge_weight is not None:
+                np.copyto(st.array("edge_weight"), sub.edge_weight)
+        return GatheredItem(s.item, sub, x, None, y, mask, hits, s.sample_s,
+                            time.perf_counter() - t0, staging=st)
+
+
+def gather_worker(gatherer: Gatherer, inq: StageQueue, out: StageQueue,
+                  control: PipelineControl | None = None) -> None:
     """Body of one gather thread; exits after one DONE marker (see sample_stage.DONE)."""
     while True:
         got = inq.get()
@@ -102,7 +173,9 @@ def gather_worker(gatherer: Gatherer, inq: StageQueue, out: StageQueue) -> None:
             out.put(got)
             continue
         try:
-            result = gatherer.gather(got)
+            result = gatherer.gather(got, control)
+        except Stopped:
+            raise
         except Exception as exc:  # noqa: BLE001 - re-raised by the consumer
             result = StageFailure(got.item.seq, "gather", exc)
         del got

@@ -26,15 +26,20 @@ from gstore.pipeline.features.gather import FeatureSource
 from gstore.pipeline.loader.batch import Batch
 from gstore.pipeline.loader.gather_stage import Gatherer, gather_worker
 from gstore.pipeline.loader.pin import HostBufferPool
+from gstore.pipeline.loader.staging import PINNED_BYTES_DEFAULT, PinnedBudget
 from gstore.pipeline.loader.queues import (InFlightLimit, PipelineControl, StageFailure, StageQueue,
                                            StageThread)
 from gstore.pipeline.loader.sample_stage import WorkFeed, sample_worker
-from gstore.pipeline.loader.seeds import ClusterPlan, SeedPlan, WorkItem, epoch_items
-from gstore.pipeline.loader.to_device import END, DeviceCopier, deliver_worker
+from gstore.pipeline.loader.seeds import ClusterPlan, SeedPlan, WorkItem, check_int, epoch_items
+from gstore.pipeline.loader.state import (LoaderConfig, LoaderState, array_fingerprint, sampler_name,
+                                          store_fingerprint)
+from gstore.pipeline.loader.to_device import END, DeviceCopier, deliver_worker, resolve_device
 
 log = logging.getLogger(__name__)
 
 JOIN_TIMEOUT_S = 30.0
+# two threads per worker; beyond a few per core they only contend (and 10^5 threads exhaust the OS)
+MAX_WORKERS = 256
 
 
 class PipelineRun:
@@ -55,7 +60,7 @@ class PipelineRun:
             self.threads.append(StageThread(
                 f"sample-{w}", lambda: sample_worker(feed, sampler, self.q_sampled), c))
             self.threads.append(StageThread(
-                f"gather-{w}", lambda: gather_worker(gatherer, self.q_sampled, self.q_gathered), c))
+                f"gather-{w}", lambda: gather_worker(gatherer, self.q_sampled, self.q_gathered, c), c))
         self.threads.append(StageThread(
             "deliver", lambda: deliver_worker(copier, self.q_gathered, self.q_out, self.total), c))
         self._done = False
@@ -105,16 +110,12 @@ class PipelineRun:
             q.drain()
 
 
-def _resolve_device(device: str | torch.device, pin_memory: bool | None) -> tuple[torch.device, bool]:
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"device {device!r} requested but CUDA is not available",
-                          hint="use device='cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise OptionError(f"unsupported device {device!r}", hint="use 'cpu' or 'cuda'")
+def _resolve_device(device, pin_memory: bool | None) -> tuple[torch.device, bool]:
+    dev = resolve_device(device)
     pin = dev.type == "cuda" if pin_memory is None else bool(pin_memory)
     if pin and not torch.cuda.is_available():
-        raise OptionError("pin_memory needs a CUDA build of torch with a GPU", hint="leave it None")
+        raise OptionError("pin_memory=True needs a CUDA build of torch and a GPU (page-locked memory "
+                          "is a CUDA driver allocation)", hint="leave pin_memory=None")
     return dev, pin
 
 
@@ -127,11 +128,12 @@ class StagedLoader:
 
     def __init__(self, store, sampler, plan, *, seed: int, prefetch: int, device, pin_memory,
                  cache_bytes: int, num_workers: int, features: bool, labels: bool,
-                 mask_ids: np.ndarray | None, sort_ids: bool | None = None) -> None:
-        if prefetch < 1:
-            raise OptionError(f"prefetch must be >= 1, got {prefetch}")
-        if num_workers < 1:
-            raise OptionError(f"num_workers must be >= 1, got {num_workers}")
+                 mask_ids: np.ndarray | None, sort_ids: bool | None = None,
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
+        check_int("pinned_bytes", pinned_bytes, 1)
+        check_int("prefetch", prefetch, 1)
+        check_int("num_workers", num_workers, 1, MAX_WORKERS)
+        check_int("seed", seed, 0)
         self.store = store
         self.sampler = sampler
         self.plan = plan
@@ -140,13 +142,19 @@ class StagedLoader:
         self.num_workers = int(num_workers)
         self.device, self.pin_memory = _resolve_device(device, pin_memory)
         self.source = FeatureSource(store, cache_bytes=cache_bytes if features else 0, sort_ids=sort_ids)
-        self.pool = None
-        if features and self.source.features is not None:
-            self.pool = HostBufferPool(self.source.dim, self.source.dtype, pinned=self.pin_memory,
+        # pinned: one staging buffer per batch from torch's caching host allocator, at most
+        # pinned_bytes of it (staging.py); pageable: recycled feature buffers (pin.py)
+        self.pool = self.budget = None
+        if self.pin_memory:
+            self.budget = PinnedBudget(pinned_bytes)
+        elif features and self.source.features is not None:
+            self.pool = HostBufferPool(self.source.dim, self.source.dtype,
                                        max_buffers=self.prefetch + 2 * self.num_workers + 2)
-        self.gatherer = Gatherer(self.source, self.pool, labels, mask_ids)
+        self.gatherer = Gatherer(self.source, self.pool, labels, mask_ids, features=features,
+                                 budget=self.budget, upcast=self.device.type == "cpu")
         self._epoch = 0
         self._consumed = 0
+        self._config: LoaderConfig | None = None
 
     @property
     def cache(self):
@@ -164,17 +172,34 @@ class StagedLoader:
         """Start epoch `epoch` from its first batch on the next iteration."""
         self._epoch, self._consumed = int(epoch), 0
 
+    def config(self) -> LoaderConfig:
+        """The options that decide this loader's batches (computed once: it fingerprints arrays)."""
+        if self._config is None:
+            self._config = self._make_config()
+        return self._config
+
+    def _make_config(self) -> LoaderConfig:
+        raise NotImplementedError
+
     def state_dict(self) -> dict:
-        """Where the loader stands: the epoch, the batches of it already handed out, the seed."""
-        return {"epoch": self._epoch, "batches_consumed": self._consumed, "seed": self.seed,
-                "num_batches": len(self)}
+        """Where the loader stands (JSON-able): epoch, batches of it already handed out, and the
+        config that `load_state_dict` checks (LoaderState.to_json)."""
+        return LoaderState(self._epoch, self._consumed, self.config()).to_json()
 
     def load_state_dict(self, state: dict) -> None:
-        """Resume: the next iteration yields exactly the batches not yet consumed at `state_dict()`."""
-        if int(state["seed"]) != self.seed or int(state.get("num_batches", len(self))) != len(self):
-            raise OptionError("loader state comes from a loader with another seed or batch count",
-                              hint="build the loader with the same seed, seeds and batch size")
-        self._epoch, self._consumed = int(state["epoch"]), int(state["batches_consumed"])
+        """Resume: the next iteration yields exactly the batches not yet consumed at `state_dict()`.
+
+        Raises OptionError naming every option (batch size, fanouts, seed nodes, shuffle, seed,
+        clusters, store, ...) whose saved value differs from this loader's, with both values."""
+        saved = LoaderState.from_json(state)
+        diffs = self.config().differences(saved.config)
+        if diffs:
+            raise OptionError("loader state was saved by a loader with other options: " + "; ".join(diffs),
+                              hint="build the loader with the saved options to resume")
+        if saved.batches_consumed > len(self):
+            raise OptionError(f"loader state has {saved.batches_consumed} batches consumed of an epoch "
+                              f"of {len(self)}")
+        self._epoch, self._consumed = saved.epoch, saved.batches_consumed
 
     def __iter__(self):
         if self._consumed >= len(self):
@@ -183,9 +208,11 @@ class StagedLoader:
         return self._run(items)
 
     def _run(self, items: list[WorkItem]):
-        run = PipelineRun(items, self.sampler, self.gatherer, DeviceCopier(self.device, self.pool),
+        run = PipelineRun(items, self.sampler, self.gatherer, DeviceCopier(self.device, self.budget),
                           self.prefetch, self.num_workers)
         del items
+        if self.budget is not None:
+            self.budget.advance(0)  # sequence numbers restart with each run
         run.start()
         try:
             while True:
@@ -232,17 +259,26 @@ class NeighborLoader(StagedLoader):
                  drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  replace: bool = False, sampler=None, features: bool = True, labels: bool = True,
-                 sort_ids: bool | None = None) -> None:
-        if sampler is None:
-            from gstore.pipeline.sampling.neighbor import NeighborSampler
+                 sort_ids: bool | None = None, pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
+        from gstore.pipeline.sampling.neighbor import NeighborSampler, check_fanouts
 
-            sampler = NeighborSampler.from_store(store, fanouts, replace=replace, seed=seed)
-        self.fanouts = list(fanouts)
+        self.fanouts = check_fanouts(fanouts)
+        self.replace = bool(replace)
+        if sampler is None:
+            sampler = NeighborSampler.from_store(store, self.fanouts, replace=replace, seed=seed)
         self.batch_size = int(batch_size)
         plan = SeedPlan(_seed_ids(store, split), batch_size, shuffle, drop_last, seed)
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
-                         features=features, labels=labels, mask_ids=None, sort_ids=sort_ids)
+                         features=features, labels=labels, mask_ids=None, sort_ids=sort_ids,
+                         pinned_bytes=pinned_bytes)
+
+    def _make_config(self) -> LoaderConfig:
+        return LoaderConfig(kind=self.kind, store=store_fingerprint(self.store), seed=self.seed,
+                            num_batches=len(self), shuffle=bool(self.plan.shuffle),
+                            drop_last=bool(self.plan.drop_last), seeds=array_fingerprint(self.plan.ids),
+                            sampler=sampler_name(self.sampler), batch_size=self.batch_size,
+                            fanouts=tuple(self.fanouts), replace=self.replace)
 
 
 class ClusterLoader(StagedLoader):
@@ -260,7 +296,8 @@ class ClusterLoader(StagedLoader):
                  drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  normalize: bool = True, self_loops: bool = True, sampler=None,
-                 features: bool = True, labels: bool = True, sort_ids: bool | None = None) -> None:
+                 features: bool = True, labels: bool = True, sort_ids: bool | None = None,
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
         if sampler is None:
             from gstore.pipeline.sampling.cluster import ClusterSampler
 
@@ -271,6 +308,23 @@ class ClusterLoader(StagedLoader):
                                                 edge_ids=False)  # batches carry no edge ids
         plan = ClusterPlan(sampler, clusters_per_batch, drop_last, shuffle)
         mask_ids = np.asarray(store.split(split), dtype=np.int64) if split else None
+        self.clusters_per_batch = int(clusters_per_batch)
+        self.normalize, self.self_loops = bool(normalize), bool(self_loops)
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
-                         features=features, labels=labels, mask_ids=mask_ids, sort_ids=sort_ids)
+                         features=features, labels=labels, mask_ids=mask_ids, sort_ids=sort_ids,
+                         pinned_bytes=pinned_bytes)
+
+    def _make_config(self) -> LoaderConfig:
+        s = self.sampler
+        index = [a for a in (getattr(s, "partptr", None), getattr(s, "perm", None)) if a is not None]
+        clusters = ";".join(array_fingerprint(a) for a in index) or "none"
+        num_parts = getattr(s, "num_parts", None)
+        return LoaderConfig(kind=self.kind, store=store_fingerprint(self.store), seed=self.seed,
+                            num_batches=len(self), shuffle=bool(self.plan.shuffle),
+                            drop_last=bool(self.plan.drop_last),
+                            seeds=array_fingerprint(self.gatherer.mask_ids), sampler=sampler_name(s),
+                            num_parts=None if num_parts is None else int(num_parts),
+                            clusters_per_batch=self.clusters_per_batch, clusters=clusters,
+                            normalize=bool(getattr(s, "normalize", self.normalize)),
+                            self_loops=bool(getattr(s, "self_loops", self.self_loops)))

@@ -1,4 +1,4 @@
-"""The pin stage: reusable host buffers for gathered features, page-locked when copying to a GPU.
+"""Reusable pageable host buffers for gathered features (pin_memory=False).
 
 Fresh memory costs a page fault per 4 KiB on first touch (~0.5 GB/s here), more than the gather
 itself, so feature buffers are recycled. A buffer is free again when nothing references it any more:
@@ -8,9 +8,10 @@ whether some batch, view or tensor still uses it. Batches handed to the user the
 as long as the user keeps them; the pool just allocates a new buffer (up to `max_buffers`, then
 unpooled ones) while old ones are held.
 
-Pinned buffers are torch tensors allocated with `pin_memory=True`; the gather writes into their numpy
-view. A pending asynchronous host->device copy is recorded as a CUDA event on the buffer, and the
-buffer is not handed out again before that event completed.
+Reuse by reference count is only safe for pageable memory: a `non_blocking` copy from pageable memory
+has finished reading its source when the call returns. Pinned memory is never pooled here (an
+asynchronous copy may still be reading a buffer nobody references any more): with pin_memory=True
+each batch gets one staging buffer from torch's caching host allocator (staging.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -31,9 +31,7 @@ _GROWTH = 1.25
 
 @dataclass(eq=False)  # entries compare by identity (list.remove must not compare arrays)
 class _Entry:
-    array: np.ndarray            # (capacity, F) host buffer (numpy view of the pinned tensor if pinned)
-    tensor: Any = None           # the pinned torch tensor owning the memory, when pinned
-    event: Any = None            # CUDA event of the last async copy out of this buffer
+    array: np.ndarray            # (capacity, F) host buffer
 
 
 class HostBufferPool:
@@ -42,14 +40,12 @@ class HostBufferPool:
     Args:
         dim: row width (feature dimension).
         dtype: numpy dtype of the rows.
-        pinned: allocate page-locked memory (torch, CUDA builds only).
         max_buffers: buffers kept for reuse; beyond it, buffers are allocated per batch.
     """
 
-    def __init__(self, dim: int, dtype: np.dtype, pinned: bool = False, max_buffers: int = 8) -> None:
+    def __init__(self, dim: int, dtype: np.dtype, max_buffers: int = 8) -> None:
         self.dim = int(dim)
         self.dtype = np.dtype(dtype)
-        self.pinned = pinned
         self.max_buffers = max(1, int(max_buffers))
         self._entries: list[_Entry] = []
         self._lock = threading.Lock()
@@ -57,13 +53,7 @@ class HostBufferPool:
 
     def _allocate(self, rows: int) -> _Entry:
         self.allocations += 1
-        if not self.pinned:
-            return _Entry(np.empty((rows, self.dim), dtype=self.dtype))
-        import torch
-
-        tdtype = torch.from_numpy(np.empty(0, dtype=self.dtype)).dtype
-        tensor = torch.empty((rows, self.dim), dtype=tdtype, pin_memory=True)
-        return _Entry(tensor.numpy(), tensor)
+        return _Entry(np.empty((rows, self.dim), dtype=self.dtype))
 
     def acquire(self, rows: int) -> np.ndarray:
         """A buffer with at least `rows` rows; the caller fills a prefix and slices it."""
@@ -82,27 +72,7 @@ class HostBufferPool:
                     return self._allocate(rows).array
                 entry = self._allocate(int(rows * _GROWTH) + 1)
                 self._entries.append(entry)
-            event, entry.event = entry.event, None
-            array = entry.array
-        if event is not None:
-            event.synchronize()  # the previous async copy out of this buffer must have finished
-        return array
-
-    def tensor_of(self, array: np.ndarray):
-        """The pinned torch tensor owning `array` (a pool buffer), or None."""
-        with self._lock:
-            for e in self._entries:
-                if e.array is array:
-                    return e.tensor
-        return None
-
-    def mark_pending(self, array: np.ndarray, event) -> None:
-        """Record that an async copy out of buffer `array` completes with CUDA `event`."""
-        with self._lock:
-            for e in self._entries:
-                if e.array is array:
-                    e.event = event
-                    return
+            return entry.array
 
     @property
     def nbytes(self) -> int:

@@ -38,6 +38,18 @@ class EpochPlan(Protocol):
     def batches(self, epoch: int) -> list[np.ndarray]: ...
 
 
+def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    """`value` as an int in [lo, hi]; OptionError naming `name` for a bool, a non-integer or a value
+    out of range (int(2.5) would silently be 2)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise OptionError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if v < lo or (hi is not None and v > hi):
+        where = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise OptionError(f"{name} must be {where}, got {v}")
+    return v
+
+
 def count_batches(n: int, batch_size: int, drop_last: bool) -> int:
     return n // batch_size if drop_last else -(-n // batch_size)
 
@@ -47,8 +59,7 @@ class SeedPlan:
 
     def __init__(self, ids: np.ndarray, batch_size: int, shuffle: bool, drop_last: bool,
                  seed: int) -> None:
-        if batch_size < 1:
-            raise OptionError(f"batch_size must be >= 1, got {batch_size}")
+        check_int("batch_size", batch_size, 1)
         self.ids = np.ascontiguousarray(ids, dtype=np.int64)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle

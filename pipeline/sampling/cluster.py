@@ -99,11 +99,13 @@ class ClusterSampler:
                  pos: np.ndarray | None = None, kernel_threads: int | None = None,
                  edge_ids: bool = True) -> None:
         self.indptr, self.indices = check_csr(indptr, indices)
-        if kernel_threads is not None and int(kernel_threads) < 1:
+        if kernel_threads is not None and (isinstance(kernel_threads, bool) or not isinstance(
+                kernel_threads, (int, np.integer)) or int(kernel_threads) < 1):
             raise OptionError(f"kernel_threads must be >= 1 or None, got {kernel_threads}")
         self.kernel_threads = None if kernel_threads is None else int(kernel_threads)
-        if int(clusters_per_batch) < 1:
-            raise OptionError(f"clusters_per_batch must be >= 1, got {clusters_per_batch}")
+        if isinstance(clusters_per_batch, bool) or not isinstance(clusters_per_batch, (int, np.integer)) \
+                or int(clusters_per_batch) < 1:
+            raise OptionError(f"clusters_per_batch must be an integer >= 1, got {clusters_per_batch!r}")
         self.clusters_per_batch = int(clusters_per_batch)
         self.normalize = bool(normalize)
         self.self_loops = bool(self_loops)
@@ -159,6 +161,9 @@ class ClusterSampler:
                               f"(shape ({self.num_nodes},)), got {parts.dtype} {parts.shape}")
         lo = int(parts.min()) if len(parts) else 0
         hi = int(parts.max()) if len(parts) else -1
+        if num_parts is not None and (isinstance(num_parts, bool)
+                                      or not isinstance(num_parts, (int, np.integer))):
+            raise OptionError(f"num_parts must be an integer, got {num_parts!r}")
         k = hi + 1 if num_parts is None else int(num_parts)
         if lo < 0 or hi >= k or k < 1:
             raise OptionError(f"cluster ids must lie in [0, {k}), got [{lo}, {hi}]",

@@ -2,7 +2,7 @@
 
 `NeighborSampler(indptr, indices, fanouts=[15, 10, 5]).sample(seeds, seed)` returns a
 `SampledSubgraph`. fanouts[0] is the hop next to the seeds (the model's LAST layer, blocks[-1]);
--1 takes every in-neighbor. Hop k samples the in-neighbors of all nodes reached within k-1 hops
+-1 takes every in-neighbor, 0 none (an empty block). Hop k samples the in-neighbors of all nodes reached within k-1 hops
 (seeds included), as PyG's NeighborSampler does, so each block's destinations are a prefix of its
 sources. Conventions: docs/sampling.md.
 
@@ -37,14 +37,44 @@ class _NodeTable:
             nk.insert_seeds(nodes, self.slots)
 
 
-def check_fanouts(fanouts) -> list[int]:
-    try:
-        out = [int(f) for f in fanouts]
-    except (TypeError, ValueError) as err:
-        raise OptionError(f"fanouts must be a list of integers, got {fanouts!r}") from err
-    if not out or any(f < -1 for f in out) or any(int(f) != f for f in fanouts):
-        raise OptionError(f"bad fanouts {fanouts!r}",
-                          hint="give one integer >= 0 per layer, or -1 for all neighbors, e.g. 15,10,5")
+# Fanouts above this are refused: no node has 2^31 in-edges worth sampling one by one, and with
+# replace=True a fanout is an exact draw count, so a typo like 10000000000 would try to allocate
+# f x 8 bytes per node instead of failing (and past 2^63 numba raised OverflowError mid-run).
+FANOUT_MAX = 2**31 - 1
+FANOUTS_HINT = ("one integer per hop from the seeds outwards, e.g. 15,10,5; -1 = all in-neighbors, "
+                "0 = no neighbors at that hop")
+
+
+def check_fanouts(fanouts, option: str = "fanouts", text: str | None = None) -> list[int]:
+    """Validated fanouts as Python ints: a non-empty sequence of integers in [-1, FANOUT_MAX].
+
+    0 is allowed and means what it means in PyG: that hop samples no edges, so its block is empty
+    and it adds no nodes (docs/sampling.md). `option` / `text` only shape the message: the CLI
+    passes ("--fanouts", the text typed) and fields are then numbered from 1, as typed.
+    Raises OptionError naming the option and the offending field.
+    """
+    def field(i: int) -> str:
+        return f"{option} {text!r}: field {i + 1}" if text is not None else f"{option}[{i}]"
+
+    if isinstance(fanouts, (str, bytes)) or not hasattr(fanouts, "__iter__"):
+        raise OptionError(f"{option} must be a list of integers, got {fanouts!r}", hint=FANOUTS_HINT)
+    values = list(fanouts)
+    if not values:
+        raise OptionError(f"{option} is empty", hint=FANOUTS_HINT)
+    out = []
+    for i, f in enumerate(values):
+        if isinstance(f, (float, np.floating)) and float(f).is_integer():
+            f = int(f)  # 15.0 read from a JSON config is the integer 15
+        if isinstance(f, (bool, np.bool_)) or not isinstance(f, (int, np.integer)):
+            raise OptionError(f"{field(i)} is {f!r}, not an integer", hint=FANOUTS_HINT)
+        v = int(f)
+        if v < -1:
+            raise OptionError(f"{field(i)} is {v}: the only negative fanout is -1 (all in-neighbors)",
+                              hint=FANOUTS_HINT)
+        if v > FANOUT_MAX:
+            raise OptionError(f"{field(i)} is {v}, above the limit {FANOUT_MAX} (2^31-1)",
+                              hint="use -1 to take every in-neighbor")
+        out.append(v)
     return out
 
 
@@ -52,7 +82,7 @@ class NeighborSampler:
     """Uniform neighbor sampler (GraphSAGE) over in-edge CSR arrays.
 
     indptr: int64 (N+1,); indices: int32 or int64 (E,) in-neighbors per row (memmaps are fine).
-    fanouts: per hop from the seeds outwards; -1 = all in-neighbors.
+    fanouts: per hop from the seeds outwards; -1 = all in-neighbors, 0 = none (check_fanouts).
     replace: False samples min(f, degree) distinct edges per node; True exactly f draws (0 if isolated).
     seed: mixed into every batch's seed, so two samplers with different seeds differ.
     """
