@@ -46,16 +46,17 @@ def command() -> None:
               help="Edges per block (a memory knob: the output does not depend on it).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="edges.csv | .tsv | .npy | .parquet")
+@click.option("--force", is_flag=True, help="Replace an existing output file.")
 @quiet_option
 def rmat(scale: int, edge_factor: int, num_edges: int | None, a: float, b: float, c: float,
          seed: int, permute: bool, fmt: str | None, header: bool, block_edges: int, output: Path,
-         quiet: bool) -> None:
+         force: bool, quiet: bool) -> None:
     """Graph500 R-MAT edge list: 2^SCALE nodes, EDGE_FACTOR * 2^SCALE edges (duplicates and self
     loops kept)."""
     from gstore.pipeline.generate.rmat import generate_rmat
 
     g = generate_rmat(output, scale, edge_factor, a=a, b=b, c=c, seed=seed, permute=permute, fmt=fmt,
-                      header=header, block_edges=block_edges, num_edges=num_edges,
+                      header=header, block_edges=block_edges, num_edges=num_edges, force=force,
                       progress=TqdmProgress(quiet))
     _report(g, quiet)
 
@@ -81,14 +82,16 @@ def rmat(scale: int, edge_factor: int, num_edges: int | None, a: float, b: float
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output directory (edges.*, nodes.csv, features.npy, generate.json).")
+@click.option("--force", is_flag=True, help="Replace those files in an existing output directory.")
 @quiet_option
 def sbm(nodes: int, communities: int, avg_degree: float, mixing: float, degree_skew: float,
         feature_dim: int, snr: float, train_frac: float, val_frac: float, dense_ids: bool, fmt: str,
-        seed: int, output: Path, quiet: bool) -> None:
+        seed: int, output: Path, force: bool, quiet: bool) -> None:
     """Planted-partition graph with labels (c0..cK-1), train/val/test splits and features."""
     from gstore.pipeline.generate.sbm import generate_sbm
 
     g = generate_sbm(output, nodes, communities, avg_degree, mixing=mixing, degree_skew=degree_skew,
                      feature_dim=feature_dim, snr=snr, train_frac=train_frac, val_frac=val_frac,
-                     dense_ids=dense_ids, seed=seed, edge_format=fmt, progress=TqdmProgress(quiet))
+                     dense_ids=dense_ids, seed=seed, edge_format=fmt, force=force,
+                     progress=TqdmProgress(quiet))
     _report(g, quiet)
