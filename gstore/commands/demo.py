@@ -2,11 +2,13 @@
 
 Generates a planted-community (SBM) graph with labels and class-correlated features, ingests it
 undirected, partitions it, measures both samplers through the prefetching loader, and trains a
-GraphSAGE model for a few epochs. Everything lands under --workdir (default: ./gstore-demo).
+GraphSAGE model for a few epochs. Everything lands under --workdir (default: ./gstore-demo), which
+must be new, empty, or a previous demo's (it carries gstore's marker): the demo never overwrites
+files it did not make.
 """
 from __future__ import annotations
 
-import shutil
+import os
 import time
 from pathlib import Path
 
@@ -18,7 +20,8 @@ from gstore.memory import format_bytes, peak_rss_bytes
 
 @click.command("demo")
 @click.option("--workdir", type=click.Path(path_type=Path), default=Path("gstore-demo"), show_default=True,
-              help="Where the generated files and the store go (replaced on each run).")
+              help="Where the generated files and the store go: a new or empty directory, or a "
+                   "previous demo's (whose files are replaced).")
 @click.option("--nodes", "num_nodes", type=int, default=50_000, show_default=True)
 @click.option("--communities", type=int, default=10, show_default=True)
 @click.option("--avg-degree", type=float, default=16.0, show_default=True)
@@ -38,13 +41,13 @@ def command(workdir: Path, num_nodes: int, communities: int, avg_degree: float, 
     from gstore.train.trainer import train_sage
 
     progress = TqdmProgress(quiet)
+    claim_workdir(workdir)
     data, store_path = workdir / "data", workdir / "store"
-    shutil.rmtree(data, ignore_errors=True)
     t0 = time.perf_counter()
 
     # mixing and a weak feature signal keep the task non-trivial: features alone get well under 100%
     gen = generate_sbm(data, num_nodes, communities, avg_degree, feature_dim=feature_dim, mixing=0.35,
-                       snr=0.4, seed=seed, progress=progress)
+                       snr=0.4, seed=seed, force=True, progress=progress)
     click.echo(f"1/5 generate  SBM: {gen.num_nodes:,} nodes, {gen.num_edges:,} edges, "
                f"{communities} communities -> {data}")
 
@@ -75,3 +78,31 @@ def command(workdir: Path, num_nodes: int, communities: int, avg_degree: float, 
                    f"val acc {e.val_acc:.3f} ({e.seconds:.1f}s)")
     click.echo(f"test accuracy {report.test_acc:.3f}; total {time.perf_counter() - t0:.1f}s, "
                f"peak RSS {format_bytes(peak_rss_bytes())}")
+
+
+DEMO_PURPOSE = "demo workdir"
+
+
+def claim_workdir(workdir: Path) -> None:
+    """Make `workdir` the demo's: new or empty (then marked), or marked by an earlier demo whose
+    process is gone. Anything else is refused, so `--workdir ~` cannot overwrite a user's files."""
+    from gstore import scratch
+    from gstore.errors import OptionError
+
+    if os.path.lexists(workdir) and (workdir.is_symlink() or not workdir.is_dir()):
+        raise OptionError("--workdir exists and is not a directory", path=workdir,
+                          hint="choose another --workdir")
+    marker = scratch.read_marker(workdir) if workdir.is_dir() else None
+    if marker is None:
+        if workdir.is_dir() and os.listdir(workdir):
+            raise OptionError("--workdir exists, is not empty and was not made by `gstore demo`; the "
+                              "demo will not write over its files", path=workdir,
+                              hint="choose a new or empty --workdir")
+        workdir.mkdir(parents=True, exist_ok=True)
+    elif marker.purpose != DEMO_PURPOSE:
+        raise OptionError(f"--workdir is gstore's {marker.purpose} dir, not a demo's", path=workdir,
+                          hint="choose another --workdir")
+    elif marker.owner.state() == "alive":
+        raise OptionError(f"another gstore demo (pid {marker.owner.pid}) is using this --workdir",
+                          path=workdir, hint="wait for it, or choose another --workdir")
+    scratch.mark(workdir, DEMO_PURPOSE, workdir)
