@@ -41,9 +41,13 @@ def _proc_start_time(pid: int) -> int | None:
     (or /proc is unavailable)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
+            return parse_start_time(fh.read())
     except OSError:
         return None
+
+
+def parse_start_time(stat: bytes) -> int | None:
+    """Field 22 (starttime) of a /proc/<pid>/stat line."""
     # the command name (field 2) may hold spaces and parentheses: fields resume after the last ')'
     fields = stat[stat.rfind(b")") + 2:].split()
     try:
