@@ -211,6 +211,7 @@ class StoreBuilder:
         """Remove `STORE.tmp` if it is still this build's (never a replaced store swapped into it)."""
         if self._tmp_is_ours and not self._committed:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            scratch.release(self.tmp)
             self._tmp_is_ours = False
 
     def __enter__(self) -> "StoreBuilder":

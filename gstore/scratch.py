@@ -35,6 +35,11 @@ MARKER_VERSION = 1
 
 OwnerState = Literal["self", "alive", "gone", "elsewhere"]
 
+# scratch dirs this process has created and not yet removed: a marker of this process naming a path
+# outside this set is a leftover of an earlier, failed step in the same process (a notebook), not a
+# live build
+_ACTIVE: set[str] = set()
+
 
 def _proc_start_time(pid: int) -> int | None:
     """Start time of `pid` in clock ticks since boot; None when the process does not exist
@@ -148,6 +153,12 @@ def mark(path: Path, purpose: str, target: Path | str) -> None:
 def unmark(path: Path) -> None:
     """Drop the marker (the directory becomes a real output, e.g. a committed store)."""
     (Path(path) / MARKER).unlink(missing_ok=True)
+    release(path)
+
+
+def release(path: Path) -> None:
+    """Forget `path` as this process's scratch in use (it was removed or became an output)."""
+    _ACTIVE.discard(os.path.abspath(path))
 
 
 def owned_by_me(path: Path) -> bool:
@@ -183,11 +194,11 @@ def reclaim(path: Path, what: str) -> None:
         raise StoreError(f"made by gstore on host {marker.owner.hostname} (pid {marker.owner.pid}), "
                          "whose process cannot be checked from here", path=path,
                          hint="if no gstore runs there, remove it")
-    if state == "self":
+    if state == "self" and os.path.abspath(path) in _ACTIVE:
         raise StoreError(f"this process already uses it as the {marker.purpose} of {marker.target}",
                          path=path, hint="run one build per output at a time")
-    log.warning("removing %s: stale %s of %s left by gstore pid %d (exited)", path, marker.purpose,
-                marker.target, marker.owner.pid)
+    log.warning("removing %s: stale %s of %s left by gstore pid %d (%s)", path, marker.purpose,
+                marker.target, marker.owner.pid, "an earlier failed step" if state == "self" else "exited")
     shutil.rmtree(path)
 
 
@@ -215,6 +226,7 @@ def create(path: Path, purpose: str, target: Path | str) -> Path:
     except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
+    _ACTIVE.add(os.path.abspath(path))
     return path
 
 
@@ -228,6 +240,7 @@ def remove(path: Path) -> bool:
         log.warning("not removing %s: it is not scratch made by this process", path)
         return False
     shutil.rmtree(path, ignore_errors=True)
+    release(path)
     return not os.path.lexists(path)
 
 

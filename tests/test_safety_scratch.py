@@ -273,3 +273,13 @@ def test_reorder_refuses_an_unmarked_temp_dir_and_keeps_the_store(store):
     with pytest.raises(StoreError, match="not made by gstore"):
         reorder_store(store, "4")
     assert tree_digest(store) == before and (user / "mine").exists()
+
+
+def test_leftover_of_this_process_is_reclaimed_but_scratch_in_use_is_not(tmp_path):
+    path = tmp_path / "x.tmp"
+    scratch.create(path, "store build", tmp_path / "x")
+    with pytest.raises(StoreError, match="this process already uses it"):
+        scratch.create(path, "store build", tmp_path / "x")
+    scratch.release(path)          # as if the step that made it failed without removing it
+    scratch.create(path, "store build", tmp_path / "x")
+    assert scratch.remove(path) and not path.exists()
