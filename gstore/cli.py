@@ -81,15 +81,18 @@ OS_ERROR_FIXES: dict[int, tuple[str, str]] = {
 
 def os_error_message(exc: OSError) -> str:
     """One line for an OSError: the path (both, for a rename), what happened and the fix."""
-    what, fix = OS_ERROR_FIXES.get(exc.errno, (exc.strerror or str(exc) or type(exc).__name__,
-                                               "check the path and retry"))
+    mapped = OS_ERROR_FIXES.get(exc.errno)
+    if mapped:
+        what, fix = mapped
+        detail = f" [{exc.strerror}]" if exc.strerror and exc.strerror.lower() != what else ""
+    else:
+        what, fix, detail = exc.strerror or str(exc) or type(exc).__name__, "check the path and retry", ""
     where = ""
     if exc.filename is not None:
         where = str(exc.filename)
         if exc.filename2 is not None:
             where += f" -> {exc.filename2}"
         where += ": "
-    detail = f" [{exc.strerror}]" if exc.strerror and exc.strerror.lower() != what else ""
     return " ".join(f"{where}{what}{detail} ({fix})".split())
 
 
