@@ -142,7 +142,6 @@ CASES = [
     Case("ingest-force-non-store", ING + ["data/edges.csv", "-o", "photos", "--force"], _non_store_dir),
     Case("ingest-missing-input", ING + ["nope.csv", "-o", "s"]),
     Case("sample-device-banana", ["sample", "s", "--device", "banana", "--batches", "1", "-q"], _store,
-         subprocess=True,
          marks=[pytest.mark.xfail(strict=True, reason="fixed on branch loader (devices resolved)")]),
     Case("sample-huge-fanouts", ["sample", "s", "--fanouts", "99999999999999999999", "--batches", "1", "-q"],
          _store, marks=[pytest.mark.xfail(strict=True, reason="fixed on branch loader (fanouts checked)")]),

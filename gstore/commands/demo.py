@@ -33,6 +33,7 @@ from gstore.memory import format_bytes, peak_rss_bytes
 def command(workdir: Path, num_nodes: int, communities: int, avg_degree: float, feature_dim: int,
             parts: int, epochs: int, seed: int, quiet: bool) -> None:
     """Run generate -> ingest -> partition -> sample -> train on a generated SBM graph."""
+    claim_workdir(workdir)          # first: a refused --workdir costs no torch import
     import gstore
     from gstore.pipeline.generate.sbm import generate_sbm
     from gstore.pipeline.ingest.ingest import IngestOptions, ingest
@@ -41,7 +42,6 @@ def command(workdir: Path, num_nodes: int, communities: int, avg_degree: float, 
     from gstore.train.trainer import train_sage
 
     progress = TqdmProgress(quiet)
-    claim_workdir(workdir)
     data, store_path = workdir / "data", workdir / "store"
     t0 = time.perf_counter()
 
