@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 import gstore
-from gstore.cli import main
+from gstore.cli import COMMANDS, main
 from gstore.errors import GStoreError
 from safety_helpers import DiskFullAfter, tree_digest
 from store_factory import build_store, random_graph
@@ -161,6 +161,10 @@ CASES = [
     Case("demo-into-a-users-dir", ["demo", "--workdir", "home", "--nodes", "100", "--quiet"], _user_home),
 ]
 
+if "verify" in COMMANDS:          # `gstore verify` lands with the corruption-detection branch
+    CASES += [Case("verify-missing-store", ["verify", "nosuch"]),
+              Case("verify-not-a-store", ["verify", "s"], _not_a_store)]
+
 
 def _error_lines(text: str) -> list[str]:
     lines = [ln for ln in text.strip().splitlines() if ln.strip() and not ln.startswith(LOG_PREFIXES)]
@@ -203,8 +207,6 @@ def test_hostile_input_fails_in_one_line_and_leaves_nothing(case: Case, tmp_path
 
 
 def test_the_corpus_covers_every_command():
-    from gstore.cli import COMMANDS
-
     covered = {c.argv[0] for c in CASES}
     assert set(COMMANDS) <= covered, set(COMMANDS) - covered
 
