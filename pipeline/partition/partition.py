@@ -263,8 +263,11 @@ def _remove_partition_dir(path: Path, meta: dict) -> None:
     dirs = {str(Path(n).parent) for n in meta.get("arrays", {}).values()}
     for d in dirs:
         if d.startswith("partition/") and ".." not in Path(d).parts and (path / d).is_dir():
-            scratch.mark(path / d, "replaced partition", path)
-            scratch.remove(path / d)
+            try:
+                scratch.mark(path / d, "replaced partition", path)
+                scratch.remove(path / d)
+            except OSError as exc:      # the new partition is recorded: a leftover is not fatal
+                log.warning("could not remove the replaced partition %s: %s", path / d, exc)
 
 
 def clean_stale_partition_dirs(path: Path, manifest) -> None:
