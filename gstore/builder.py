@@ -182,11 +182,15 @@ class StoreBuilder:
         self._delete_replaced(old)
 
     def _delete_replaced(self, path: Path) -> None:
+        """Delete the store that --force replaced (checked to be a store, moved by this build). The
+        marker makes a kill mid-delete reclaimable; on a disk too full for it, delete unmarked."""
         try:
             scratch.mark(path, REPLACED_PURPOSE, self.out)
-            scratch.remove(path)
-        except OSError as exc:   # the new store is committed; a leftover is logged, not fatal
-            log.warning("could not remove the replaced store at %s: %s", path, exc)
+        except OSError as exc:
+            log.info("could not mark %s (%s); deleting it unmarked", path, exc)
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.lexists(path):     # the new store is committed; a leftover is logged, not fatal
+            log.warning("could not remove the replaced store at %s; remove it yourself", path)
 
     def _reclaim_aside_dirs(self) -> None:
         """Remove `out.old<pid>` dirs of swaps killed after the new store took its name (marked, owner

@@ -195,6 +195,29 @@ def test_replacing_a_store_leaves_nothing_aside(tmp_path, monkeypatch):
         assert sorted(os.listdir(tmp_path)) == ["s"] and gstore.open(out).num_edges == 1
 
 
+def test_replaced_store_deleted_even_when_the_disk_has_no_room_for_its_marker(tmp_path, monkeypatch):
+    import errno
+
+    import gstore.builder as builder_mod
+
+    real_mark = scratch.mark
+
+    def mark(path, purpose, target):
+        if purpose == builder_mod.REPLACED_PURPOSE:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_mark(path, purpose, target)
+
+    monkeypatch.setattr(scratch, "mark", mark)
+    out = tmp_path / "s"
+    for exchange in (True, True, False):
+        if not exchange:
+            monkeypatch.setattr(builder_mod, "_exchange", lambda a, b: False)
+        with StoreBuilder(out, force=True) as b:
+            _tiny(b)
+            b.commit(_manifest())
+        assert sorted(os.listdir(tmp_path)) == ["s"] and gstore.open(out).num_edges == 1
+
+
 def test_aside_dir_of_a_killed_swap(tmp_path, caplog):
     out = tmp_path / "s"
     aside = tmp_path / "s.old4242"
