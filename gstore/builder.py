@@ -80,7 +80,11 @@ def check_replaceable(out: Path, force: bool) -> None:
     if not force:
         raise StoreExistsError("output already exists", path=out,
                                hint="pass --force to replace it, or choose another -o")
-    if out.is_symlink() or not out.is_dir():
+    if out.is_symlink():
+        raise StoreError("output is a symlink; a store is replaced by rename, which would replace the "
+                         "link, not the store it points to", path=out,
+                         hint=f"give the real path, {os.path.realpath(out)}")
+    if not out.is_dir():
         raise StoreError("output exists and is not a directory; --force replaces only a gstore store",
                          path=out, hint="move it away or choose another -o")
     if not is_store(out):

@@ -306,3 +306,14 @@ def test_leftover_of_this_process_is_reclaimed_but_scratch_in_use_is_not(tmp_pat
     scratch.release(path)          # as if the step that made it failed without removing it
     scratch.create(path, "store build", tmp_path / "x")
     assert scratch.remove(path) and not path.exists()
+
+
+def test_reorder_through_a_symlink_is_refused_with_the_real_path(store, tmp_path):
+    partition_store(store, 4)
+    link = tmp_path / "link"
+    link.symlink_to(store)
+    before = tree_digest(store)
+    with pytest.raises(StoreError, match="symlink") as e:
+        reorder_store(link, "4")
+    assert str(store) in str(e.value)
+    assert tree_digest(store) == before and link.is_symlink()
