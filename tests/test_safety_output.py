@@ -138,3 +138,19 @@ def test_demo_never_writes_into_a_users_directory(tmp_path):
     before = tree_digest(home)
     _one_line_error(_run("demo", "--workdir", home, "--nodes", "200", "--quiet"), str(home), "--workdir")
     assert tree_digest(home) == before
+
+
+def test_check_output_rules(tmp_path):
+    from gstore.builder import check_output
+    from gstore.errors import OptionError
+
+    dataset = tmp_path / "dataset"           # an input that is a directory (e.g. a parquet dataset)
+    dataset.mkdir()
+    (dataset / "part-0.parquet").write_bytes(b"")
+    with pytest.raises(OptionError, match="inside the input directory"):
+        check_output(dataset / "store", [dataset])
+    with pytest.raises(OptionError, match="would contain the input"):
+        check_output(tmp_path, [dataset / "part-0.parquet"])
+    with pytest.raises(OptionError, match="would contain the input"):   # its temp dir would, too
+        check_output(tmp_path / "s", [tmp_path / "s.tmp" / "e.csv"], extra=[tmp_path / "s.tmp"])
+    check_output(tmp_path / "s", [dataset, tmp_path / "s2" / "e.csv", tmp_path / "s.csv"])
