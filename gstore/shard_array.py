@@ -143,11 +143,18 @@ def _shard_index(n_chunks: int, chunk_bytes: int) -> bytes:
 def write_json_atomic(path: Path, obj: dict) -> None:
     """Write JSON to `path` via a temp file, fsync and rename, so readers see old or new, never half."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as fh:
+            json.dump(obj, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave the half-written temp file
+        except OSError:
+            pass
+        raise
 
 
 def write_group_metadata(group_dir: Path, attributes: dict | None = None) -> None:

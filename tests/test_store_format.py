@@ -12,6 +12,7 @@ from gstore.builder import StoreBuilder
 from gstore.errors import FormatVersionError, StoreError, StoreExistsError
 from gstore.manifest import StoreManifest
 from gstore.shard_array import ShardArrayWriter, open_array, shard_path, write_array
+from safety_helpers import mark_as_dead_owner
 
 
 def _tiny_store(path, *, force=False, features=True):
@@ -83,6 +84,10 @@ def test_existing_store_needs_force_and_stale_tmp_is_removed(tmp_path):
     stale = tmp_path / "s.tmp"
     stale.mkdir()
     (stale / "junk").write_text("x")
+    with pytest.raises(StoreError, match="not made by gstore"):   # unmarked: a user's own dir
+        _tiny_store(path, force=True, features=False)
+    assert (stale / "junk").exists()
+    mark_as_dead_owner(stale)                  # scratch of a gstore build that was killed
     _tiny_store(path, force=True, features=False)
     assert not stale.exists()
     assert gstore.open(path).features is None

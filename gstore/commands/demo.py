@@ -2,10 +2,13 @@
 
 Generates a planted-community (SBM) graph with labels and class-correlated features, ingests it
 undirected, partitions it, measures both samplers through the prefetching loader, and trains a
-GraphSAGE model for a few epochs. Everything lands under --output (default: ./gstore-demo).
+GraphSAGE model for a few epochs. Everything lands under --output (default: ./gstore-demo), which
+must be new, empty, or a previous demo's (it carries gstore's marker): the demo never overwrites
+files it did not make.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,7 +56,7 @@ class DemoReport:
 
 @click.command("demo", short_help="End-to-end example on a generated graph.", epilog=examples("gstore demo", "gstore demo -n 200000 -k 128 --epochs 5 -o /tmp/demo --json"))
 @output_option("a directory for the generated files (data/) and the store (store/); "
-               "files from an earlier demo there are replaced.",
+               "new, empty, or an earlier demo's (whose files are replaced); nothing else.",
                "--workdir", "output", type=click.Path(file_okay=False, path_type=Path),
                default=Path("gstore-demo"), show_default=True)
 @click.option("--nodes", "-n", "num_nodes", type=int, default=50_000, show_default=True,
@@ -73,6 +76,7 @@ class DemoReport:
 def command(output: Path, num_nodes: int, communities: int, avg_degree: float, feature_dim: int,
             parts: int, epochs: int, seed: int, as_json: bool, quiet: bool) -> None:
     """Run generate -> ingest -> partition -> sample -> train on a generated SBM graph."""
+    claim_workdir(output)           # first: a refused --output costs no torch import
     import gstore
     from gstore.pipeline.generate.sbm import generate_sbm
     from gstore.pipeline.ingest.ingest import IngestOptions, ingest
@@ -85,14 +89,12 @@ def command(output: Path, num_nodes: int, communities: int, avg_degree: float, f
             click.echo(line)
 
     progress = TqdmProgress(quiet)
-    # no rmtree of data/: each generated file is written whole under a temporary name and renamed over
-    # the last run's, and --output may be a directory the user keeps other things in
     data, store_path = output / "data", output / "store"
     t0 = time.perf_counter()
 
     # mixing and a weak feature signal keep the task non-trivial: features alone get well under 100%
     gen = generate_sbm(data, num_nodes, communities, avg_degree, feature_dim=feature_dim, mixing=0.35,
-                       snr=0.4, seed=seed, progress=progress)
+                       snr=0.4, seed=seed, force=True, progress=progress)
     say(f"1/5 generate  SBM: {gen.num_nodes:,} nodes, {gen.num_edges:,} edges, "
         f"{communities} communities -> {data}")
 
@@ -130,3 +132,31 @@ def command(output: Path, num_nodes: int, communities: int, avg_degree: float, f
         f"peak RSS {format_bytes(report.peak_rss_bytes)}")
     if as_json:
         emit_json(report)
+
+
+DEMO_PURPOSE = "demo workdir"
+
+
+def claim_workdir(workdir: Path) -> None:
+    """Make `workdir` the demo's: new or empty (then marked), or marked by an earlier demo whose
+    process is gone. Anything else is refused, so `--output ~` cannot overwrite a user's files."""
+    from gstore import scratch
+    from gstore.errors import OptionError
+
+    if os.path.lexists(workdir) and (workdir.is_symlink() or not workdir.is_dir()):
+        raise OptionError("--output exists and is not a directory", path=workdir,
+                          hint="choose another --output")
+    marker = scratch.read_marker(workdir) if workdir.is_dir() else None
+    if marker is None:
+        if workdir.is_dir() and os.listdir(workdir):
+            raise OptionError("--output exists, is not empty and was not made by `gstore demo`; the "
+                              "demo will not write over its files", path=workdir,
+                              hint="choose a new or empty --output")
+        workdir.mkdir(parents=True, exist_ok=True)
+    elif marker.purpose != DEMO_PURPOSE:
+        raise OptionError(f"--output is gstore's {marker.purpose} dir, not a demo's", path=workdir,
+                          hint="choose another --output")
+    elif marker.owner.state() == "alive":
+        raise OptionError(f"another gstore demo (pid {marker.owner.pid}) is using this --output",
+                          path=workdir, hint="wait for it, or choose another --output")
+    scratch.mark(workdir, DEMO_PURPOSE, workdir)

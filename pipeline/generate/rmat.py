@@ -20,7 +20,7 @@ from gstore.progress import NULL_PROGRESS, Progress
 from gstore.pipeline.generate.generate_kernels import rmat_edges
 from gstore.pipeline.generate.generated import GeneratedGraph
 from gstore.pipeline.generate.seeding import derive_key, permutation_params
-from gstore.pipeline.generate.writers import edge_format_for, open_edge_writer
+from gstore.pipeline.generate.writers import check_output_files, edge_format_for, open_edge_writer
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,18 @@ def rmat_block(start: int, count: int, *, scale: int, a: float = 0.57, b: float 
 def generate_rmat(path: str | Path, scale: int, edge_factor: int = 16, *, a: float = 0.57,
                   b: float = 0.19, c: float = 0.19, seed: int = 0, permute: bool = True,
                   fmt: str | None = None, header: bool = True, block_edges: int = DEFAULT_BLOCK_EDGES,
-                  num_edges: int | None = None, progress: Progress = NULL_PROGRESS) -> GeneratedGraph:
+                  num_edges: int | None = None, force: bool = False,
+                  progress: Progress = NULL_PROGRESS) -> GeneratedGraph:
     """Write edge_factor * 2^scale R-MAT edges (or exactly `num_edges`) to `path` (format from `fmt`
     or the suffix).
 
+    An existing file at `path` is replaced only with `force`.
     Memory: two (block_edges,) int64 buffers plus two formatted-text buffers, whatever the size.
     """
     _check_rmat(scale, edge_factor, a, b, c, block_edges)
     fmt = edge_format_for(path, fmt)
     path = Path(path)
+    check_output_files([path], force)
     num_nodes = 1 << scale
     if num_edges is None:
         num_edges = edge_factor * num_nodes

@@ -28,6 +28,7 @@ ids are sparse and unordered and ingest's id remapping is exercised; `dense_ids=
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -39,7 +40,8 @@ from gstore.pipeline.generate.generate_kernels import class_features, permute_ma
 from gstore.pipeline.generate.generated import GeneratedGraph
 from gstore.pipeline.generate.rmat import DEFAULT_BLOCK_EDGES
 from gstore.pipeline.generate.seeding import derive_key, permutation_params
-from gstore.pipeline.generate.writers import NodesCsvWriter, NpyRowsWriter, edge_format_for, open_edge_writer
+from gstore.pipeline.generate.writers import (NodesCsvWriter, NpyRowsWriter, check_output_files,
+                                              edge_format_for, open_edge_writer)
 from gstore.shard_array import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -97,12 +99,19 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
                  snr: float = 2.5, train_frac: float = 0.6, val_frac: float = 0.2,
                  dense_ids: bool = False, seed: int = 0, edge_format: str = "csv",
                  block_edges: int = DEFAULT_BLOCK_EDGES, block_rows: int | None = None,
-                 progress: Progress = NULL_PROGRESS) -> GeneratedGraph:
-    """Write an SBM graph (edges, nodes.csv, features.npy, generate.json) into `out_dir`."""
+                 force: bool = False, progress: Progress = NULL_PROGRESS) -> GeneratedGraph:
+    """Write an SBM graph (edges, nodes.csv, features.npy, generate.json) into `out_dir`.
+
+    Other files in `out_dir` are never touched; those four are replaced only with `force`."""
     _check_sbm(num_nodes, num_communities, avg_degree, mixing, degree_skew, feature_dim, snr,
                train_frac, val_frac)
     fmt = edge_format_for(f"edges.{edge_format}", edge_format)
     out = Path(out_dir)
+    if os.path.lexists(out) and not out.is_dir():
+        raise OptionError("output exists and is not a directory", path=out,
+                          hint="give a directory for -o (it is created if missing)")
+    check_output_files([out / f"edges.{fmt}", out / "nodes.csv", out / META_FILE]
+                       + ([out / "features.npy"] if feature_dim > 0 else []), force)
     out.mkdir(parents=True, exist_ok=True)
     (out / META_FILE).unlink(missing_ok=True)       # a re-run is incomplete until it finishes
     n, k = int(num_nodes), int(num_communities)

@@ -40,6 +40,21 @@ def max_pair_line_bytes(max_abs_value: int) -> int:
     return 2 * (len(str(int(max_abs_value))) + 1) + 2
 
 
+def check_output_files(paths: list[Path], force: bool) -> None:
+    """Refuse to overwrite an existing output file without `force`, and anything that is not a
+    regular file (a directory, a symlink) even with it: generate replaces only the files it names."""
+    for path in paths:
+        path = Path(path)
+        if not os.path.lexists(path):
+            continue
+        if path.is_symlink() or not path.is_file():
+            raise OptionError("output exists and is not a regular file; generate replaces only files",
+                              path=path, hint="move it away or choose another -o")
+        if not force:
+            raise OptionError("output already exists", path=path,
+                              hint="pass --force to replace it, or choose another -o")
+
+
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 

@@ -107,7 +107,8 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
     budget = options.memory_budget
     # numba's first call costs ~1 s (runtime start, cache loads): pay it while the first block parses
     threading.Thread(target=_warm_up_kernels, name="gstore-numba-warmup", daemon=True).start()
-    with StoreBuilder(out, force=options.force) as builder:
+    node_inputs = [p for p in (options.nodes, options.features, options.labels) if p]
+    with StoreBuilder(out, force=options.force, inputs=inputs + node_inputs) as builder:
         stats = ReadStats()
         try:
             ep = _edge_pass(builder, inputs, options, options.read.id_type, total_bytes, stats, progress)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gstore import scratch
 from gstore.errors import BudgetError, OptionError, StoreExistsError
 from gstore.manifest import read_manifest, write_manifest
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes, peak_rss_bytes, reset_peak_rss
@@ -136,17 +136,14 @@ def partition_store(path: str | Path, num_parts: int, *, method: str = "auto", s
             return _reorder_existing(path, store.manifest.partitions[key], memory_budget, progress)
         raise StoreExistsError(f"store already has a {key}-way partition", path=path,
                                hint="pass --force to replace it (or --reorder to lay it out)")
-    scratch = path / SCRATCH_DIR
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir()
-    try:
+    # held until the partition is recorded: a second `gstore partition` of this store meanwhile is
+    # refused ("another gstore process (pid N) ...") instead of racing on the manifest
+    with scratch.scratch_dir(path / SCRATCH_DIR, "partition scratch", path) as scratch_path:
         parts, result = compute_partition(store, num_parts, method=method, seed=seed,
                                           imbalance=imbalance, memory_budget=memory_budget,
-                                          balance_on=balance_on, scratch=scratch, progress=progress)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    del store
-    record_partition(path, key, parts, result)
+                                          balance_on=balance_on, scratch=scratch_path, progress=progress)
+        del store
+        record_partition(path, key, parts, result)
     if reorder:
         from gstore.pipeline.partition.reorder import reorder_store
 
@@ -195,35 +192,60 @@ def inverse_perm(perm: np.ndarray, dtype=None) -> np.ndarray:
 
 
 def record_partition(path: Path, key: str, parts: np.ndarray, result: PartitionResult) -> None:
-    """Write the partition's arrays under a fresh directory, then atomically rewrite the manifest."""
+    """Write the partition's arrays under a fresh directory, then atomically rewrite the manifest.
+
+    The new directory is marked as scratch (gstore/scratch.py) until the manifest names it, so a
+    failure (disk full included) removes it and a kill leaves it reclaimable by the next run."""
     manifest = read_manifest(path)
     clean_stale_partition_dirs(path, manifest)
     base = f"partition/k{key}"
     name, i = base, 1
-    while (path / name).exists():
+    while os.path.lexists(path / name):
         name, i = f"{base}.{i}", i + 1
-    partptr, perm = partition_arrays(parts, result.num_parts)
-    recs = [write_array(path, f"{name}/parts", parts.astype(np.int32, copy=False)),
-            write_array(path, f"{name}/partptr", partptr),
-            write_array(path, f"{name}/perm", perm),
-            write_array(path, f"{name}/pos", inverse_perm(perm))]
-    del perm
-    if not (path / "partition" / "zarr.json").exists():
-        write_group_metadata(path / "partition")
-    write_group_metadata(path / name)
-    meta = {"num_parts": result.num_parts, "method": result.method, "params": result.params,
-            "edge_cut": result.edge_cut, "balance": result.balance, "seconds": result.seconds,
-            "peak_rss": result.peak_rss, "metis_estimate": result.metis_estimate,
-            "levels": [list(lv) for lv in result.levels], "contiguous": False, "reordered": False,
-            "arrays": {"parts": recs[0].name, "partptr": recs[1].name, "perm": recs[2].name,
-                       "pos": recs[3].name},
-            "created": time.time()}
-    fault_point("partition:before-manifest")
-    old = manifest.partitions.get(key)
-    set_partition(manifest, key, meta, recs)
-    write_manifest(path, manifest)
+    root = path / "partition"
+    made_root = not root.exists()
+    scratch.create(path / name, "new partition arrays", path)
+    try:
+        partptr, perm = partition_arrays(parts, result.num_parts)
+        recs = [write_array(path, f"{name}/parts", parts.astype(np.int32, copy=False)),
+                write_array(path, f"{name}/partptr", partptr),
+                write_array(path, f"{name}/perm", perm),
+                write_array(path, f"{name}/pos", inverse_perm(perm))]
+        del perm
+        if not (root / "zarr.json").exists():
+            write_group_metadata(root)
+        write_group_metadata(path / name)
+        meta = {"num_parts": result.num_parts, "method": result.method, "params": result.params,
+                "edge_cut": result.edge_cut, "balance": result.balance, "seconds": result.seconds,
+                "peak_rss": result.peak_rss, "metis_estimate": result.metis_estimate,
+                "levels": [list(lv) for lv in result.levels], "contiguous": False, "reordered": False,
+                "arrays": {"parts": recs[0].name, "partptr": recs[1].name, "perm": recs[2].name,
+                           "pos": recs[3].name},
+                "created": time.time()}
+        fault_point("partition:before-manifest")
+        old = manifest.partitions.get(key)
+        set_partition(manifest, key, meta, recs)
+        write_manifest(path, manifest)
+    except BaseException as exc:
+        if isinstance(exc, OSError):
+            scratch.name_path_in(exc, path)
+        scratch.remove(path / name)
+        if made_root:
+            _remove_empty_partition_root(root)
+        raise
+    scratch.unmark(path / name)
     if old:
         _remove_partition_dir(path, old)
+
+
+def _remove_empty_partition_root(root: Path) -> None:
+    """Undo a `partition/` group this run created, if nothing else went into it."""
+    try:
+        if set(os.listdir(root)) <= {"zarr.json"}:
+            (root / "zarr.json").unlink(missing_ok=True)
+            root.rmdir()
+    except OSError:
+        pass
 
 
 def set_partition(manifest, key: str, meta: dict, recs: list[ArrayRecord]) -> None:
@@ -239,22 +261,40 @@ def set_partition(manifest, key: str, meta: dict, recs: list[ArrayRecord]) -> No
 
 
 def _remove_partition_dir(path: Path, meta: dict) -> None:
+    """Delete the directories of a replaced partition (the old manifest named them, so gstore made
+    them). Marked first, so a kill mid-delete leaves scratch the next run reclaims."""
     dirs = {str(Path(n).parent) for n in meta.get("arrays", {}).values()}
     for d in dirs:
-        if d.startswith("partition/"):
-            shutil.rmtree(path / d, ignore_errors=True)
+        if d.startswith("partition/") and ".." not in Path(d).parts and (path / d).is_dir():
+            try:
+                scratch.mark(path / d, "replaced partition", path)
+                scratch.remove(path / d)
+            except OSError as exc:      # the new partition is recorded: a leftover is not fatal
+                log.warning("could not remove the replaced partition %s: %s", path / d, exc)
 
 
 def clean_stale_partition_dirs(path: Path, manifest) -> None:
-    """Remove partition directories no manifest entry points at (left by an interrupted run)."""
+    """Reclaim partition directories no manifest entry points at, when they are marked scratch of a
+    gstore process that is gone (left by an interrupted run); others are left alone (logged)."""
     root = path / "partition"
     if not root.is_dir():
         return
     used = {str(Path(name).parent) for name in manifest.arrays if name.startswith("partition/")}
     for child in root.iterdir():
-        if child.is_dir() and f"partition/{child.name}" not in used:
-            log.info("removing stale partition directory %s", child)
-            shutil.rmtree(child, ignore_errors=True)
+        if not child.is_dir() or child.is_symlink():
+            continue
+        marker = scratch.read_marker(child)
+        if f"partition/{child.name}" in used:
+            if marker is not None and marker.owner.state() == "gone":
+                scratch.unmark(child)       # killed between the manifest rewrite and the unmark
+            continue
+        if marker is None:
+            log.warning("leaving %s: not named by the manifest, and not marked as gstore scratch "
+                        "(remove it yourself if you do not need it)", child)
+        elif marker.owner.state() == "gone":
+            scratch.reclaim(child, "new partition arrays")
+        else:
+            log.info("leaving %s: pid %d is still writing it", child, marker.owner.pid)
 
 
 def _validate(store, num_parts: int, method: str, imbalance: float, balance_on: str) -> None:

@@ -1,8 +1,9 @@
 """`gstore partition --reorder`: renumber dense node ids so every part is a contiguous id range.
 
 New id of old node v = its rank in `perm` (nodes sorted by part, ascending old id within a part).
-A complete new store is built next to the old one (StoreBuilder, `STORE.tmp`) and swapped in by
-rename, so a kill at any point leaves the old store intact.
+A complete new store is built next to the old one (StoreBuilder, `STORE.tmp`, marked as this
+process's scratch: see gstore/scratch.py) and swapped in by rename, so a kill or a full disk at any
+point leaves the old store intact; a user's own `STORE.tmp` is refused, never deleted.
 
 Out of core: every array is produced in buckets of new rows whose output fits a quarter of the budget;
 each bucket is filled by one sequential pass over the old array (read with preadv, no memory maps), so
