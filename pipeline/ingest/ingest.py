@@ -25,10 +25,12 @@ from gstore.builder import StoreBuilder
 from gstore.errors import InputError, OptionError
 from gstore.manifest import StoreManifest
 from gstore.memory import peak_rss_bytes
-from gstore.pipeline.ingest.chunks import EdgeChunk, EdgeReadOptions, NonIntegerIds, ReadStats, StringColumn
+from gstore.pipeline.ingest.chunks import (EdgeChunk, EdgeReadOptions, InputNote, NonIntegerIds, ReadStats,
+                                           StringColumn)
 from gstore.pipeline.ingest.csr_build import (BYTES_PER_RECORD, BYTES_PER_RECORD_WEIGHTED, CsrBuilder,
                                               CsrStats, EdgeSpill, first_level_spill)
 from gstore.pipeline.ingest.id_remap import BucketPlan, IdCollector, IdTable
+from gstore.pipeline.ingest.id_typing import switch_message
 from gstore.pipeline.ingest.read_ahead import read_ahead
 from gstore.pipeline.ingest.node_data import NodeDataOptions, NodeDataResult, collect_node_ids, write_node_data
 from gstore.pipeline.ingest.string_ids import StringIdCollector, hash_column
@@ -81,6 +83,9 @@ class IngestReport:
     buckets: int
     resplits: int
     id_table: str                  # "identity", "bitmap" or "sorted"
+    # what the readers decided per file (header, .npy layout, ids turned to strings); the
+    # manifest keeps them as build["decisions"]
+    notes: list[InputNote] = field(default_factory=list)
 
 
 @dataclass
@@ -109,11 +114,14 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
         try:
             ep = _edge_pass(builder, inputs, options, options.read.id_type, total_bytes, stats, progress)
         except NonIntegerIds as e:
-            log.info("%s: non-integer ids after integer ones; restarting with string ids", e)
+            # a late non-integer id: keep the restart, but loudly (the CLI shows warnings)
+            msg = switch_message(e.token, restarted=True)
+            log.warning("%s:%d: %s", e.path, e.line, msg)
             import shutil
 
             shutil.rmtree(builder.spill_dir, ignore_errors=True)
             stats = ReadStats()
+            stats.note(e.path, "ids", msg, e.line)
             ep = _edge_pass(builder, inputs, options, "string", total_bytes, stats, progress)
         n_table_rows = 0
         if options.nodes:
@@ -304,7 +312,7 @@ def _report(out: Path, table: IdTable, ep: _EdgePass, cs: CsrStats, rs: ReadStat
                         skipped_lines=rs.skipped_bad_lines, skipped_examples=list(rs.skipped_examples),
                         node_table_rows=table_rows, seconds=secs,
                         edges_per_second=ep.edges_read / max(secs, 1e-9), peak_rss_bytes=peak_rss_bytes(),
-                        buckets=cs.buckets, resplits=cs.resplits, id_table=kind)
+                        buckets=cs.buckets, resplits=cs.resplits, id_table=kind, notes=list(rs.notes))
 
 
 def _fill_manifest(m: StoreManifest, nd: NodeDataResult, inputs: list[str], options: IngestOptions,
@@ -319,5 +327,6 @@ def _fill_manifest(m: StoreManifest, nd: NodeDataResult, inputs: list[str], opti
         "inputs": [str(Path(p).absolute()) for p in inputs],
         "options": opts,
         "memory_budget": options.memory_budget,
-        "stats": {k: v for k, v in asdict(report).items() if k != "store"},
+        "stats": {k: v for k, v in asdict(report).items() if k not in ("store", "notes")},
+        "decisions": [asdict(n) for n in report.notes],
     }

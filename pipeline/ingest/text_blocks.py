@@ -65,20 +65,23 @@ class TextBlock:
 
 @dataclass
 class BadLine:
-    """A rejected line: kind 'columns' | 'id' | 'value' | 'utf8'."""
+    """A rejected line: kind 'columns' | 'id' | 'value' | 'utf8'; token: the rejected field."""
 
     line: int
     kind: str
     reason: str
     hint: str
+    token: str | None = None
 
 
 class IntIdRejected(Exception):
-    """Internal: an int-typed id column holds a non-integer value at `line` (auto mode decides)."""
+    """Internal: an int-typed id column holds the non-integer `token` at `line` (auto mode
+    decides)."""
 
-    def __init__(self, line: int) -> None:
+    def __init__(self, line: int, token: str | None = None) -> None:
         super().__init__(line)
         self.line = line
+        self.token = token
 
 
 def _fill(stream: TextStream, view: memoryview) -> int:
@@ -215,7 +218,7 @@ def _check_line(raw: bytes, line: int, fmt: TextFormat, specs: list[ColumnSpec])
         if spec.kind == "int":
             if not _INT_RE.fullmatch(v) or not -_INT64_MAX - 1 <= int(v) <= _INT64_MAX:
                 return BadLine(line, "id", f"{spec.what} {v!r} is not an integer node id",
-                               "use --id-type string (or auto) for non-integer ids")
+                               "use --id-type string (or auto) for non-integer ids", v)
         elif spec.kind in ("str", "text"):
             try:
                 v.encode("utf-8")
@@ -339,7 +342,7 @@ def parse_block(block: TextBlock, fmt: TextFormat, specs: list[ColumnSpec], path
     if int_ids_tentative:
         for b in bad:
             if b.kind == "id" and any(s.kind == "int" for s in specs):
-                raise IntIdRejected(b.line)
+                raise IntIdRejected(b.line, b.token)
     if not bad:
         # arrow disagrees with the reference scan: report arrow's own message
         try:
