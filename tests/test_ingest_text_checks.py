@@ -137,3 +137,13 @@ def test_cli_one_line_error_no_traceback_nothing_left(tmp_path, data):
     msg = r.output.strip()
     assert msg.startswith("Error:") and "\n" not in msg and "Traceback" not in msg, msg
     assert not out.exists() and not os.path.exists(str(out) + ".tmp")
+
+
+@pytest.mark.parametrize("block", [4096, 1 << 20])
+def test_nul_past_the_sample_is_binary_not_a_string_id(tmp_path, block):
+    rows = [f"n{i},n{i + 1}" for i in range(20000)]      # > 64 KiB: past the checked sample
+    rows[15000] = "n1,\x00\x00junk"
+    p = tmp_path / "e.csv"
+    p.write_text("\n".join(rows) + "\n")
+    err = error_of([p], block_bytes=block)
+    assert err.line == 15001 and "binary data" in str(err), str(err)

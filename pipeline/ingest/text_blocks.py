@@ -154,10 +154,22 @@ def iter_text_blocks(path: str, compression: str | None, fmt: TextFormat,
     with closing(read_ahead(blocks(), 1, "gstore-read")) as ahead:
         for item in ahead:
             item.first_line = line
+            _refuse_binary(item, path)
             yield item
             # the consumer is done with the block: its line count is known from the parse
             # (rows == lines, see parse_block) or counted here
             line += item.line_count if item.line_count is not None else item.count_lines()
+
+
+def _refuse_binary(block: TextBlock, path: str) -> None:
+    """A NUL byte past the checked sample (text_checks.py) means binary data, never an id: arrow
+    would take it into a string id (one memchr per block)."""
+    data = block.data.obj if isinstance(block.data, memoryview) else block.data
+    at = data.find(b"\x00", 0, len(block.data))
+    if at >= 0:
+        line = block.first_line + data.count(b"\n", 0, at)
+        raise InputError("binary data (a NUL byte) in this line; not a text file", path=path,
+                         line=line, hint="the file is damaged or not text: check how it was made")
 
 
 def _contains(data: bytes | memoryview, needle: bytes) -> bool:
