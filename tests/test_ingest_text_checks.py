@@ -147,3 +147,25 @@ def test_nul_past_the_sample_is_binary_not_a_string_id(tmp_path, block):
     p.write_text("\n".join(rows) + "\n")
     err = error_of([p], block_bytes=block)
     assert err.line == 15001 and "binary data" in str(err), str(err)
+
+
+def test_cli_bom_everywhere(tmp_path):
+    """Edges (gzip), a headerless --nodes table, --labels and a feature table, all with BOMs."""
+    import gzip
+
+    import gstore
+
+    (tmp_path / "e.csv.gz").write_bytes(gzip.compress(BOM + b"5,7\n7,9\n"))
+    (tmp_path / "n.csv").write_bytes(BOM + b"5\n7\n9\n11\n")
+    (tmp_path / "l.csv").write_bytes(BOM + b"5,x\n7,y\n9,x\n11,y\n")
+    (tmp_path / "f.csv").write_bytes(BOM + b"id,a\n5,0.5\n7,1\n9,2\n11,3\n")
+    out = tmp_path / "s"
+    r = CliRunner().invoke(main, ["ingest", str(tmp_path / "e.csv.gz"), "-o", str(out), "-q",
+                                  "--nodes", str(tmp_path / "n.csv"), "--labels",
+                                  str(tmp_path / "l.csv"), "--features", str(tmp_path / "f.csv")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    g = gstore.open(out)
+    assert g.num_nodes == 4 and g.num_edges == 2
+    assert g.manifest.label_names == ["x", "y"]
+    np.testing.assert_allclose(np.asarray(g.features).ravel(), [0.5, 1, 2, 3])
