@@ -169,3 +169,10 @@ def test_cli_bom_everywhere(tmp_path):
     assert g.num_nodes == 4 and g.num_edges == 2
     assert g.manifest.label_names == ["x", "y"]
     np.testing.assert_allclose(np.asarray(g.features).ravel(), [0.5, 1, 2, 3])
+    # every text table's header decision is reported and kept
+    kept = {d["path"].rsplit("/", 1)[-1]: d["message"] for d in g.manifest.build["decisions"]}
+    assert kept == {"e.csv.gz": "first row read as data: '5,7'; pass --header if it is a header",
+                    "n.csv": "first row read as data: '5'; pass --header if it is a header",
+                    "l.csv": "first row read as data: '5,x'; pass --header if it is a header",
+                    "f.csv": "header: detected (id,a)"}
+    assert "f.csv:1: header: detected (id,a)" in r.output

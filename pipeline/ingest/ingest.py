@@ -146,6 +146,7 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
                                     feature_dtype=options.feature_dtype, split=options.split,
                                     seed=options.seed, allow_nan=options.allow_nan, budget=budget)
         nd = write_node_data(builder, table, ep.id_type, node_opts, progress)
+        stats.notes += _table_notes(options)
         report = _report(builder.out, table, ep, csr.stats, stats, n_table_rows, t0)
         manifest = StoreManifest(num_nodes=table.num_nodes, num_edges=csr.stats.num_edges,
                                  directed=not options.undirected, id_type=ep.id_type)
@@ -155,6 +156,15 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
     report.edges_per_second = report.edges_read / max(report.seconds, 1e-9)
     report.peak_rss_bytes = peak_rss_bytes()
     return report
+
+
+def _table_notes(options: IngestOptions) -> list[InputNote]:
+    """Header decisions of the node, label and feature tables (the edges' are the readers')."""
+    from gstore.pipeline.ingest.node_tables import table_header_note
+
+    tables = [(options.nodes, True), (options.labels, True), (options.features, False)]
+    notes = [table_header_note(p, node_table) for p, node_table in tables if p]
+    return [n for n in notes if n is not None]
 
 
 def _warm_up_kernels() -> None:
