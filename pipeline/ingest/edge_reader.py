@@ -122,8 +122,8 @@ def _iter_text(path: str, kind: FileKind, options: EdgeReadOptions, mode: IdMode
     src_i, dst_i, w_i = _resolve_edge_columns(options, fmt.names, fmt.num_columns, path, fmt)
     if stats is not None:
         stats.note(path, "header", fmt.header_note(), fmt.data_line - 1 if fmt.header else None)
-    log.info("%s: delimiter=%r comment=%r header=%s columns=%d", path, fmt.delimiter, fmt.comment,
-             fmt.header, fmt.num_columns)
+    log.info("%s: delimiter=%r comment=%r header=%s (%s) columns=%d", path, fmt.delimiter,
+             fmt.comment, fmt.header, fmt.header_reason or fmt.header_source, fmt.num_columns)
 
     def specs() -> list[ColumnSpec]:
         k = mode.id_kind

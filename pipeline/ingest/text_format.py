@@ -123,7 +123,6 @@ class TextStream:
         except BaseException:
             self.close()
             raise
-        self.had_bom = len(self._pending) < len(head)
 
     def _read_exactly(self, n: int) -> bytes:
         out = b""
