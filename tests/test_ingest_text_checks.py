@@ -176,3 +176,12 @@ def test_cli_bom_everywhere(tmp_path):
                     "l.csv": "first row read as data: '5,x'; pass --header if it is a header",
                     "f.csv": "header: detected (id,a)"}
     assert "f.csv:1: header: detected (id,a)" in r.output
+
+
+def test_latin1_text_is_not_binary(tmp_path):
+    """Accented Latin-1 names are a per-line UTF-8 error (with the line), not 'binary data'."""
+    rows = ["Zürich,Genève", "Köln,Düsseldorf", "Málaga,Sevilla"] * 30
+    p = tmp_path / "latin1.csv"
+    p.write_bytes(("\n".join(rows) + "\n").encode("latin-1"))
+    err = error_of([p], id_type="string")
+    assert "UTF-8" in err.message and err.line == 1 and "binary" not in err.message, str(err)

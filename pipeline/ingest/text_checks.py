@@ -28,9 +28,10 @@ _ARCHIVES = ((b"PK\x03\x04", "a zip archive", "unzip it and pass the edge file i
              (b"\x04\x22\x4d\x18", "an lz4 stream", "decompress it (lz4 -d) or re-compress with zstd"),
              (b"\x89HDF\r\n\x1a\n", "an HDF5 file", "export the edges as .npy, parquet or CSV"))
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
-# fraction of control bytes / undecodable characters above which a sample is binary, not text
+# fractions of control bytes / undecodable characters above which a sample is binary, not text
 # with a few damaged lines (those are reported per line by the parser)
-_BINARY_FRACTION = 0.01
+_CONTROL_FRACTION = 0.01
+_UNDECODABLE_FRACTION = 0.3
 _CONVERT_HINT = "convert it to UTF-8, e.g. iconv -f {enc} -t UTF-8 FILE > FILE.utf8.csv"
 
 
@@ -80,10 +81,12 @@ def check_text_sample(path: str | Path, sample: bytes) -> None:
     if nul >= 0:
         raise InputError(f"binary data at byte {nul} (a NUL byte); not a text edge list", path=path,
                          hint="pass a CSV/TSV/SNAP text file (optionally gzip/bz2/zstd), parquet or .npy")
-    controls = _CONTROL.findall(sample)
+    controls = len(_CONTROL.findall(sample))
     text = sample.decode("utf-8", errors="replace")
     bad_chars = text.count("\ufffd") - sample.count("\ufffd".encode())
-    if len(controls) + bad_chars > _BINARY_FRACTION * len(sample) + 2:
+    # a Latin-1 file has a few invalid sequences (its accented letters): those are reported per
+    # line ("not valid UTF-8"); binary data has control bytes, or is mostly undecodable
+    if controls > _CONTROL_FRACTION * len(sample) + 2 or bad_chars > _UNDECODABLE_FRACTION * len(text):
         first = _CONTROL.search(sample)
         at = _first_invalid_utf8(sample)
         where = min(x for x in (first.start() if first else None, at) if x is not None)
