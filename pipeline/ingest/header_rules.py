@@ -11,9 +11,10 @@ The first row is a header when
        - digits:   the values all hold a digit and the token none, or the other way round;
        - skeleton: the values share one punctuation skeleton (runs of letters and digits
                    collapsed: 'user_17' -> 'x_x', a UUID -> 'x-x-x-x-x') and the token's differs;
-       - prefix:   (>= 8 values) the values share a literal letter prefix ('n' of 'n17') that
-                   the token does not start with;
-       - length:   (>= 8 values) the values all have one length and the token another.
+       - prefix:   (>= 8 values, >= 4 distinct) the values share a literal letter prefix ('n' of
+                   'n17') that the token does not start with;
+       - length:   (>= 8 values, >= 4 distinct) the values all have one length and the token
+                   another.
 So ids drawn from one generator never make a header of the first row (each rule compares the
 token with a property that *all* values below share), and a row of names over ids does.
 Pure Python on at most 64 rows: this runs once per file.
@@ -33,6 +34,7 @@ _NAME_PARTS = ("node", "source", "target", "weight", "src", "dst", "_id", "label
 _ALNUM_RUN = re.compile(r"[^\W_]+")
 _LETTER_PREFIX = re.compile(r"[^\W\d_]*")
 MIN_VALUES_FOR_PREFIX_AND_LENGTH = 8
+MIN_DISTINCT = 4
 
 
 @dataclass
@@ -92,7 +94,9 @@ def differs_in_form(token: str, values: list[str]) -> str | None:
     shapes = {_skeleton(v) for v in values}
     if len(shapes) == 1 and _skeleton(token) not in shapes:
         return "skeleton"
-    if len(values) >= MIN_VALUES_FOR_PREFIX_AND_LENGTH:
+    # a shared prefix or length only says something about a column of varied values: a constant
+    # column (every edge to one hub) shares everything with itself
+    if len(values) >= MIN_VALUES_FOR_PREFIX_AND_LENGTH and len(set(values)) >= MIN_DISTINCT:
         prefix = _common_letter_prefix(values)
         if prefix and not token.startswith(prefix):
             return "prefix"
