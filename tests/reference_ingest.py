@@ -31,13 +31,18 @@ def hash_string(s: str) -> int:
     return _signed(mix64(h ^ len(data)))
 
 
-def first_occurrences(keys) -> list[int]:
-    seen, out = set(), []
-    for i, k in enumerate(keys):
-        if k not in seen:
-            seen.add(k)
+def first_distinct_strings(keys, strings) -> tuple[list[int], tuple[int, int] | None]:
+    """(first index of each distinct key, in input order; the first pair of indices of two
+    different strings with one key, or None), stopping at that pair."""
+    first: dict = {}
+    out = []
+    for i, (k, s) in enumerate(zip(keys, strings)):
+        if k not in first:
+            first[k] = i
             out.append(i)
-    return out
+        elif strings[first[k]] != s:
+            return out, (first[k], i)
+    return out, None
 
 
 def bucket_of(bnd_d, bnd_s, d: int, s: int) -> int:

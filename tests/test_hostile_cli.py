@@ -129,8 +129,7 @@ def _user_home(d: Path, mp) -> None:
 
 ING = ["ingest", "-q"]
 CASES = [
-    Case("ingest-binary-junk", ING + ["junk.csv", "-o", "s"], _binary, subprocess=True,
-         marks=[pytest.mark.xfail(strict=True, reason="fixed on branch ingest (readers: binary input)")]),
+    Case("ingest-binary-junk", ING + ["junk.csv", "-o", "s"], _binary, subprocess=True),
     Case("ingest-cr-only", ING + ["cr.csv", "-o", "s"], _cr_only),
     Case("ingest-read-only-output", ING + ["data/edges.csv", "-o", "ro/s"], _read_only_parent),
     Case("ingest-full-disk", ING + ["data/edges.csv", "-o", "s", "--force"], _full_disk),

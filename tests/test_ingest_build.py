@@ -37,12 +37,21 @@ def test_hash_strings_matches_twin(strings):
     assert out.tolist() == [R.hash_string(s) for s in strings]
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.lists(st.integers(-5, 5), max_size=60))
-def test_first_occurrences_matches_twin(keys):
-    keys = np.array(keys, dtype=np.int64)
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("ab", max_size=3), max_size=60), st.booleans())
+def test_first_distinct_strings_matches_twin(strings, weak):
+    """With the real hash no two of these strings collide; with a weak key (the length) they do,
+    and the kernel must stop at the same pair as the twin instead of merging them."""
+    col = _col(strings)
+    keys = np.array([len(s.encode()) if weak else R.hash_string(s) for s in strings], dtype=np.int64)
     table = np.empty(1 << max(4, (2 * len(keys)).bit_length()), dtype=np.int64)
-    assert K.first_occurrences(keys, table).tolist() == R.first_occurrences(keys.tolist())
+    clash = np.empty(2, dtype=np.int64)
+    first = K.first_distinct_strings(keys, col.offsets, col.utf8, table, clash)
+    want, pair = R.first_distinct_strings(keys.tolist(), strings)
+    assert first.tolist() == want
+    assert (tuple(clash.tolist()) if clash[0] >= 0 else None) == pair
+    if not weak:
+        assert pair is None
 
 
 @settings(max_examples=40, deadline=None)

@@ -103,5 +103,7 @@ def command(edges: tuple[Path, ...], output: Path, delimiter: str | None, column
     click.echo(f"  read {r.edges_read:,} edges in {r.seconds:.1f} s ({r.edges_per_second / 1e6:.2f} M edges/s), "
                f"peak RSS {format_bytes(r.peak_rss_bytes)}; dropped {r.duplicates_dropped:,} duplicate "
                f"and {r.self_loops_dropped:,} self-loop entries")
+    for note in r.notes:
+        click.echo(f"  {note}")
     if r.skipped_lines:
         click.echo(f"  skipped {r.skipped_lines:,} bad lines, e.g. {'; '.join(r.skipped_examples[:3])}")

@@ -69,12 +69,32 @@ class EdgeChunk:
 
 
 @dataclass
+class InputNote:
+    """A decision a reader took about one input file (header detected or not, a .npy read as
+    (2, E), ids switched to strings). The CLI prints every note; the manifest keeps them in
+    build["decisions"]. kind: 'header' | 'layout' | 'ids'; line: where it applies, if anywhere."""
+
+    path: str
+    kind: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+@dataclass
 class ReadStats:
-    """Filled in by readers as they go (the CLI reports skipped rows)."""
+    """Filled in by readers as they go (the CLI reports skipped rows and the notes)."""
 
     rows: int = 0
     skipped_bad_lines: int = 0
     skipped_examples: list[str] = field(default_factory=list)   # first few "file:line: reason"
+    notes: list[InputNote] = field(default_factory=list)
+
+    def note(self, path: str, kind: str, message: str, line: int | None = None) -> None:
+        self.notes.append(InputNote(str(path), kind, message, line))
 
 
 class NonIntegerIds(Exception):
@@ -82,7 +102,9 @@ class NonIntegerIds(Exception):
     blocks were already emitted: the builder restarts the ingest with id_type='string'. Not a user
     error (never reaches the CLI)."""
 
-    def __init__(self, path: str, line: int) -> None:
-        super().__init__(f"{path}:{line}: non-integer node id")
+    def __init__(self, path: str, line: int, token: str | None = None) -> None:
+        what = "non-integer node id" if token is None else f"non-integer node id {token!r}"
+        super().__init__(f"{path}:{line}: {what}")
         self.path = path
         self.line = line
+        self.token = token

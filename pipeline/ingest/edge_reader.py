@@ -1,5 +1,6 @@
 """Streaming edge-list reader: text (CSV/TSV/blank-separated, SNAP/Matrix Market comments, optional
-header, gzip/bz2/zstd by magic bytes), parquet and .npy (E, 2) int arrays, one or more files.
+header, gzip/bz2/zstd by magic bytes), parquet and .npy (E, 2) or (2, E) int arrays, one or more
+files.
 
 `iter_edge_chunks` yields EdgeChunk blocks (never a whole file); see chunks.py for the contract and
 docs/ingest-inputs.md for detection rules and options.
@@ -20,6 +21,7 @@ from gstore.pipeline.ingest.arrow_columns import (float32_from_arrow, int_ids_fr
 from gstore.pipeline.ingest.chunks import (EdgeChunk, EdgeReadOptions, IdColumn, NonIntegerIds,
                                            ReadStats, StringColumn)
 from gstore.pipeline.ingest.id_typing import IdMode, arrow_ids, parse_id_block
+from gstore.pipeline.ingest.npy_blocks import NpyArray, open_npy, read_columns
 from gstore.pipeline.ingest.text_blocks import ColumnSpec, iter_text_blocks, line_of_row
 from gstore.pipeline.ingest.text_format import (FileKind, detect_text_format, read_sample,
                                                 resolve_column, sniff_kind)
@@ -67,7 +69,7 @@ def iter_edge_chunks(paths: list[str | Path], options: EdgeReadOptions,
         if kind.container == "parquet":
             chunks = _iter_parquet(path, options, mode)
         elif kind.container == "npy":
-            chunks = _iter_npy(path, options, mode)
+            chunks = _iter_npy(path, options, mode, stats)
         else:
             chunks = _iter_text(path, kind, options, mode, stats)
         rows = 0
@@ -118,8 +120,10 @@ def _iter_text(path: str, kind: FileKind, options: EdgeReadOptions, mode: IdMode
     fmt = detect_text_format(path, sample, delimiter=options.delimiter, comment=options.comment,
                              header=options.header, header_required=_columns_need_header(options))
     src_i, dst_i, w_i = _resolve_edge_columns(options, fmt.names, fmt.num_columns, path, fmt)
-    log.info("%s: delimiter=%r comment=%r header=%s columns=%d", path, fmt.delimiter, fmt.comment,
-             fmt.header, fmt.num_columns)
+    if stats is not None:
+        stats.note(path, "header", fmt.header_note(), fmt.data_line - 1 if fmt.header else None)
+    log.info("%s: delimiter=%r comment=%r header=%s (%s) columns=%d", path, fmt.delimiter,
+             fmt.comment, fmt.header, fmt.header_reason or fmt.header_source, fmt.num_columns)
 
     def specs() -> list[ColumnSpec]:
         k = mode.id_kind
@@ -220,18 +224,21 @@ def _parquet_ids(col: pa.Array, mode: IdMode, path: str, row0: int, name: str) -
 
 # ------------------------------------------------------------------------------------------- npy
 
-def _open_npy(path: str) -> np.ndarray:
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"cannot read .npy file: {e}", path=path,
-                         hint="save edges with numpy.save as an (E, 2) integer array") from None
+_NPY_HINT = "save edges with numpy.save as an (E, 2) integer array"
 
 
-def _iter_npy(path: str, options: EdgeReadOptions, mode: IdMode) -> Iterator[EdgeChunk]:
+def _open_npy(path: str) -> NpyArray:
+    return open_npy(path, _NPY_HINT)
+
+
+def npy_layout(path: str, options: EdgeReadOptions) -> tuple[NpyArray, bool]:
+    """(the (E, k) edge table of a .npy, whether the file holds its transpose). Only the header is
+    read. (E, 2): edges by row. (2, E) with E != 2: PyG's edge_index, transposed. (E, k > 2):
+    needs --columns. (2, 2): ambiguous, refused. Raises InputError with the fix."""
     arr = _open_npy(path)
-    if arr.ndim != 2 or arr.shape[1] < 2:
-        raise InputError(f".npy edge array has shape {arr.shape}, expected (E, 2)", path=path,
+    shape = arr.shape
+    if len(shape) != 2 or (shape[1] < 2 and shape[0] != 2):
+        raise InputError(f".npy edge array has shape {shape}, expected (E, 2) or (2, E)", path=path,
                          hint="stack sources and targets as columns: np.stack([src, dst], 1)")
     if arr.dtype.kind not in "iu":
         raise InputError(f".npy edge array has dtype {arr.dtype}, expected an integer type",
@@ -240,32 +247,49 @@ def _iter_npy(path: str, options: EdgeReadOptions, mode: IdMode) -> Iterator[Edg
         if isinstance(c, str) and not c.strip().isdigit():
             raise InputError(f"column {c!r}: .npy columns have no names", path=path,
                              hint="give 0-based positions in --columns/--weight-col")
-    src_i, dst_i, w_i = _resolve_edge_columns(options, None, arr.shape[1], path)
-    row_bytes = arr.dtype.itemsize * arr.shape[1]
-    header = os.path.getsize(path) - arr.shape[0] * row_bytes
-    step = max(1, options.block_bytes // row_bytes)
-    c_order = arr.flags.c_contiguous
-    fh = open(path, "rb") if c_order else None
-    try:
-        for start in range(0, arr.shape[0], step):
-            if c_order:
-                # plain reads, not the memory map: mapped file pages would count as resident memory
-                # and a 10^9-edge .npy would blow the budget
-                count = min(step, arr.shape[0] - start)
-                fh.seek(header + start * row_bytes)
-                block = np.fromfile(fh, dtype=arr.dtype, count=count * arr.shape[1]).reshape(count, -1)
-            else:
-                block = np.asarray(arr[start:start + step])
-            if arr.dtype == np.uint64 and len(block) and block.max() > 2**63 - 1:
+    named = options.columns is not None
+    if shape == (2, 2) and not named:
+        raise InputError(".npy edge array has shape (2, 2): 2 edges as rows or 2 edges as columns "
+                         "(PyG edge_index)?", path=path,
+                         hint="pass --columns 0,1 to read rows as edges, or save arr.T for columns")
+    transposed = shape[0] == 2 and shape[1] != 2
+    table = arr.transposed() if transposed else arr
+    k = table.shape[1]
+    if k > 2 and not named:
+        raise InputError(f".npy edge array has shape {shape}: {k} columns, which two are the "
+                         "edges?", path=path,
+                         hint="pass --columns SRC,DST (0-based; --weight-col W for weights), or "
+                              "save a (E, 2) array")
+    return table, transposed
+
+
+def _iter_npy(path: str, options: EdgeReadOptions, mode: IdMode,
+              stats: ReadStats | None) -> Iterator[EdgeChunk]:
+    table, transposed = npy_layout(path, options)
+    num_edges, num_cols = table.shape
+    src_i, dst_i, w_i = _resolve_edge_columns(options, None, num_cols, path)
+    if transposed:
+        log.info("%s: .npy of shape (2, %d) read as (2, E), transposed", path, num_edges)
+        if stats is not None:
+            stats.note(path, "layout", f"shape (2, {num_edges}): read as (2, E), transposed "
+                       "(row 0 = sources, row 1 = targets)")
+    item = table.dtype.itemsize
+    cols = [src_i, dst_i] + ([w_i] if w_i is not None else [])
+    # bounded plain reads, never the memory map (npy_blocks.py): a block is block_bytes of the
+    # columns actually read
+    per_row = item * (len(cols) if table.fortran_order else num_cols)
+    step = max(1, options.block_bytes // per_row)
+    payload = num_edges * num_cols * item
+    with open(path, "rb") as fh:
+        for start in range(0, num_edges, step):
+            count = min(step, num_edges - start)
+            block = read_columns(fh, table, start, count, cols)
+            if table.dtype == np.uint64 and any(len(b) and b.max() > 2**63 - 1 for b in block[:2]):
                 raise InputError("ids above 2^63-1 in a uint64 array", path=path, line=start + 1)
-            src = block[:, src_i].astype(np.int64)
-            dst = block[:, dst_i].astype(np.int64)
+            src = block[0].astype(np.int64)
+            dst = block[1].astype(np.int64)
             if mode.strings:
                 src, dst = ints_to_string_column(src), ints_to_string_column(dst)
-            weight = None if w_i is None else block[:, w_i].astype(np.float32)
-            yield EdgeChunk(src, dst, weight, path, start + 1,
-                            header + (start + len(block)) * row_bytes)
-    finally:
-        if fh is not None:
-            fh.close()
-
+            weight = None if w_i is None else block[2].astype(np.float32)
+            done = table.data_offset + payload * (start + count) // max(num_edges, 1)
+            yield EdgeChunk(src, dst, weight, path, start + 1, done)

@@ -24,6 +24,7 @@ from gstore.errors import InputError, OptionError
 from gstore.pipeline.ingest.arrow_columns import open_parquet
 from gstore.pipeline.ingest.chunks import IdColumn, IdType
 from gstore.pipeline.ingest.id_typing import IdMode, arrow_ids, parse_id_block
+from gstore.pipeline.ingest.npy_blocks import NpyArray, open_npy, read_rows
 from gstore.pipeline.ingest.text_blocks import ColumnSpec, iter_text_blocks, line_of_row
 from gstore.pipeline.ingest.text_format import (TextFormat, detect_text_format, find_id_column,
                                                 read_sample, resolve_column, sniff_kind)
@@ -63,13 +64,10 @@ def check_finite(chunk: FeatureChunk) -> int | None:
     return chunk.first_line + int(np.argmin(ok))
 
 
-def _open_npy(path: str) -> np.ndarray:
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputError(f"cannot read .npy file: {e}", path=path,
-                         hint="save features with numpy.save as an (N, F) array") from None
-    if arr.ndim not in (1, 2) or arr.dtype.kind not in "fiub":
+def _open_npy(path: str) -> NpyArray:
+    """The header only: rows are read with plain reads (npy_blocks.py), never through the map."""
+    arr = open_npy(path, "save features with numpy.save as an (N, F) array")
+    if len(arr.shape) not in (1, 2) or arr.dtype.kind not in "fiub":
         raise InputError(f".npy features have shape {arr.shape} and dtype {arr.dtype}, expected "
                          "a numeric (N, F) array", path=path)
     return arr
@@ -121,7 +119,7 @@ def feature_info(path: str | Path, id_col: str | int | None = None) -> FeatureIn
     kind = sniff_kind(path)
     if kind.container == "npy":
         arr = _open_npy(path)
-        return FeatureInfo(arr.shape[0], 1 if arr.ndim == 1 else arr.shape[1], keyed=False)
+        return FeatureInfo(arr.shape[0], 1 if len(arr.shape) == 1 else arr.shape[1], keyed=False)
     if kind.container == "parquet":
         pf, _, _, dim = _parquet_layout(path, id_col)
         return FeatureInfo(pf.metadata.num_rows, dim, keyed=True)
@@ -160,11 +158,13 @@ def iter_feature_chunks(path: str | Path, id_type: IdType, rows_per_chunk: int,
 
 def _iter_npy(path: str, rows_per_chunk: int) -> Iterator[FeatureChunk]:
     arr = _open_npy(path)
-    for start in range(0, arr.shape[0], rows_per_chunk):
-        block = np.asarray(arr[start:start + rows_per_chunk], dtype=np.float32)
-        if block.ndim == 1:
-            block = block.reshape(-1, 1)
-        yield FeatureChunk(None, start, np.ascontiguousarray(block), path, start + 1)
+    with open(path, "rb") as fh:
+        for start in range(0, arr.shape[0], rows_per_chunk):
+            count = min(rows_per_chunk, arr.shape[0] - start)
+            block = read_rows(fh, arr, start, count).astype(np.float32)
+            if block.ndim == 1:
+                block = block.reshape(-1, 1)
+            yield FeatureChunk(None, start, np.ascontiguousarray(block), path, start + 1)
 
 
 def _iter_text(path: str, compression: str | None, id_type: IdType, rows_per_chunk: int,

@@ -57,14 +57,33 @@ def hash_strings(offsets: np.ndarray, utf8: np.ndarray, out: np.ndarray) -> None
         out[i] = np.int64(_mix64(h ^ np.uint64(offsets[i + 1] - offsets[i])))
 
 
-@njit(**NJIT)
-def first_occurrences(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Indices of the first occurrence of each distinct key, in input order.
+@njit(**NJIT, inline="always")
+def _same_string(offsets: np.ndarray, utf8: np.ndarray, a: int, b: int) -> bool:
+    la = offsets[a + 1] - offsets[a]
+    if la != offsets[b + 1] - offsets[b]:
+        return False
+    pa_, pb = offsets[a], offsets[b]
+    for q in range(la):
+        if utf8[pa_ + q] != utf8[pb + q]:
+            return False
+    return True
 
-    table: int64 scratch of power-of-two size >= 2 * len(keys), any content (it is reset here).
+
+@njit(**NJIT)
+def first_distinct_strings(keys: np.ndarray, offsets: np.ndarray, utf8: np.ndarray,
+                           table: np.ndarray, clash: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct string of a column, in input order.
+
+    keys: int64 hash of each string (offsets int64 (n+1,), utf8 uint8). A repeated key is a
+    repeat only when the bytes are equal too: two different strings with one key stop the scan
+    with clash[0], clash[1] = their indices (else both stay -1), so a hash collision inside a
+    chunk is never merged silently. table: int64 scratch of power-of-two size >= 2 * len(keys),
+    any content (it is reset here).
     """
     mask = len(table) - 1
     table[:] = -1
+    clash[0] = -1
+    clash[1] = -1
     out = np.empty(len(keys), dtype=np.int64)
     m = 0
     for i in range(len(keys)):
@@ -78,6 +97,10 @@ def first_occurrences(keys: np.ndarray, table: np.ndarray) -> np.ndarray:
                 m += 1
                 break
             if keys[j] == k:
+                if not _same_string(offsets, utf8, j, i):
+                    clash[0] = j
+                    clash[1] = i
+                    return out[:m]
                 break
             slot = (slot + 1) & mask
     return out[:m]
@@ -412,15 +435,7 @@ def dedup_sorted_strings(keys: np.ndarray, order: np.ndarray, offsets: np.ndarra
     for t in range(len(order)):
         i = order[t]
         if prev >= 0 and keys[i] == keys[prev]:
-            la = offsets[i + 1] - offsets[i]
-            lb = offsets[prev + 1] - offsets[prev]
-            same = la == lb
-            if same:
-                for q in range(la):
-                    if utf8[offsets[i] + q] != utf8[offsets[prev] + q]:
-                        same = False
-                        break
-            if not same:
+            if not _same_string(offsets, utf8, i, prev):
                 return m, p, i
             continue
         keys_len = offsets[i + 1] - offsets[i]

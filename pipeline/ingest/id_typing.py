@@ -61,7 +61,22 @@ def parse_id_block(block: TextBlock, fmt: TextFormat, specs: Callable[[], list[C
                            int_ids_tentative=mode.auto and not mode.strings)
     except IntIdRejected as e:
         if mode.emitted_int:
-            raise NonIntegerIds(path, e.line) from None
-        log.info("%s:%d: non-integer node id, reading ids as strings", path, e.line)
+            raise NonIntegerIds(path, e.line, e.token) from None
         mode.strings = True
+        if e.line > fmt.data_line:
+            # integer rows came first: "7" and "007" are now different nodes, so say it loudly
+            msg = switch_message(e.token, restarted=False)
+            log.warning("%s:%d: %s", path, e.line, msg)
+            if stats is not None:
+                stats.note(path, "ids", msg, e.line)
+        else:
+            log.info("%s:%d: non-integer node id, reading ids as strings", path, e.line)
         return parse_block(block, fmt, specs(), path, on_bad_line, stats)
+
+
+def switch_message(token: str | None, restarted: bool) -> str:
+    """The one-line note for an 'auto' id type that turned to strings after integer ids."""
+    what = "a non-integer id" if token is None else f"non-integer id {token!r}"
+    how = "the build restarted with string ids" if restarted else "all ids are read as strings"
+    return (f"{what} after integer ids: {how} (so '7' and '007' are different nodes); pass "
+            "--id-type int to make this an error, or --id-type string to say so up front")

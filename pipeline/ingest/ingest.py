@@ -25,10 +25,12 @@ from gstore.builder import StoreBuilder
 from gstore.errors import InputError, OptionError
 from gstore.manifest import StoreManifest
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes, peak_rss_bytes
-from gstore.pipeline.ingest.chunks import EdgeChunk, EdgeReadOptions, NonIntegerIds, ReadStats, StringColumn
+from gstore.pipeline.ingest.chunks import (EdgeChunk, EdgeReadOptions, InputNote, NonIntegerIds, ReadStats,
+                                           StringColumn)
 from gstore.pipeline.ingest.csr_build import (BYTES_PER_RECORD, BYTES_PER_RECORD_WEIGHTED, CsrBuilder,
                                               CsrStats, EdgeSpill, first_level_spill)
 from gstore.pipeline.ingest.id_remap import BucketPlan, IdCollector, IdTable
+from gstore.pipeline.ingest.id_typing import switch_message
 from gstore.pipeline.ingest.read_ahead import read_ahead
 from gstore.pipeline.ingest.node_data import NodeDataOptions, NodeDataResult, collect_node_ids, write_node_data
 from gstore.pipeline.ingest.string_ids import StringIdCollector, hash_column
@@ -81,6 +83,9 @@ class IngestReport:
     buckets: int
     resplits: int
     id_table: str                  # "identity", "bitmap" or "sorted"
+    # what the readers decided per file (header, .npy layout, ids turned to strings); the
+    # manifest keeps them as build["decisions"]
+    notes: list[InputNote] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -113,11 +118,14 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
         try:
             ep = _edge_pass(builder, inputs, options, options.read.id_type, total_bytes, stats, progress)
         except NonIntegerIds as e:
-            log.info("%s: non-integer ids after integer ones; restarting with string ids", e)
+            # a late non-integer id: keep the restart, but loudly (the CLI shows warnings)
+            msg = switch_message(e.token, restarted=True)
+            log.warning("%s:%d: %s", e.path, e.line, msg)
             import shutil
 
             shutil.rmtree(builder.spill_dir, ignore_errors=True)
             stats = ReadStats()
+            stats.note(e.path, "ids", msg, e.line)
             ep = _edge_pass(builder, inputs, options, "string", total_bytes, stats, progress)
         n_table_rows = 0
         if options.nodes:
@@ -142,6 +150,7 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
                                     feature_dtype=options.feature_dtype, split=options.split,
                                     seed=options.seed, allow_nan=options.allow_nan, budget=budget)
         nd = write_node_data(builder, table, ep.id_type, node_opts, progress)
+        stats.notes += _table_notes(options)
         report = _report(builder.out, table, ep, csr.stats, stats, n_table_rows, t0)
         manifest = StoreManifest(num_nodes=table.num_nodes, num_edges=csr.stats.num_edges,
                                  directed=not options.undirected, id_type=ep.id_type)
@@ -151,6 +160,15 @@ def ingest(inputs: list[str | Path], out: str | Path, options: IngestOptions,
     report.edges_per_second = report.edges_read / max(report.seconds, 1e-9)
     report.peak_rss_bytes = peak_rss_bytes()
     return report
+
+
+def _table_notes(options: IngestOptions) -> list[InputNote]:
+    """Header decisions of the node, label and feature tables (the edges' are the readers')."""
+    from gstore.pipeline.ingest.node_tables import table_header_note
+
+    tables = [(options.nodes, True), (options.labels, True), (options.features, False)]
+    notes = [table_header_note(p, node_table) for p, node_table in tables if p]
+    return [n for n in notes if n is not None]
 
 
 def _warm_up_kernels() -> None:
@@ -308,7 +326,7 @@ def _report(out: Path, table: IdTable, ep: _EdgePass, cs: CsrStats, rs: ReadStat
                         skipped_lines=rs.skipped_bad_lines, skipped_examples=list(rs.skipped_examples),
                         node_table_rows=table_rows, seconds=secs,
                         edges_per_second=ep.edges_read / max(secs, 1e-9), peak_rss_bytes=peak_rss_bytes(),
-                        buckets=cs.buckets, resplits=cs.resplits, id_table=kind)
+                        buckets=cs.buckets, resplits=cs.resplits, id_table=kind, notes=list(rs.notes))
 
 
 def _fill_manifest(m: StoreManifest, nd: NodeDataResult, inputs: list[str], options: IngestOptions,
@@ -323,5 +341,6 @@ def _fill_manifest(m: StoreManifest, nd: NodeDataResult, inputs: list[str], opti
         "inputs": [str(Path(p).absolute()) for p in inputs],
         "options": opts,
         "memory_budget": options.memory_budget,
-        "stats": {k: v for k, v in asdict(report).items() if k != "store"},
+        "stats": {k: v for k, v in asdict(report).items() if k not in ("store", "notes")},
+        "decisions": [asdict(n) for n in report.notes],
     }

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from gstore.errors import InputError, OptionError
 from gstore.pipeline.ingest.arrow_columns import open_parquet
-from gstore.pipeline.ingest.chunks import IdColumn, IdType
+from gstore.pipeline.ingest.chunks import IdColumn, IdType, InputNote
 from gstore.pipeline.ingest.feature_files import (FeatureChunk, FeatureInfo, check_finite,
                                                   feature_info, iter_feature_chunks)
 from gstore.pipeline.ingest.id_typing import IdMode, arrow_ids, parse_id_block
@@ -104,6 +104,20 @@ def iter_node_chunks(path: str | Path, id_type: IdType, id_col: str | int | None
             yield chunk
     if rows == 0:
         raise InputError("node table has no rows", path=path, hint="the file is empty")
+
+
+def table_header_note(path: str | Path, node_table: bool) -> InputNote | None:
+    """The header decision of a --nodes/--labels (node_table) or feature text table, as its
+    reader makes it (parquet/npy: None), for the summary and the manifest."""
+    path = str(path)
+    kind = sniff_kind(path)
+    if kind.container != "text":
+        return None
+    sample = read_sample(path, kind.compression)
+    if not sample.strip():
+        return None
+    fmt = detect_text_format(path, sample, min_columns=1 if node_table else 2)
+    return InputNote(path, "header", fmt.header_note(), fmt.data_line - 1 if fmt.header else None)
 
 
 def _iter_text_nodes(path: str, compression: str | None, id_type: IdType,

@@ -65,20 +65,23 @@ class TextBlock:
 
 @dataclass
 class BadLine:
-    """A rejected line: kind 'columns' | 'id' | 'value' | 'utf8'."""
+    """A rejected line: kind 'columns' | 'id' | 'value' | 'utf8'; token: the rejected field."""
 
     line: int
     kind: str
     reason: str
     hint: str
+    token: str | None = None
 
 
 class IntIdRejected(Exception):
-    """Internal: an int-typed id column holds a non-integer value at `line` (auto mode decides)."""
+    """Internal: an int-typed id column holds the non-integer `token` at `line` (auto mode
+    decides)."""
 
-    def __init__(self, line: int) -> None:
+    def __init__(self, line: int, token: str | None = None) -> None:
         super().__init__(line)
         self.line = line
+        self.token = token
 
 
 def _fill(stream: TextStream, view: memoryview) -> int:
@@ -151,10 +154,22 @@ def iter_text_blocks(path: str, compression: str | None, fmt: TextFormat,
     with closing(read_ahead(blocks(), 1, "gstore-read")) as ahead:
         for item in ahead:
             item.first_line = line
+            _refuse_binary(item, path)
             yield item
             # the consumer is done with the block: its line count is known from the parse
             # (rows == lines, see parse_block) or counted here
             line += item.line_count if item.line_count is not None else item.count_lines()
+
+
+def _refuse_binary(block: TextBlock, path: str) -> None:
+    """A NUL byte past the checked sample (text_checks.py) means binary data, never an id: arrow
+    would take it into a string id (one memchr per block)."""
+    data = block.data.obj if isinstance(block.data, memoryview) else block.data
+    at = data.find(b"\x00", 0, len(block.data))
+    if at >= 0:
+        line = block.first_line + data.count(b"\n", 0, at)
+        raise InputError("binary data (a NUL byte) in this line; not a text file", path=path,
+                         line=line, hint="the file is damaged or not text: check how it was made")
 
 
 def _contains(data: bytes | memoryview, needle: bytes) -> bool:
@@ -215,7 +230,7 @@ def _check_line(raw: bytes, line: int, fmt: TextFormat, specs: list[ColumnSpec])
         if spec.kind == "int":
             if not _INT_RE.fullmatch(v) or not -_INT64_MAX - 1 <= int(v) <= _INT64_MAX:
                 return BadLine(line, "id", f"{spec.what} {v!r} is not an integer node id",
-                               "use --id-type string (or auto) for non-integer ids")
+                               "use --id-type string (or auto) for non-integer ids", v)
         elif spec.kind in ("str", "text"):
             try:
                 v.encode("utf-8")
@@ -339,7 +354,7 @@ def parse_block(block: TextBlock, fmt: TextFormat, specs: list[ColumnSpec], path
     if int_ids_tentative:
         for b in bad:
             if b.kind == "id" and any(s.kind == "int" for s in specs):
-                raise IntIdRejected(b.line)
+                raise IntIdRejected(b.line, b.token)
     if not bad:
         # arrow disagrees with the reference scan: report arrow's own message
         try:

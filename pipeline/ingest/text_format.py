@@ -7,8 +7,10 @@ Detection rules (docs/ingest-inputs.md has the user-facing version):
   '%%MatrixMarket' banner also marks the first non-comment line (the size line) as a header to drop.
 - delimiter: the first of TAB , ; | SPACE that splits every sampled data line into the same number
   (>= 2) of fields; runs of blanks (or leading/trailing blanks) switch on whitespace collapsing.
-- header: the first data line is a header when it has a non-numeric field where the following lines
-  are numeric, or when all its fields look like column names (source, target, src, dst, id, ...).
+- header: decided by the shape of the first data line's tokens against the lines below it
+  (header_rules.py); the decision and its source are kept in TextFormat for the summary.
+- encoding and line ends: text_checks.py (UTF-8 BOM dropped, UTF-16/32, binary data and CR-only
+  line ends refused) before anything else.
 Explicit options (delimiter, comment, header) always win over detection.
 """
 from __future__ import annotations
@@ -23,17 +25,12 @@ from typing import BinaryIO
 import pyarrow as pa
 
 from gstore.errors import InputError, OptionError
+from gstore.pipeline.ingest.header_rules import clean_token, guess_header
+from gstore.pipeline.ingest.text_checks import check_text_sample, refuse_archive, strip_bom
 
 SAMPLE_BYTES = 64 << 10
 _MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\x28\xb5\x2f\xfd": "zstd"}
 _DELIMITERS = ["\t", ",", ";", "|", " "]
-_INT_RE = re.compile(r"\s*-?\d+\s*")
-_NUM_RE = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*|\s*[-+]?(nan|inf|infinity)\s*",
-                     re.IGNORECASE)
-_HEADER_WORDS = {"source", "target", "src", "dst", "dest", "destination", "from", "to", "u", "v",
-                 "head", "tail", "id", "node", "nodes", "node_id", "nodeid", "weight", "w", "label",
-                 "split", "sender", "receiver", "i", "j", "start", "end", "time", "timestamp"}
-_HEADER_PARTS = ("node", "source", "target", "weight", "src", "dst", "_id", "label")
 
 
 @dataclass
@@ -63,6 +60,24 @@ class TextFormat:
     collapse_whitespace: bool
     data_offset: int
     data_line: int
+    header_source: str = "detected"  # detected | option | columns | matrix market
+    first_row: str = ""              # the first data line as read (for the decision's message)
+    header_reason: str = ""          # why detection decided so (header_rules.HeaderGuess)
+
+    def header_note(self) -> str:
+        """The header decision in one line, for the summary and the manifest."""
+        names = ",".join(self.names or [])
+        if self.header_source == "matrix market":
+            return "header: Matrix Market size line dropped"
+        if self.header_source == "option":
+            return f"header: given by --header ({names})" if self.header else \
+                "header: none (--no-header)"
+        if self.header_source == "columns":
+            return f"header: implied by --columns/--weight-col names ({names})"
+        if self.header:
+            return f"header: detected ({names})"
+        shown = self.first_row if len(self.first_row) <= 60 else self.first_row[:57] + "..."
+        return f"first row read as data: {shown!r}; pass --header if it is a header"
 
 
 def sniff_kind(path: str | Path) -> FileKind:
@@ -82,6 +97,7 @@ def sniff_kind(path: str | Path) -> FileKind:
         return FileKind("parquet", None)
     if head.startswith(b"\x93NUMPY"):
         return FileKind("npy", None)
+    refuse_archive(p, head)
     for magic, codec in _MAGIC.items():
         if head.startswith(magic):
             return FileKind("text", codec)
@@ -99,14 +115,42 @@ class TextStream:
         self.raw_size = self._raw.size()
         self._stream: pa.NativeFile | BinaryIO = (
             pa.CompressedInputStream(self._raw, compression) if compression else self._raw)
+        # the first bytes are checked for a byte-order mark: a UTF-8 one is dropped here, so every
+        # reader (sample, blocks, node tables, features) sees the same stream without it
+        try:
+            head = self._read_exactly(4)
+            self._pending = strip_bom(self.path, head)
+        except BaseException:
+            self.close()
+            raise
 
-    def read(self, n: int) -> bytes:
+    def _read_exactly(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            got = self._read_stream(n - len(out))
+            if not got:
+                break
+            out += got
+        return out
+
+    def _read_stream(self, n: int) -> bytes:
         try:
             return self._stream.read(n)
         except (OSError, pa.ArrowException) as e:
             raise self._read_error(e) from None
 
+    def read(self, n: int) -> bytes:
+        if self._pending:
+            head, self._pending = self._pending[:n], self._pending[n:]
+            return head + (self._read_stream(n - len(head)) if n > len(head) else b"")
+        return self._read_stream(n)
+
     def readinto(self, view: memoryview) -> int:
+        if self._pending:   # a short read: callers loop until the view is full
+            k = min(len(view), len(self._pending))
+            view[:k] = self._pending[:k]
+            self._pending = self._pending[k:]
+            return k
         try:
             return self._stream.readinto(view)
         except (OSError, pa.ArrowException) as e:
@@ -158,7 +202,12 @@ def split_fields(line: str, delimiter: str, collapse: bool) -> list[str]:
         return line.split()
     if '"' not in line:
         return line.split(delimiter)
-    return next(csv.reader([line], delimiter=delimiter))
+    try:
+        return next(csv.reader([line], delimiter=delimiter))
+    except csv.Error:
+        # a stray CR or NUL inside quotes: the line is bad anyway, count its fields plainly so the
+        # caller reports it with its line number instead of csv's traceback
+        return line.split(delimiter)
 
 
 def _is_comment(line: str, comment: str | None) -> bool:
@@ -208,24 +257,6 @@ def _detect_delimiter(lines: list[str]) -> tuple[str, bool, int] | None:
     return None
 
 
-def _looks_like_header(first: list[str], rest: list[list[str]]) -> bool:
-    tokens = [f.strip().strip('"').strip().lower() for f in first]
-    if all(_NUM_RE.fullmatch(t) for t in tokens):
-        return False
-    # name-like: a known column name, or one containing a known part and no digit (so that
-    # string ids such as 'node17' are not mistaken for a header)
-    if all(t in _HEADER_WORDS or (any(p in t for p in _HEADER_PARTS)
-                                  and not any(ch.isdigit() for ch in t)) for t in tokens):
-        return True
-    if not rest:
-        return False
-    # a non-numeric field where every later line is numeric (int ids under a name row)
-    for k, t in enumerate(tokens):
-        if not _NUM_RE.fullmatch(t) and all(k < len(r) and _NUM_RE.fullmatch(r[k]) for r in rest):
-            return True
-    return False
-
-
 def detect_text_format(path: str | Path, sample: bytes, *, delimiter: str | None = None,
                        comment: str | None = None, header: bool | None = None,
                        header_required: bool = False, min_columns: int = 2) -> TextFormat:
@@ -235,6 +266,7 @@ def detect_text_format(path: str | Path, sample: bytes, *, delimiter: str | None
     `min_columns`: 1 allows single-column files (node tables holding only ids).
     Raises InputError when no data line exists or no delimiter splits lines into >= 2 fields.
     """
+    check_text_sample(path, sample)
     text = sample.decode("utf-8", errors="replace")
     complete = text if len(sample) < SAMPLE_BYTES else text[:text.rfind("\n") + 1] or text
     raw_lines = complete.split("\n")
@@ -281,11 +313,17 @@ def detect_text_format(path: str | Path, sample: bytes, *, delimiter: str | None
             "  " in ln or "\t" in ln or ln != ln.strip() for ln in sample_lines)
     first_fields = split_fields(lines[first_idx], delimiter, collapse)
     rest = [split_fields(ln, delimiter, collapse) for ln in sample_lines[1:]]
-    if header is None:
-        header = header_required or _looks_like_header(first_fields, rest)
+    source, reason = "option", ""
+    if matrix_market and header:
+        source = "matrix market"
+    elif header is None and header_required:
+        header, source = True, "columns"
+    elif header is None:
+        guess = guess_header(first_fields, rest)
+        header, source, reason = guess.is_header, "detected", guess.reason
     names = None
     if header and not matrix_market:
-        names = [f.strip().strip('"').strip() for f in first_fields]
+        names = [clean_token(f) for f in first_fields]
     # the usual field count of data rows (a malformed first row must not set it)
     data_rows = rest if (header and rest) else [first_fields] + rest
     num_columns, agree = _mode_count([len(r) for r in data_rows])
@@ -298,7 +336,8 @@ def detect_text_format(path: str | Path, sample: bytes, *, delimiter: str | None
         data_offset = len(sample) if nl < 0 else nl + 1
     return TextFormat(delimiter=delimiter, comment=comment, header=header, names=names,
                       num_columns=num_columns, collapse_whitespace=collapse,
-                      data_offset=data_offset, data_line=data_offset_idx + 1)
+                      data_offset=data_offset, data_line=data_offset_idx + 1, header_source=source,
+                      first_row=lines[first_idx], header_reason=reason)
 
 
 def resolve_column(spec: str | int, fmt: TextFormat | None, names: list[str] | None,
