@@ -151,7 +151,10 @@ class GraphStore:
 
         Raises StoreError naming the array and its first bad position when the store is damaged.
         """
+        from gstore.store_invariants import mark_checked
+
         self.check_structure()
+        mark_checked(self.indptr, self.indices)
         return CSR(indptr=self.indptr, indices=self.indices)
 
     def check_structure(self, arrays: list[str] | tuple[str, ...] | None = None) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,3 +246,23 @@ def clear_cache() -> None:
     """Forget every cached result (tests; or after changing files behind gstore's back)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+
+
+# Arrays handed out by a GraphStore after its check (GraphStore.csr()): samplers given exactly these
+# objects skip their own pass over raw arrays. Keyed by id(), verified by a weak reference, so an id
+# reused by a later array is never mistaken for a checked one.
+_CHECKED_ARRAYS: dict[int, weakref.ref] = {}
+
+
+def mark_checked(*arrays: np.ndarray) -> None:
+    """Record `arrays` (the exact objects) as structurally checked."""
+    with _CACHE_LOCK:
+        for a in arrays:
+            key = id(a)
+            _CHECKED_ARRAYS[key] = weakref.ref(a, lambda _r, key=key: _CHECKED_ARRAYS.pop(key, None))
+
+
+def is_checked(array: np.ndarray) -> bool:
+    """True when `array` is an object `mark_checked` recorded (and still alive)."""
+    ref = _CHECKED_ARRAYS.get(id(array))
+    return ref is not None and ref() is array

@@ -3,8 +3,7 @@
 Each case must fail with exit code != 0 and ONE error line (no traceback, no Python exception name),
 and leave the directory it ran in exactly as it was: no OUT.tmp, no stray scratch, old store unchanged.
 Most cases run in process through click's CliRunner (fast); a few run `python -m gstore.cli` as a
-subprocess, the way a user meets them. Cases another branch of issue 8 fixes are strict xfails, so
-the mark must be dropped once that branch is merged.
+subprocess, the way a user meets them.
 """
 from __future__ import annotations
 
