@@ -80,6 +80,9 @@ def read_manifest(store_dir: Path) -> StoreManifest:
     if not store_dir.exists():
         raise StoreError("no such store", path=store_dir, hint="build one with `gstore ingest`")
     meta_path = store_dir / ZARR_JSON
+    if not store_dir.is_dir():
+        raise StoreError("is a file, not a store directory", path=store_dir,
+                         hint="give the store's directory (the one holding zarr.json)")
     if not meta_path.is_file():
         hint = "the build did not finish; re-run it" if store_dir.name.endswith(".tmp") else \
             "not a gstore store (or an unfinished build); re-run `gstore ingest`"

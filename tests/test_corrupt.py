@@ -258,3 +258,16 @@ def test_stores_written_by_ingest_partition_and_reorder_verify_clean(tmp_path):
     report = json.loads(r.output)
     assert r.exit_code == 0 and report["ok"] and report["format_version"] == 2
     assert any(p.startswith("partition/") for p in gstore.open(out).manifest.arrays)
+
+
+def test_a_file_given_as_the_store_is_named_as_such(tmp_path):
+    from click.testing import CliRunner
+
+    from gstore.cli import main
+
+    (tmp_path / "zarr.json").write_text("{}")
+    for cmd in ("info", "verify", "sample", "partition"):
+        res = CliRunner().invoke(main, [cmd, str(tmp_path / "zarr.json")])
+        # click's own path check (exit 2, usage line + error) or gstore's (exit 1, one line)
+        assert res.exit_code in (1, 2) and "is a file" in res.output, (cmd, res.output)
+        assert "Traceback" not in res.output and "missing zarr.json" not in res.output

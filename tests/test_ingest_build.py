@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gstore
+from gstore.errors import InputError
 import reference_ingest as R
 from gstore.pipeline.ingest import csr_kernels as C
 from gstore.pipeline.ingest import id_remap_kernels as K
@@ -468,3 +469,19 @@ def test_scatter_keys_groups_by_bound(keys, bounds):
     want = R.scatter_edges(k, k, None, False, bnd.tolist(), [-(2**63)] * len(bnd))
     for b, recs in enumerate(want):
         assert out[starts[b]:starts[b + 1]].tolist() == [r[0] for r in recs]
+
+
+def test_npy_features_without_ids_need_a_node_table_unless_ids_are_dense(tmp_path):
+    """A bare feature array carries no ids: with ids that are not 0..N-1 no rule can say which row is
+    which node, so the build stops instead of matching rows to sorted ids (a silently wrong store)."""
+    src, dst = np.array([10, 20, 30]), np.array([20, 30, 10])
+    feats = np.arange(9, dtype=np.float32).reshape(3, 3)
+    np.save(tmp_path / "f.npy", feats)
+    path = _write_edges(tmp_path / "e.csv", src, dst)
+    with pytest.raises(InputError, match="needs --nodes"):
+        ingest([path], tmp_path / "s", IngestOptions(features=str(tmp_path / "f.npy")))
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s.tmp").exists()
+    # ids 0..N-1: row i is node i, nothing to guess
+    dense = _write_edges(tmp_path / "d.csv", src // 10 - 1, dst // 10 - 1)
+    ingest([dense], tmp_path / "d", IngestOptions(features=str(tmp_path / "f.npy")))
+    np.testing.assert_array_equal(gstore.open(tmp_path / "d").features, feats)

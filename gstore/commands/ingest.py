@@ -26,6 +26,14 @@ def _columns(text: str | None) -> tuple[str | int, str | int] | None:
     return _column(parts[0]), _column(parts[1])
 
 
+def _rate(per_second: float) -> str:
+    """12.3 M / 45.6 k / 7: a rate with a unit that keeps three significant figures."""
+    for scale, unit in ((1e6, " M"), (1e3, " k")):
+        if per_second >= scale:
+            return f"{per_second / scale:.3g}{unit}"
+    return f"{per_second:.0f}"
+
+
 def _delimiter(text: str | None) -> str | None:
     if text is None:
         return None
@@ -59,7 +67,7 @@ def _delimiter(text: str | None) -> str | None:
 @click.option("--nodes", type=click.Path(path_type=Path), default=None,
               help="Node table: id column plus optional label and split columns (CSV/parquet).")
 @click.option("--features", type=click.Path(path_type=Path), default=None,
-              help=".npy aligned with --nodes rows (or dense ids), or CSV/parquet keyed by id.")
+              help=".npy aligned with --nodes rows (without --nodes: only for ids 0..N-1), or CSV/parquet keyed by id.")
 @click.option("--labels", type=click.Path(path_type=Path), default=None,
               help="id,label table (CSV/parquet), when the node table has no label column.")
 @click.option("--feature-dtype", type=click.Choice(["float32", "float16"]), default="float32",
@@ -100,7 +108,7 @@ def command(edges: tuple[Path, ...], output: Path, delimiter: str | None, column
         return
     click.echo(f"{r.store}: {r.num_nodes:,} nodes, {r.num_edges:,} edges "
                f"({'undirected, both directions' if undirected else 'directed'}; ids {r.id_type})")
-    click.echo(f"  read {r.edges_read:,} edges in {r.seconds:.1f} s ({r.edges_per_second / 1e6:.2f} M edges/s), "
+    click.echo(f"  read {r.edges_read:,} edges in {r.seconds:.1f} s ({_rate(r.edges_per_second)} edges/s), "
                f"peak RSS {format_bytes(r.peak_rss_bytes)}; dropped {r.duplicates_dropped:,} duplicate "
                f"and {r.self_loops_dropped:,} self-loop entries")
     for note in r.notes:

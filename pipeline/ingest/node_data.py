@@ -280,6 +280,12 @@ def _write_features(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
         if info.num_rows != expect:
             raise InputError(f"feature array has {info.num_rows} rows but there are {expect} {what}",
                              path=path, hint="features.npy must have one row per --nodes row, in order")
+        if row_dense is None and not table.identity:
+            # rows would be matched to nodes by rank of the sorted ids, almost never the file's order
+            raise InputError("a feature array without ids needs --nodes: the node ids are not 0..N-1, so "
+                             "nothing says which row belongs to which node", path=path,
+                             hint="pass --nodes with the ids in the array's row order, or a CSV/parquet "
+                                  "feature table keyed by id")
         if row_dense is not None and row_dense.rows != n:
             raise InputError(f"--nodes lists {row_dense.rows} nodes but the graph has {n}; features "
                              "would be missing for nodes that appear only in the edges", path=path,
