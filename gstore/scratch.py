@@ -263,3 +263,29 @@ def scratch_dir(path: Path, purpose: str, target: Path | str) -> Iterator[Path]:
         raise
     finally:
         remove(path)
+
+
+def claim_output_dir(path: Path, purpose: str, option: str) -> None:
+    """Make directory `path` an output this process may write into: new or empty (then marked), or
+    marked with `purpose` by an earlier run whose process is gone. Anything else (a user's directory
+    with files in it, a file, a symlink, another purpose's dir, a live run's) is refused with one
+    line, so `-o ~` can never overwrite a user's files. `option` names the flag in the message."""
+    from gstore.errors import OptionError
+
+    path = Path(path)
+    if os.path.lexists(path) and (path.is_symlink() or not path.is_dir()):
+        raise OptionError(f"{option} exists and is not a directory", path=path, hint=f"choose another {option}")
+    marker = read_marker(path) if path.is_dir() else None
+    if marker is None:
+        if path.is_dir() and os.listdir(path):
+            raise OptionError(f"{option} exists, is not empty and was not made by gstore ({purpose}); "
+                              "gstore will not write over its files", path=path,
+                              hint=f"choose a new or empty {option}")
+        path.mkdir(parents=True, exist_ok=True)
+    elif marker.purpose != purpose:
+        raise OptionError(f"{option} is gstore's {marker.purpose} dir, not a {purpose} dir", path=path,
+                          hint=f"choose another {option}")
+    elif marker.owner.state() == "alive":
+        raise OptionError(f"another gstore process (pid {marker.owner.pid}) is writing this {option}",
+                          path=path, hint=f"wait for it, or choose another {option}")
+    mark(path, purpose, path)

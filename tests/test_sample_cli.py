@@ -138,3 +138,18 @@ def test_cuda_device_without_gpu_one_line(store_path, device):
 def test_other_bad_sample_options_one_line(store_path, args, words):
     one_line_error(CliRunner().invoke(main, ["sample", str(store_path), "--batches", "1", *args]),
                    *words)
+
+
+def test_dump_never_writes_into_a_users_directory(store_path, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "batch_0.npz").write_bytes(b"my own file")
+    res = run("sample", store_path, "--batches", "1", "--dump", mine)
+    assert res.exit_code == 1 and "not empty" in res.output and "--dump" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+    assert (mine / "batch_0.npz").read_bytes() == b"my own file"
+    # a new dir, then the same dir again (an earlier dump's: gstore's marker says so)
+    for _ in range(2):
+        res = run("sample", store_path, "--batches", "1", "--dump", tmp_path / "d")
+        assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "d").glob("batch_*.npz"))) == 2

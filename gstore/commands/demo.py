@@ -8,7 +8,6 @@ files it did not make.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,25 +137,7 @@ DEMO_PURPOSE = "demo workdir"
 
 
 def claim_workdir(workdir: Path) -> None:
-    """Make `workdir` the demo's: new or empty (then marked), or marked by an earlier demo whose
-    process is gone. Anything else is refused, so `--output ~` cannot overwrite a user's files."""
+    """Make `workdir` the demo's: new or empty (then marked), or an earlier demo's (gstore/scratch.py)."""
     from gstore import scratch
-    from gstore.errors import OptionError
 
-    if os.path.lexists(workdir) and (workdir.is_symlink() or not workdir.is_dir()):
-        raise OptionError("--output exists and is not a directory", path=workdir,
-                          hint="choose another --output")
-    marker = scratch.read_marker(workdir) if workdir.is_dir() else None
-    if marker is None:
-        if workdir.is_dir() and os.listdir(workdir):
-            raise OptionError("--output exists, is not empty and was not made by `gstore demo`; the "
-                              "demo will not write over its files", path=workdir,
-                              hint="choose a new or empty --output")
-        workdir.mkdir(parents=True, exist_ok=True)
-    elif marker.purpose != DEMO_PURPOSE:
-        raise OptionError(f"--output is gstore's {marker.purpose} dir, not a demo's", path=workdir,
-                          hint="choose another --output")
-    elif marker.owner.state() == "alive":
-        raise OptionError(f"another gstore demo (pid {marker.owner.pid}) is using this --output",
-                          path=workdir, hint="wait for it, or choose another --output")
-    scratch.mark(workdir, DEMO_PURPOSE, workdir)
+    scratch.claim_output_dir(workdir, DEMO_PURPOSE, "--output")

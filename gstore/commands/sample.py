@@ -101,8 +101,11 @@ class SampleReport:
 
 
 def _writable_dir(path: Path) -> None:
+    """--dump must be new, empty or an earlier dump's: batch files never overwrite a user's files."""
+    from gstore import scratch
+
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        scratch.claim_output_dir(path, "sample dump", "--dump")
     except OSError as err:
         raise OptionError(f"cannot create the --dump directory: {err.strerror or err}", path=path,
                           hint="pick a writable directory") from None
@@ -143,7 +146,7 @@ def _echo_report(r, args: dict) -> None:
 @click.option("--cold", is_flag=True, help="Evict the store's files from the page cache first.")
 @json_option
 @click.option("--dump", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write every batch (warm-up included) as DIR/batch_<i>.npz  [default: not written]")
+              help="Also write every batch (warm-up included) as DIR/batch_<i>.npz; DIR must be new, empty or an earlier dump's  [default: not written]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler and shuffling.")
 @click.option("--prefetch", type=int, default=4, show_default=True, help="Batches prepared ahead (queue depth).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Sample/gather threads each.")
