@@ -271,3 +271,36 @@ def test_a_file_given_as_the_store_is_named_as_such(tmp_path):
         # click's own path check (exit 2, usage line + error) or gstore's (exit 1, one line)
         assert res.exit_code in (1, 2) and "is a file" in res.output, (cmd, res.output)
         assert "Traceback" not in res.output and "missing zarr.json" not in res.output
+
+
+_GATHER_SCRIPT = """
+import sys, numpy as np, gstore
+from gstore.pipeline.features.gather import FeatureSource
+g = gstore.open(sys.argv[1])
+try:
+    src = FeatureSource(g, cache_bytes=int(sys.argv[2]))
+    src.gather(np.arange(g.num_nodes - 1000, g.num_nodes, dtype=np.int64))
+except gstore.StoreError as exc:
+    print("StoreError:", exc)
+    sys.exit(3)
+print("gathered")
+"""
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 20])
+def test_feature_gather_on_a_short_features_array_raises_instead_of_segfaulting(store, cache_bytes):
+    """A manifest whose features record has fewer rows than nodes (hand-edited, or written by a
+    bug): FeatureSource (and its hot-row cache) gather rows by node id in a numba kernel, so they
+    must check the row count first, not only the samplers' csr()."""
+    from gstore.manifest import read_manifest, write_manifest
+    from gstore.shard_array import write_array
+
+    m = read_manifest(store)
+    shutil.rmtree(store / "features")
+    m.arrays["features"] = write_array(store, "features", np.ones((10, 16), np.float32))
+    write_manifest(store, m)
+    # a subprocess: before the check this read far past the 10-row memory map (exit -11 / 139)
+    proc = subprocess.run([sys.executable, "-c", _GATHER_SCRIPT, str(store), str(cache_bytes)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    assert "corrupt array features: has 10 rows" in proc.stdout
