@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gstore.block_crc import BLOCK_BYTES, BlockHasher, encode_crcs, file_block_crcs, num_blocks
+from gstore.block_crc import (BLOCK_BYTES, BlockHasher, encode_crcs, file_block_crcs, num_blocks,
+                              valid_block_bytes)
 from gstore.errors import StoreError
 
 ZARR_JSON = "zarr.json"
@@ -323,7 +324,7 @@ def verify_array(root: Path, rec: ArrayRecord) -> None:
     if size != expected:
         raise StoreError(f"array {rec.name!r} is {size} bytes on disk, expected {expected} "
                          f"(truncated or overwritten)", path=root, hint="rebuild the store")
-    if rec.block_crc32c is not None and (rec.block_bytes <= 0 or len(rec.block_crc32c) != 4 * -(
+    if rec.block_crc32c is not None and (not valid_block_bytes(rec.block_bytes) or len(rec.block_crc32c) != 4 * -(
             -4 * num_blocks(rec.data_bytes, rec.block_bytes) // 3)):
         raise StoreError(f"array {rec.name!r} has a malformed block checksum list in the manifest",
                          path=root, hint="rebuild the store")

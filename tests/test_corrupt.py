@@ -236,6 +236,22 @@ def test_damaged_manifest_entries_are_reported_not_raised(store):
     assert r.exit_code == 1 and "malformed manifest" in r.output and len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("block_bytes", [0, -5, 1, 4094])
+def test_bad_block_size_in_manifest_is_a_problem_not_a_traceback(store, block_bytes):
+    """block_bytes must be a positive multiple of 8: 0 divided by zero, a negative size made a
+    negative buffer, and a size that is not a whole number of elements broke the structural pass."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["arrays"]["indices"]["block_bytes"] = block_bytes
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert r.exit_code == 1
+    assert f"indices: block size {block_bytes} in the manifest is not a positive multiple of 8" in r.output
+    with pytest.raises(StoreError, match="malformed block checksum list"):
+        gstore.open(store)
+
+
 def test_empty_store_verifies(tmp_path):
     path = build_store(tmp_path / "z", np.zeros(0, int), np.zeros(0, int), 0)
     assert gstore.open(path, verify=True).csr().indptr.tolist() == [0]
