@@ -252,6 +252,27 @@ def test_bad_block_size_in_manifest_is_a_problem_not_a_traceback(store, block_by
         gstore.open(store)
 
 
+@pytest.mark.parametrize("field,value", [("chunk_rows", 0), ("chunk_rows", -3), ("data_bytes", 7),
+                                         ("data_bytes", -8), ("dtype", "banana"), ("shape", []),
+                                         ("shape", [-4])])
+def test_damaged_array_record_is_one_line_in_every_command(store, field, value):
+    """An array record whose fields contradict each other (chunk_rows 0 divided by zero, an
+    unknown dtype, an empty shape, data_bytes that no layout gives) is a malformed manifest:
+    one line from verify and info alike, never a traceback."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["arrays"]["indices"][field] = value
+    meta_path.write_text(json.dumps(meta))
+    for command in ("verify", "info"):
+        r = CliRunner().invoke(main, [command, str(store)])
+        assert r.exception is None or isinstance(r.exception, SystemExit), (command, r.exception)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1, (command, r.output)
+        assert "malformed manifest" in lines[0] and "indices" in lines[0] and field in lines[0]
+    with pytest.raises(StoreError, match="malformed manifest"):
+        gstore.open(store)
+
+
 def test_empty_store_verifies(tmp_path):
     path = build_store(tmp_path / "z", np.zeros(0, int), np.zeros(0, int), 0)
     assert gstore.open(path, verify=True).csr().indptr.tolist() == [0]
