@@ -57,6 +57,9 @@ class StoreManifest:
     def from_json(d: dict) -> "StoreManifest":
         d = dict(d)
         d["arrays"] = {k: ArrayRecord.from_json(v) for k, v in d.get("arrays", {}).items()}
+        for k, rec in d["arrays"].items():
+            if k != rec.name:
+                raise ValueError(f"array key {k!r} names a record of array {rec.name!r}")
         known = set(StoreManifest.__dataclass_fields__)
         return StoreManifest(**{k: v for k, v in d.items() if k in known})
 

@@ -74,6 +74,10 @@ class ArrayRecord:
         every reader (open, verify, the structural checks) divides by chunk_rows and trusts dtype,
         shape and data_bytes, so a damaged record must stop at the manifest, in one line."""
         where = f"array {self.name!r}:"
+        parts = self.name.split("/") if isinstance(self.name, str) else [""]
+        if any(p in ("", ".", "..") or "\\" in p for p in parts):
+            # names become paths under the store: read by open and verify, written by a rebuild
+            raise ValueError(f"{where} name is not a relative path inside the store (like 'splits/train')")
         if self.dtype not in _DTYPES:
             raise ValueError(f"{where} dtype {self.dtype!r} is not one gstore writes")
         if not self.shape or any(s < 0 for s in self.shape):
@@ -342,8 +346,9 @@ def verify_array(root: Path, rec: ArrayRecord) -> None:
     if size != expected:
         raise StoreError(f"array {rec.name!r} is {size} bytes on disk, expected {expected} "
                          f"(truncated or overwritten)", path=root, hint="rebuild the store")
-    if rec.block_crc32c is not None and (not valid_block_bytes(rec.block_bytes) or len(rec.block_crc32c) != 4 * -(
-            -4 * num_blocks(rec.data_bytes, rec.block_bytes) // 3)):
+    if rec.block_crc32c is not None and (
+            not valid_block_bytes(rec.block_bytes)
+            or len(rec.block_crc32c) != 4 * -(-4 * num_blocks(rec.data_bytes, rec.block_bytes) // 3)):
         raise StoreError(f"array {rec.name!r} has a malformed block checksum list in the manifest",
                          path=root, hint="rebuild the store")
     if _checksum(path, rec.data_bytes, n_chunks) != rec.checksum:

@@ -273,6 +273,24 @@ def test_damaged_array_record_is_one_line_in_every_command(store, field, value):
         gstore.open(store)
 
 
+@pytest.mark.parametrize("name", ["../outside", "/tmp/abs", "splits/../../outside", "", "a//b"])
+def test_array_name_leaving_the_store_is_a_malformed_manifest(store, name):
+    """Array names become paths under the store (read by open and verify, written by --reorder's
+    rebuild): a name that leaves the store, or is not a plain relative path, is refused."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    arrays = meta["attributes"]["gstore"]["arrays"]
+    arrays[name] = dict(arrays["labels"], name=name)
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and "malformed manifest" in lines[0], r.output
+    assert "not a relative path inside the store" in lines[0]
+    with pytest.raises(StoreError, match="malformed manifest"):
+        gstore.open(store)
+
+
 def test_empty_store_verifies(tmp_path):
     path = build_store(tmp_path / "z", np.zeros(0, int), np.zeros(0, int), 0)
     assert gstore.open(path, verify=True).csr().indptr.tolist() == [0]
