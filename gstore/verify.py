@@ -21,7 +21,7 @@ import numpy as np
 from gstore.block_crc import BLOCK_BYTES, crc32c, decode_crcs, read_blocks, valid_block_bytes
 from gstore.manifest import StoreManifest, read_manifest
 from gstore.shard_array import ZARR_JSON, ArrayRecord, array_metadata, checksum_of_ends, shard_path
-from gstore.store_invariants import RuleChecker, structural_rules
+from gstore.store_invariants import UNRECORDED, RuleChecker, structural_rules
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ def verify_store(path: str | Path, manifest: StoreManifest | None = None) -> Ver
     for name in ("indptr", "indices"):
         if name not in manifest.arrays:
             report.problems.append(Problem(name, "missing", "is missing from the manifest"))
+    for name in rules:          # e.g. a partition entry naming an array with no record
+        if name not in manifest.arrays and name not in ("indptr", "indices"):
+            report.problems.append(Problem(name, "missing", UNRECORDED))
     t0 = time.perf_counter()
     unchecked = []
     for rec in manifest.arrays.values():

@@ -359,3 +359,20 @@ def test_feature_gather_on_a_short_features_array_raises_instead_of_segfaulting(
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr[-2000:])
     assert "corrupt array features: has 10 rows" in proc.stdout
+
+
+def test_partition_naming_an_unrecorded_array_is_reported(store):
+    """A partition entry whose parts/perm/... name no array record was passed over by verify
+    (reported OK) and by the structural check, which only checked the arrays it found."""
+    from gstore.pipeline.partition.partition import partition_store
+
+    partition_store(store, 2)
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["partitions"]["2"]["arrays"]["parts"] = "partition/k2/nope"
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exit_code == 1
+    assert "partition/k2/nope: is named by the manifest but has no array record" in r.output
+    with pytest.raises(StoreError, match="corrupt array partition/k2/nope: is named by the manifest"):
+        gstore.open(store).csr()
