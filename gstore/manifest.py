@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gstore.errors import FormatVersionError, StoreError
+from gstore.partition_info import DEFAULT_KEY
 from gstore.shard_array import ZARR_JSON, ArrayRecord, write_json_atomic
 
 FORMAT_VERSION = 2
@@ -60,8 +61,22 @@ class StoreManifest:
         for k, rec in d["arrays"].items():
             if k != rec.name:
                 raise ValueError(f"array key {k!r} names a record of array {rec.name!r}")
+        _check_partitions(d.get("partitions", {}))
         known = set(StoreManifest.__dataclass_fields__)
         return StoreManifest(**{k: v for k, v in d.items() if k in known})
+
+
+def _check_partitions(partitions) -> None:
+    """ValueError unless `partitions` maps names to objects and the default entry's key is a name:
+    every reader of partition metadata indexes into those objects."""
+    if not isinstance(partitions, dict):
+        raise ValueError(f"partitions must be an object, got {type(partitions).__name__}")
+    for key, meta in partitions.items():
+        if not isinstance(meta, dict):
+            raise ValueError(f"partitions[{key!r}] must be an object, got {type(meta).__name__}")
+    default = partitions.get(DEFAULT_KEY, {})
+    if "key" in default and not isinstance(default["key"], str):
+        raise ValueError(f"partitions[{DEFAULT_KEY!r}].key must be a partition name, got {default['key']!r}")
 
 
 def write_manifest(store_dir: Path, manifest: StoreManifest) -> None:

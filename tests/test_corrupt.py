@@ -376,3 +376,19 @@ def test_partition_naming_an_unrecorded_array_is_reported(store):
     assert "partition/k2/nope: is named by the manifest but has no array record" in r.output
     with pytest.raises(StoreError, match="corrupt array partition/k2/nope: is named by the manifest"):
         gstore.open(store).csr()
+
+
+@pytest.mark.parametrize("entry", ['"x"', '{"key": 5}', '[1]'])
+def test_partition_entry_that_is_not_an_object_is_a_malformed_manifest(store, entry):
+    """partitions["default"] = "x" raised AttributeError tracebacks in info and sample."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["partitions"] = {"default": json.loads(entry)}
+    meta_path.write_text(json.dumps(meta))
+    for args in (["info", str(store)], ["sample", str(store), "--method", "cluster", "-q"],
+                 ["verify", str(store)]):
+        r = CliRunner().invoke(main, args)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1 and "malformed manifest" in lines[0], (args, r.output)
+        assert "partitions" in lines[0]
