@@ -57,6 +57,9 @@ class StoreManifest:
     @staticmethod
     def from_json(d: dict) -> "StoreManifest":
         d = dict(d)
+        _check_fields(d)
+        if not isinstance(d.get("arrays", {}), dict):
+            raise ValueError("arrays must be an object of array records")
         d["arrays"] = {k: ArrayRecord.from_json(v) for k, v in d.get("arrays", {}).items()}
         for k, rec in d["arrays"].items():
             if k != rec.name:
@@ -64,6 +67,34 @@ class StoreManifest:
         _check_partitions(d.get("partitions", {}))
         known = set(StoreManifest.__dataclass_fields__)
         return StoreManifest(**{k: v for k, v in d.items() if k in known})
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# top-level manifest fields -> (rule, what the rule wants): every reader trusts these types
+_FIELD_RULES = {
+    "num_nodes": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "num_edges": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "directed": (lambda v: isinstance(v, bool), "true or false"),
+    "id_type": (lambda v: v in ("int", "string"), "'int' or 'string'"),
+    "feature_dim": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
+    "feature_dtype": (lambda v: v is None or isinstance(v, str), "a dtype name or null"),
+    "label_names": (lambda v: v is None or isinstance(v, list), "a list of class names or null"),
+    "num_classes": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
+    "split_sizes": (lambda v: isinstance(v, dict), "an object"),
+    "build": (lambda v: isinstance(v, dict), "an object"),
+    "created": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a time in seconds"),
+    "gstore_version": (lambda v: isinstance(v, str), "a version string"),
+}
+
+
+def _check_fields(d: dict) -> None:
+    """ValueError naming the first top-level field (of those present) with a value of the wrong type."""
+    for name, (ok, want) in _FIELD_RULES.items():
+        if name in d and not ok(d[name]):
+            raise ValueError(f"{name} must be {want}, got {d[name]!r}")
 
 
 def _check_partitions(partitions) -> None:
@@ -109,11 +140,14 @@ def read_manifest(store_dir: Path) -> StoreManifest:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
         raise StoreError(f"unreadable manifest: {exc}", path=meta_path, hint="rebuild the store") from None
-    attrs = meta.get("attributes") or {}
-    if meta.get("zarr_format") != 3 or MANIFEST_KEY not in attrs:
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    if not isinstance(attrs, dict) or meta.get("zarr_format") != 3 or MANIFEST_KEY not in attrs:
         raise StoreError("zarr group without a gstore manifest", path=store_dir,
                          hint="this directory was not written by gstore")
     d = attrs[MANIFEST_KEY]
+    if not isinstance(d, dict):
+        raise StoreError(f"malformed manifest: {MANIFEST_KEY!r} must be an object", path=meta_path,
+                         hint="rebuild the store")
     version = d.get("format_version")
     if version not in READABLE_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)

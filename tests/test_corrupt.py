@@ -392,3 +392,30 @@ def test_partition_entry_that_is_not_an_object_is_a_malformed_manifest(store, en
         lines = r.output.strip().splitlines()
         assert r.exit_code == 1 and len(lines) == 1 and "malformed manifest" in lines[0], (args, r.output)
         assert "partitions" in lines[0]
+
+
+@pytest.mark.parametrize("field,value", [("label_names", 5), ("split_sizes", 3), ("created", "x"),
+                                         ("build", 3), ("num_nodes", "x"), ("num_edges", -1),
+                                         ("directed", "no"), ("num_classes", True)])
+def test_mistyped_manifest_field_is_one_line_in_every_command(store, field, value):
+    """Top-level manifest fields of the wrong type raised TypeError tracebacks in info (and
+    num_nodes "x" read as "corrupt array manifest")."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"][field] = value
+    meta_path.write_text(json.dumps(meta))
+    for command in ("info", "verify"):
+        r = CliRunner().invoke(main, [command, str(store)])
+        assert r.exception is None or isinstance(r.exception, SystemExit), (command, r.exception)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1, (command, r.output)
+        assert f"malformed manifest: {field} must be" in lines[0], (command, r.output)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"zarr_format": 3, "attributes": {"gstore": 5}}',
+                                  '{"zarr_format": 3, "attributes": 5}'])
+def test_manifest_that_is_not_an_object_is_one_line(store, text):
+    (store / "zarr.json").write_text(text)
+    r = CliRunner().invoke(main, ["info", str(store)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
