@@ -71,6 +71,12 @@ def decode_crcs(text: str) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u4")
 
 
+def valid_block_bytes(block_bytes: int) -> bool:
+    """A block size a manifest may record: positive, and a whole number of elements of any dtype
+    (the structural checks read the blocks as int64 at most)."""
+    return block_bytes > 0 and block_bytes % 8 == 0
+
+
 def num_blocks(data_bytes: int, block_bytes: int) -> int:
     return -(-data_bytes // block_bytes) if data_bytes else 0
 

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gstore.errors import FormatVersionError, StoreError
+from gstore.partition_info import DEFAULT_KEY
 from gstore.shard_array import ZARR_JSON, ArrayRecord, write_json_atomic
 
 FORMAT_VERSION = 2
@@ -56,9 +57,57 @@ class StoreManifest:
     @staticmethod
     def from_json(d: dict) -> "StoreManifest":
         d = dict(d)
+        _check_fields(d)
+        if not isinstance(d.get("arrays", {}), dict):
+            raise ValueError("arrays must be an object of array records")
         d["arrays"] = {k: ArrayRecord.from_json(v) for k, v in d.get("arrays", {}).items()}
+        for k, rec in d["arrays"].items():
+            if k != rec.name:
+                raise ValueError(f"array key {k!r} names a record of array {rec.name!r}")
+        _check_partitions(d.get("partitions", {}))
         known = set(StoreManifest.__dataclass_fields__)
         return StoreManifest(**{k: v for k, v in d.items() if k in known})
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# top-level manifest fields -> (rule, what the rule wants): every reader trusts these types
+_FIELD_RULES = {
+    "num_nodes": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "num_edges": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "directed": (lambda v: isinstance(v, bool), "true or false"),
+    "id_type": (lambda v: v in ("int", "string"), "'int' or 'string'"),
+    "feature_dim": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
+    "feature_dtype": (lambda v: v is None or isinstance(v, str), "a dtype name or null"),
+    "label_names": (lambda v: v is None or isinstance(v, list), "a list of class names or null"),
+    "num_classes": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
+    "split_sizes": (lambda v: isinstance(v, dict), "an object"),
+    "build": (lambda v: isinstance(v, dict), "an object"),
+    "created": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a time in seconds"),
+    "gstore_version": (lambda v: isinstance(v, str), "a version string"),
+}
+
+
+def _check_fields(d: dict) -> None:
+    """ValueError naming the first top-level field (of those present) with a value of the wrong type."""
+    for name, (ok, want) in _FIELD_RULES.items():
+        if name in d and not ok(d[name]):
+            raise ValueError(f"{name} must be {want}, got {d[name]!r}")
+
+
+def _check_partitions(partitions) -> None:
+    """ValueError unless `partitions` maps names to objects and the default entry's key is a name:
+    every reader of partition metadata indexes into those objects."""
+    if not isinstance(partitions, dict):
+        raise ValueError(f"partitions must be an object, got {type(partitions).__name__}")
+    for key, meta in partitions.items():
+        if not isinstance(meta, dict):
+            raise ValueError(f"partitions[{key!r}] must be an object, got {type(meta).__name__}")
+    default = partitions.get(DEFAULT_KEY, {})
+    if "key" in default and not isinstance(default["key"], str):
+        raise ValueError(f"partitions[{DEFAULT_KEY!r}].key must be a partition name, got {default['key']!r}")
 
 
 def write_manifest(store_dir: Path, manifest: StoreManifest) -> None:
@@ -91,11 +140,14 @@ def read_manifest(store_dir: Path) -> StoreManifest:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
         raise StoreError(f"unreadable manifest: {exc}", path=meta_path, hint="rebuild the store") from None
-    attrs = meta.get("attributes") or {}
-    if meta.get("zarr_format") != 3 or MANIFEST_KEY not in attrs:
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    if not isinstance(attrs, dict) or meta.get("zarr_format") != 3 or MANIFEST_KEY not in attrs:
         raise StoreError("zarr group without a gstore manifest", path=store_dir,
                          hint="this directory was not written by gstore")
     d = attrs[MANIFEST_KEY]
+    if not isinstance(d, dict):
+        raise StoreError(f"malformed manifest: {MANIFEST_KEY!r} must be an object", path=meta_path,
+                         hint="rebuild the store")
     version = d.get("format_version")
     if version not in READABLE_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)

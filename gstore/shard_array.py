@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gstore.block_crc import BLOCK_BYTES, BlockHasher, encode_crcs, file_block_crcs, num_blocks
+from gstore.block_crc import (BLOCK_BYTES, BlockHasher, encode_crcs, file_block_crcs, num_blocks,
+                              valid_block_bytes)
 from gstore.errors import StoreError
 
 ZARR_JSON = "zarr.json"
@@ -61,10 +62,32 @@ class ArrayRecord:
         crcs = d.get("block_crc32c")
         if crcs is not None and not isinstance(crcs, str):
             raise ValueError(f"block_crc32c of {d.get('name')!r} must be a base64 string")
-        return ArrayRecord(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=d["dtype"],
-                           chunk_rows=int(d["chunk_rows"]), data_bytes=int(d["data_bytes"]),
-                           checksum=d["checksum"], block_bytes=int(d.get("block_bytes", 0)),
-                           block_crc32c=d.get("block_crc32c"))
+        rec = ArrayRecord(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=d["dtype"],
+                          chunk_rows=int(d["chunk_rows"]), data_bytes=int(d["data_bytes"]),
+                          checksum=d["checksum"], block_bytes=int(d.get("block_bytes", 0)),
+                          block_crc32c=d.get("block_crc32c"))
+        rec._check_layout()
+        return rec
+
+    def _check_layout(self) -> None:
+        """ValueError naming the field when the record cannot describe a shard this module wrote:
+        every reader (open, verify, the structural checks) divides by chunk_rows and trusts dtype,
+        shape and data_bytes, so a damaged record must stop at the manifest, in one line."""
+        where = f"array {self.name!r}:"
+        parts = self.name.split("/") if isinstance(self.name, str) else [""]
+        if any(p in ("", ".", "..") or "\\" in p for p in parts):
+            # names become paths under the store: read by open and verify, written by a rebuild
+            raise ValueError(f"{where} name is not a relative path inside the store (like 'splits/train')")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"{where} dtype {self.dtype!r} is not one gstore writes")
+        if not self.shape or any(s < 0 for s in self.shape):
+            raise ValueError(f"{where} shape {list(self.shape)} is not a list of sizes >= 0 (at least one)")
+        if self.chunk_rows < 1:
+            raise ValueError(f"{where} chunk_rows {self.chunk_rows} must be >= 1")
+        expected = self.n_chunks * self.chunk_rows * _row_bytes(self.shape, np.dtype(self.dtype))
+        if self.data_bytes != expected:
+            raise ValueError(f"{where} data_bytes {self.data_bytes} does not match its shape, dtype "
+                             f"and chunk_rows ({expected})")
 
     @property
     def n_chunks(self) -> int:
@@ -323,8 +346,9 @@ def verify_array(root: Path, rec: ArrayRecord) -> None:
     if size != expected:
         raise StoreError(f"array {rec.name!r} is {size} bytes on disk, expected {expected} "
                          f"(truncated or overwritten)", path=root, hint="rebuild the store")
-    if rec.block_crc32c is not None and (rec.block_bytes <= 0 or len(rec.block_crc32c) != 4 * -(
-            -4 * num_blocks(rec.data_bytes, rec.block_bytes) // 3)):
+    if rec.block_crc32c is not None and (
+            not valid_block_bytes(rec.block_bytes)
+            or len(rec.block_crc32c) != 4 * -(-4 * num_blocks(rec.data_bytes, rec.block_bytes) // 3)):
         raise StoreError(f"array {rec.name!r} has a malformed block checksum list in the manifest",
                          path=root, hint="rebuild the store")
     if _checksum(path, rec.data_bytes, n_chunks) != rec.checksum:

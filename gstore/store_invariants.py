@@ -33,6 +33,7 @@ from gstore.errors import StoreError
 from gstore.shard_array import ArrayRecord, shard_path
 
 _MAX_VALUE = np.iinfo(np.int64).max
+UNRECORDED = "is named by the manifest but has no array record"
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,9 @@ def find_violations(root: Path, manifest, names: list[str] | tuple[str, ...] | N
             continue
         rec = manifest.arrays.get(rule.array)
         if rec is None:
-            if rule.array in ("indptr", "indices"):
-                out.append(Violation(rule.array, "is missing from the manifest"))
+            # rules exist only for recorded arrays, the CSR and the arrays a partition entry names
+            out.append(Violation(rule.array, "is missing from the manifest"
+                                 if rule.array in ("indptr", "indices") else UNRECORDED))
             continue
         found = _cached(root, rec, rule)
         if found is not None:

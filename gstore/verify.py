@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gstore.block_crc import crc32c, decode_crcs, read_blocks
+from gstore.block_crc import BLOCK_BYTES, crc32c, decode_crcs, read_blocks, valid_block_bytes
 from gstore.manifest import StoreManifest, read_manifest
 from gstore.shard_array import ZARR_JSON, ArrayRecord, array_metadata, checksum_of_ends, shard_path
-from gstore.store_invariants import RuleChecker, structural_rules
+from gstore.store_invariants import UNRECORDED, RuleChecker, structural_rules
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,9 @@ def verify_store(path: str | Path, manifest: StoreManifest | None = None) -> Ver
     for name in ("indptr", "indices"):
         if name not in manifest.arrays:
             report.problems.append(Problem(name, "missing", "is missing from the manifest"))
+    for name in rules:          # e.g. a partition entry naming an array with no record
+        if name not in manifest.arrays and name not in ("indptr", "indices"):
+            report.problems.append(Problem(name, "missing", UNRECORDED))
     t0 = time.perf_counter()
     unchecked = []
     for rec in manifest.arrays.values():
@@ -152,8 +155,12 @@ def _verify_array(root: Path, rec: ArrayRecord, checker: RuleChecker | None,
 def _check_data(rec: ArrayRecord, path: Path, rel: str, checker: RuleChecker | None,
                 problems: list[Problem]) -> int:
     crcs = None
-    block = rec.block_bytes if rec.block_crc32c is not None else 4 << 20
-    if rec.block_crc32c is not None:
+    block = BLOCK_BYTES
+    if rec.block_crc32c is not None and not valid_block_bytes(rec.block_bytes):
+        problems.append(Problem(rec.name, "metadata", f"block size {rec.block_bytes} in the manifest is "
+                                "not a positive multiple of 8 (its block checksums cannot be checked)"))
+    elif rec.block_crc32c is not None:
+        block = rec.block_bytes
         try:
             crcs = decode_crcs(rec.block_crc32c)
         except ValueError as exc:
@@ -162,6 +169,8 @@ def _check_data(rec: ArrayRecord, path: Path, rel: str, checker: RuleChecker | N
             problems.append(Problem(rec.name, "metadata", f"manifest has {len(crcs)} block checksums, "
                                     f"the data needs {-(-rec.data_bytes // block)}"))
             crcs = None
+    if crcs is None:
+        block = BLOCK_BYTES    # nothing to compare: read in the usual blocks, whatever the manifest says
     feed = checker is not None and checker.needs_data
     if crcs is None and not feed:
         return 0

@@ -236,6 +236,61 @@ def test_damaged_manifest_entries_are_reported_not_raised(store):
     assert r.exit_code == 1 and "malformed manifest" in r.output and len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("block_bytes", [0, -5, 1, 4094])
+def test_bad_block_size_in_manifest_is_a_problem_not_a_traceback(store, block_bytes):
+    """block_bytes must be a positive multiple of 8: 0 divided by zero, a negative size made a
+    negative buffer, and a size that is not a whole number of elements broke the structural pass."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["arrays"]["indices"]["block_bytes"] = block_bytes
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert r.exit_code == 1
+    assert f"indices: block size {block_bytes} in the manifest is not a positive multiple of 8" in r.output
+    with pytest.raises(StoreError, match="malformed block checksum list"):
+        gstore.open(store)
+
+
+@pytest.mark.parametrize("field,value", [("chunk_rows", 0), ("chunk_rows", -3), ("data_bytes", 7),
+                                         ("data_bytes", -8), ("dtype", "banana"), ("shape", []),
+                                         ("shape", [-4])])
+def test_damaged_array_record_is_one_line_in_every_command(store, field, value):
+    """An array record whose fields contradict each other (chunk_rows 0 divided by zero, an
+    unknown dtype, an empty shape, data_bytes that no layout gives) is a malformed manifest:
+    one line from verify and info alike, never a traceback."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["arrays"]["indices"][field] = value
+    meta_path.write_text(json.dumps(meta))
+    for command in ("verify", "info"):
+        r = CliRunner().invoke(main, [command, str(store)])
+        assert r.exception is None or isinstance(r.exception, SystemExit), (command, r.exception)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1, (command, r.output)
+        assert "malformed manifest" in lines[0] and "indices" in lines[0] and field in lines[0]
+    with pytest.raises(StoreError, match="malformed manifest"):
+        gstore.open(store)
+
+
+@pytest.mark.parametrize("name", ["../outside", "/tmp/abs", "splits/../../outside", "", "a//b"])
+def test_array_name_leaving_the_store_is_a_malformed_manifest(store, name):
+    """Array names become paths under the store (read by open and verify, written by --reorder's
+    rebuild): a name that leaves the store, or is not a plain relative path, is refused."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    arrays = meta["attributes"]["gstore"]["arrays"]
+    arrays[name] = dict(arrays["labels"], name=name)
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and "malformed manifest" in lines[0], r.output
+    assert "not a relative path inside the store" in lines[0]
+    with pytest.raises(StoreError, match="malformed manifest"):
+        gstore.open(store)
+
+
 def test_empty_store_verifies(tmp_path):
     path = build_store(tmp_path / "z", np.zeros(0, int), np.zeros(0, int), 0)
     assert gstore.open(path, verify=True).csr().indptr.tolist() == [0]
@@ -271,3 +326,96 @@ def test_a_file_given_as_the_store_is_named_as_such(tmp_path):
         # click's own path check (exit 2, usage line + error) or gstore's (exit 1, one line)
         assert res.exit_code in (1, 2) and "is a file" in res.output, (cmd, res.output)
         assert "Traceback" not in res.output and "missing zarr.json" not in res.output
+
+
+_GATHER_SCRIPT = """
+import sys, numpy as np, gstore
+from gstore.pipeline.features.gather import FeatureSource
+g = gstore.open(sys.argv[1])
+try:
+    src = FeatureSource(g, cache_bytes=int(sys.argv[2]))
+    src.gather(np.arange(g.num_nodes - 1000, g.num_nodes, dtype=np.int64))
+except gstore.StoreError as exc:
+    print("StoreError:", exc)
+    sys.exit(3)
+print("gathered")
+"""
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 20])
+def test_feature_gather_on_a_short_features_array_raises_instead_of_segfaulting(store, cache_bytes):
+    """A manifest whose features record has fewer rows than nodes (hand-edited, or written by a
+    bug): FeatureSource (and its hot-row cache) gather rows by node id in a numba kernel, so they
+    must check the row count first, not only the samplers' csr()."""
+    from gstore.manifest import read_manifest, write_manifest
+    from gstore.shard_array import write_array
+
+    m = read_manifest(store)
+    shutil.rmtree(store / "features")
+    m.arrays["features"] = write_array(store, "features", np.ones((10, 16), np.float32))
+    write_manifest(store, m)
+    # a subprocess: before the check this read far past the 10-row memory map (exit -11 / 139)
+    proc = subprocess.run([sys.executable, "-c", _GATHER_SCRIPT, str(store), str(cache_bytes)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    assert "corrupt array features: has 10 rows" in proc.stdout
+
+
+def test_partition_naming_an_unrecorded_array_is_reported(store):
+    """A partition entry whose parts/perm/... name no array record was passed over by verify
+    (reported OK) and by the structural check, which only checked the arrays it found."""
+    from gstore.pipeline.partition.partition import partition_store
+
+    partition_store(store, 2)
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["partitions"]["2"]["arrays"]["parts"] = "partition/k2/nope"
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["verify", str(store)])
+    assert r.exit_code == 1
+    assert "partition/k2/nope: is named by the manifest but has no array record" in r.output
+    with pytest.raises(StoreError, match="corrupt array partition/k2/nope: is named by the manifest"):
+        gstore.open(store).csr()
+
+
+@pytest.mark.parametrize("entry", ['"x"', '{"key": 5}', '[1]'])
+def test_partition_entry_that_is_not_an_object_is_a_malformed_manifest(store, entry):
+    """partitions["default"] = "x" raised AttributeError tracebacks in info and sample."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["partitions"] = {"default": json.loads(entry)}
+    meta_path.write_text(json.dumps(meta))
+    for args in (["info", str(store)], ["sample", str(store), "--method", "cluster", "-q"],
+                 ["verify", str(store)]):
+        r = CliRunner().invoke(main, args)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.exception)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1 and "malformed manifest" in lines[0], (args, r.output)
+        assert "partitions" in lines[0]
+
+
+@pytest.mark.parametrize("field,value", [("label_names", 5), ("split_sizes", 3), ("created", "x"),
+                                         ("build", 3), ("num_nodes", "x"), ("num_edges", -1),
+                                         ("directed", "no"), ("num_classes", True)])
+def test_mistyped_manifest_field_is_one_line_in_every_command(store, field, value):
+    """Top-level manifest fields of the wrong type raised TypeError tracebacks in info (and
+    num_nodes "x" read as "corrupt array manifest")."""
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"][field] = value
+    meta_path.write_text(json.dumps(meta))
+    for command in ("info", "verify"):
+        r = CliRunner().invoke(main, [command, str(store)])
+        assert r.exception is None or isinstance(r.exception, SystemExit), (command, r.exception)
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 1 and len(lines) == 1, (command, r.output)
+        assert f"malformed manifest: {field} must be" in lines[0], (command, r.output)
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"zarr_format": 3, "attributes": {"gstore": 5}}',
+                                  '{"zarr_format": 3, "attributes": 5}'])
+def test_manifest_that_is_not_an_object_is_one_line(store, text):
+    (store / "zarr.json").write_text(text)
+    r = CliRunner().invoke(main, ["info", str(store)])
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output

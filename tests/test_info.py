@@ -150,6 +150,23 @@ def test_cli_info_prints_build_options_one_per_line(tmp_path):
     assert not any("{" in x or "=" in x for x in lines[start:])
 
 
+def test_cli_info_prints_the_readers_decisions_one_per_line(tmp_path):
+    """ingest keeps its decisions as a list of notes (dicts): info printed their Python repr."""
+    path, _ = _store(tmp_path)
+    m = read_manifest(path)
+    m.build = {"command": "ingest",
+               "decisions": [{"path": "raw/edges.csv", "kind": "header", "line": 1,
+                              "message": "header: detected (source,target)"},
+                             {"path": "raw/x.npy", "kind": "layout", "line": None,
+                              "message": "(2, E) read as edge_index"}]}
+    write_manifest(path, m)
+    lines = _info_lines(path)
+    start = next(i for i, x in enumerate(lines) if x.startswith("build"))
+    build = [x[12:] for x in lines[start:]]
+    assert build == ["command: ingest", "decisions: raw/edges.csv:1: header: detected (source,target)",
+                     "decisions: raw/x.npy: (2, E) read as edge_index"]
+
+
 def _break_missing_manifest(path):
     (path / "zarr.json").unlink()
 

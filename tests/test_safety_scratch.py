@@ -317,3 +317,22 @@ def test_reorder_through_a_symlink_is_refused_with_the_real_path(store, tmp_path
         reorder_store(link, "4")
     assert str(store) in str(e.value)
     assert tree_digest(store) == before and link.is_symlink()
+
+
+def test_reorder_is_refused_while_another_process_partitions_the_store(store, sleeper):
+    """A reorder rebuilds the store from a snapshot of its manifest and deletes the old directory:
+    while another process partitions the store (its _partition_scratch is live), the reorder would
+    drop that partition's record and delete its scratch under it. It must be refused instead."""
+    partition_store(store, 4)
+    live = store / "_partition_scratch"
+    live.mkdir()
+    mark_as_live_owner(live, sleeper.pid, purpose="partition scratch", target=str(store))
+    before = tree_digest(store)
+    with pytest.raises(StoreError, match=f"another gstore process \\(pid {sleeper.pid}\\)"):
+        reorder_store(store, "4")
+    assert tree_digest(store) == before
+    assert not store.with_name("s.tmp").exists()
+    (live / scratch.MARKER).unlink()
+    mark_as_dead_owner(live, purpose="partition scratch")
+    reorder_store(store, "4")                      # the owner is gone: reclaimed, and it runs
+    assert not live.exists() and gstore.open(store).manifest.partitions["4"]["contiguous"]

@@ -65,9 +65,24 @@ def _readable(key: str, v) -> str:
     return _fmt_scalar(v)
 
 
+def _record_text(d: dict) -> str:
+    """One record of a list (a reader's decision note: path, line, message) as a person reads it."""
+    if "message" in d:
+        where = ":".join(str(d[k]) for k in ("path", "line") if d.get(k) is not None)
+        return f"{where}: {d['message']}" if where else str(d["message"])
+    return ", ".join(f"{k} {_readable(k, v)}" for k, v in d.items() if v is not None)
+
+
 def _key_value_lines(title: str, items: dict) -> list[str]:
-    """'title  key: value' lines, one item per line, under a hanging indent."""
-    return [f"{title if i == 0 else '':<11} {k}: {_readable(k, v)}" for i, (k, v) in enumerate(items.items())]
+    """'title  key: value' lines, one item per line, under a hanging indent; a list of records
+    (the build's decisions) gets one line per record."""
+    pairs = []
+    for k, v in items.items():
+        if isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+            pairs += [(k, _record_text(x)) for x in v]
+        else:
+            pairs.append((k, _readable(k, v)))
+    return [f"{title if i == 0 else '':<11} {k}: {text}" for i, (k, text) in enumerate(pairs)]
 
 
 def _wrapped(title: str, items: dict, width: int = 100) -> list[str]:

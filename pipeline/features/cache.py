@@ -67,6 +67,7 @@ class FeatureCache:
     """
 
     def __init__(self, store, budget_bytes: int) -> None:
+        store.check_structure(("features",))   # rows are read by node id without bounds checks
         feats = store.features
         if feats is None:
             raise OptionError("store has no features to cache", path=store.path,

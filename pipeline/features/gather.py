@@ -128,6 +128,10 @@ class FeatureSource:
     """
 
     def __init__(self, store, cache_bytes: int = 0, sort_ids: bool | None = None) -> None:
+        # the gather kernels index features and labels by node id without bounds checks: their
+        # row counts (and the labels' values) are checked first, once per process (a cache hit
+        # when a sampler's csr() already checked the whole store)
+        store.check_structure(("features", "labels"))
         self.store = store
         self.features = store.features
         self.labels = store.labels

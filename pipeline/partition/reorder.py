@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gstore import scratch
 from gstore.builder import StoreBuilder
 from gstore.errors import StoreError
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes
@@ -28,7 +29,7 @@ from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
 from gstore.pipeline.partition.csr_stream import ArrayFile, row_ranges, store_array_file
-from gstore.pipeline.partition.partition import fault_point, inverse_perm, partition_arrays
+from gstore.pipeline.partition.partition import SCRATCH_DIR, fault_point, inverse_perm, partition_arrays
 from gstore.pipeline.partition.reorder_kernels import map_sort_rows, scatter_rows
 
 log = logging.getLogger(__name__)
@@ -45,9 +46,18 @@ def reorder_permutation(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, 
 def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = DEFAULT_MEMORY_BUDGET,
                   progress: Progress = NULL_PROGRESS) -> Path:
     """Rewrite the store at `path` with the parts of partition `key` laid out contiguously."""
+    path = Path(path)
+    # the new store is built from a snapshot of the manifest and the old directory is deleted, so
+    # the store's partition scratch is held meanwhile: a `gstore partition` of this store in another
+    # process is refused (its record would be lost, its scratch deleted under it), and one already
+    # running makes this reorder refused
+    with scratch.scratch_dir(path / SCRATCH_DIR, "reorder scratch", path):
+        return _reorder_store(path, key, memory_budget, progress)
+
+
+def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Progress) -> Path:
     import gstore
 
-    path = Path(path)
     t0 = time.perf_counter()
     store = gstore.open(path)
     store.check_structure()     # kernels below trust indptr, indices and the partition arrays
