@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MARKER = ".gstore-scratch"
 MARKER_VERSION = 1
+# the lock every step that writes into an existing store holds (partition, reorder): a marked
+# directory inside the store, so a second writer, or a rebuild that would replace the store, sees it
+STORE_LOCK = "_partition_scratch"
 
 OwnerState = Literal["self", "alive", "gone", "elsewhere"]
 
@@ -202,6 +205,19 @@ def reclaim(path: Path, what: str) -> None:
     shutil.rmtree(path)
 
 
+def refuse_if_in_use(path: Path, what: str) -> None:
+    """Raise a StoreError when `path` is scratch of another live gstore process: `what` (the store,
+    say) is being written by it, and replacing or changing it now would lose that run's work."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return
+    marker = read_marker(path)
+    if marker is not None and marker.owner.state() == "alive":
+        raise StoreError(f"another gstore process (pid {marker.owner.pid}) is writing {what} "
+                         f"({marker.purpose} at {path})", path=path,
+                         hint="wait for that process to finish, or stop it")
+
+
 def _only_partial_marker(path: Path) -> bool:
     try:
         names = os.listdir(path)
@@ -235,6 +251,7 @@ def remove(path: Path) -> bool:
     so in the log. True when it was removed (or is already gone)."""
     path = Path(path)
     if not os.path.lexists(path):
+        release(path)           # e.g. a lock inside a store that a swap replaced meanwhile
         return True
     if not owned_by_me(path):
         log.warning("not removing %s: it is not scratch made by this process", path)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gstore import scratch
 from gstore.builder import StoreBuilder
 from gstore.errors import StoreError
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes
@@ -48,53 +49,57 @@ def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = DEFA
     import gstore
 
     path = Path(path)
-    t0 = time.perf_counter()
-    store = gstore.open(path)
-    store.check_structure()     # kernels below trust indptr, indices and the partition arrays
-    meta = store.manifest.partitions.get(str(key))
-    if meta is None:
-        raise StoreError(f"store has no {key}-way partition to reorder by", path=path,
-                         hint=f"run `gstore partition {path} --parts {key}` first")
-    parts = np.array(store.array(meta["arrays"]["parts"]))
-    perm, inv, partptr = reorder_permutation(parts, int(meta["num_parts"]))
-    cap_bytes = max(1 << 12, parse_bytes(memory_budget) // 4)
-    n = store.num_nodes
-    arrays = store.manifest.arrays
-    with StoreBuilder(path, force=True) as b:
-        old_indptr = np.array(store.indptr, dtype=np.int64)
-        new_indptr = _new_indptr(old_indptr, perm)
-        b.write_array("indptr", new_indptr)
-        _reorder_csr(store, b, old_indptr, new_indptr, inv, cap_bytes, progress)
-        fault_point("reorder:after-indices")
-        if "node_ids/offsets" in arrays:
-            off = np.array(store.array("node_ids/offsets"), dtype=np.int64)
-            new_off = _new_indptr(off, perm)
-            b.write_array("node_ids/offsets", new_off)
-            _permute_ragged(store_array_file(store, "node_ids/utf8"), off, new_off, inv,
-                            b.array_writer("node_ids/utf8", (int(new_off[-1]),), np.uint8), b, cap_bytes)
-        for name, rec in arrays.items():
-            if name in CSR_ARRAYS or name.startswith("partition/"):
-                continue
-            if name.startswith("splits/"):
-                b.write_array(name, np.sort(inv[np.asarray(store.array(name))]))
-            elif rec.shape and rec.shape[0] == n:
-                with progress.phase(f"reorder {name}", total=None):
-                    _permute_row_array(store, rec, inv, b, cap_bytes)
-            elif rec.shape and rec.shape[0] == store.num_edges:
-                raise StoreError(f"cannot reorder edge-aligned array {name!r}", path=path,
-                                 hint="drop it or partition without --reorder")
-            else:
-                log.warning("copying array %s unchanged (not node-aligned)", name)
-                b.write_array(name, np.asarray(store.array(name)))
-        fault_point("reorder:after-node-data")
-        manifest = replace(store.manifest, partitions={}, arrays={})
-        _write_partitions(store, b, manifest, perm, str(key), partptr)
-        manifest.build = dict(manifest.build)
-        manifest.build["reordered_by"] = {"partition": str(key), "seconds": time.perf_counter() - t0,
-                                          "time": time.time()}
-        fault_point("reorder:before-commit")
-        del store
-        b.commit(manifest)
+    gstore.open(path)           # a missing or broken store is refused before a lock dir is made in it
+    # the store's writer lock, held from before the manifest is read until the swap: a partition
+    # recorded meanwhile by another process would be lost with the replaced store
+    with scratch.scratch_dir(path / scratch.STORE_LOCK, "partition scratch", path):
+        t0 = time.perf_counter()
+        store = gstore.open(path)
+        store.check_structure()     # kernels below trust indptr, indices and the partition arrays
+        meta = store.manifest.partitions.get(str(key))
+        if meta is None:
+            raise StoreError(f"store has no {key}-way partition to reorder by", path=path,
+                             hint=f"run `gstore partition {path} --parts {key}` first")
+        parts = np.array(store.array(meta["arrays"]["parts"]))
+        perm, inv, partptr = reorder_permutation(parts, int(meta["num_parts"]))
+        cap_bytes = max(1 << 12, parse_bytes(memory_budget) // 4)
+        n = store.num_nodes
+        arrays = store.manifest.arrays
+        with StoreBuilder(path, force=True) as b:
+            old_indptr = np.array(store.indptr, dtype=np.int64)
+            new_indptr = _new_indptr(old_indptr, perm)
+            b.write_array("indptr", new_indptr)
+            _reorder_csr(store, b, old_indptr, new_indptr, inv, cap_bytes, progress)
+            fault_point("reorder:after-indices")
+            if "node_ids/offsets" in arrays:
+                off = np.array(store.array("node_ids/offsets"), dtype=np.int64)
+                new_off = _new_indptr(off, perm)
+                b.write_array("node_ids/offsets", new_off)
+                _permute_ragged(store_array_file(store, "node_ids/utf8"), off, new_off, inv,
+                                b.array_writer("node_ids/utf8", (int(new_off[-1]),), np.uint8), b, cap_bytes)
+            for name, rec in arrays.items():
+                if name in CSR_ARRAYS or name.startswith("partition/"):
+                    continue
+                if name.startswith("splits/"):
+                    b.write_array(name, np.sort(inv[np.asarray(store.array(name))]))
+                elif rec.shape and rec.shape[0] == n:
+                    with progress.phase(f"reorder {name}", total=None):
+                        _permute_row_array(store, rec, inv, b, cap_bytes)
+                elif rec.shape and rec.shape[0] == store.num_edges:
+                    raise StoreError(f"cannot reorder edge-aligned array {name!r}", path=path,
+                                     hint="drop it or partition without --reorder")
+                else:
+                    log.warning("copying array %s unchanged (not node-aligned)", name)
+                    b.write_array(name, np.asarray(store.array(name)))
+            fault_point("reorder:after-node-data")
+            manifest = replace(store.manifest, partitions={}, arrays={})
+            _write_partitions(store, b, manifest, perm, str(key), partptr)
+            manifest.build = dict(manifest.build)
+            manifest.build["reordered_by"] = {"partition": str(key), "seconds": time.perf_counter() - t0,
+                                              "time": time.time()}
+            fault_point("reorder:before-commit")
+            del store
+            b.commit(manifest)
     return path
 
 
