@@ -126,12 +126,27 @@ class ScratchMarker:
 
     @staticmethod
     def from_json(d: dict) -> "ScratchMarker":
-        if d.get("gstore_scratch") != MARKER_VERSION:
+        """Parse a marker; anything but the exact fields and types `to_json` writes is a ValueError
+        (a garbled or hand-made marker must not vouch for deleting a directory)."""
+        def typed(key: str, kinds: tuple, optional: bool = False):
+            v = d.get(key)
+            if v is None and optional:
+                return None
+            if isinstance(v, bool) or not isinstance(v, kinds):
+                raise ValueError(f"marker field {key!r} is not {kinds}")
+            return v
+
+        if not isinstance(d, dict) or typed("gstore_scratch", (int,)) != MARKER_VERSION:
             raise ValueError("not a gstore scratch marker")
-        owner = ScratchOwner(pid=int(d["pid"]), start_time=d.get("start_time"),
-                             boot_id=d.get("boot_id"), hostname=str(d["hostname"]))
-        return ScratchMarker(purpose=str(d["purpose"]), target=str(d.get("target", "")), owner=owner,
-                             created=float(d.get("created", 0.0)))
+        pid = typed("pid", (int,))
+        if not 0 < pid < 2**31:                 # pid_max is at most 2^22 on Linux
+            raise ValueError("marker pid out of range")
+        owner = ScratchOwner(pid=pid, start_time=typed("start_time", (int,), optional=True),
+                             boot_id=typed("boot_id", (str,), optional=True),
+                             hostname=typed("hostname", (str,)))
+        created = typed("created", (int, float), optional=True)
+        return ScratchMarker(purpose=typed("purpose", (str,)), target=typed("target", (str,), optional=True) or "",
+                             owner=owner, created=float(created or 0.0))
 
 
 def read_marker(path: Path) -> ScratchMarker | None:
