@@ -35,3 +35,18 @@ def test_a_file_truncated_mid_element_is_a_size_problem(store, name, size):
     assert r.exit_code == 1
     kinds = {p["kind"] for p in json.loads(r.output)["problems"] if p["array"] == name}
     assert "size" in kinds
+
+
+@pytest.mark.parametrize("damage", ['{"zarr_format": 3, "node_type": [', "", None])
+def test_a_damaged_or_missing_group_zarr_json_is_reported(store, damage):
+    """Group metadata between the root and the arrays (splits/zarr.json) is what zarr-python opens
+    the store through; verify passed a garbled or deleted one as OK."""
+    meta = store / "splits" / "zarr.json"
+    if damage is None:
+        meta.unlink()
+    else:
+        meta.write_text(damage)
+    r = CliRunner().invoke(main, ["verify", str(store), "--json"])
+    assert r.exit_code == 1, r.output
+    problems = json.loads(r.output)["problems"]
+    assert any("splits/zarr.json" in p["message"] for p in problems), problems
