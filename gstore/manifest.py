@@ -55,10 +55,58 @@ class StoreManifest:
 
     @staticmethod
     def from_json(d: dict) -> "StoreManifest":
+        """Parse a manifest; a field of the wrong type (a hand-edited or damaged manifest) is a
+        ValueError naming it, so every command fails with one line instead of a traceback."""
+        if not isinstance(d, dict):
+            raise ValueError("the manifest must be an object")
         d = dict(d)
-        d["arrays"] = {k: ArrayRecord.from_json(v) for k, v in d.get("arrays", {}).items()}
+        _check_fields(d)
+        arrays = d.get("arrays", {})
+        d["arrays"] = {}
+        for k, v in arrays.items():
+            rec = ArrayRecord.from_json(v)
+            if rec.name != k:
+                raise ValueError(f"array entry {k!r} is named {rec.name!r}")
+            d["arrays"][k] = rec
         known = set(StoreManifest.__dataclass_fields__)
         return StoreManifest(**{k: v for k, v in d.items() if k in known})
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# field: (check, what it must be); fields absent from a manifest take their defaults
+_FIELD_RULES = {
+    "num_nodes": (lambda v: _is_int(v) and 0 <= v < 2**62, "an integer >= 0"),
+    "num_edges": (lambda v: _is_int(v) and 0 <= v < 2**62, "an integer >= 0"),
+    "directed": (lambda v: isinstance(v, bool), "true or false"),
+    "id_type": (lambda v: v in ("int", "string"), "'int' or 'string'"),
+    "feature_dim": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
+    "feature_dtype": (lambda v: v is None or isinstance(v, str), "null or a dtype name"),
+    "label_names": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+                    "null or a list of strings"),
+    "num_classes": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
+    "split_sizes": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(x) and x >= 0
+                                                           for k, x in v.items()),
+                    "an object of split name -> count"),
+    "arrays": (lambda v: isinstance(v, dict), "an object of array records"),
+    "build": (lambda v: isinstance(v, dict), "an object"),
+    "partitions": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+                   "an object of partition records"),
+    "format_version": (_is_int, "an integer"),
+    "created": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "gstore_version": (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def _check_fields(d: dict) -> None:
+    for key in ("num_nodes", "num_edges", "directed"):
+        if key not in d:
+            raise ValueError(f"field {key!r} is missing")
+    for key, (ok, what) in _FIELD_RULES.items():
+        if key in d and not ok(d[key]):
+            raise ValueError(f"field {key!r} must be {what}, got {d[key]!r:.60}")
 
 
 def write_manifest(store_dir: Path, manifest: StoreManifest) -> None:
@@ -91,11 +139,13 @@ def read_manifest(store_dir: Path) -> StoreManifest:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
         raise StoreError(f"unreadable manifest: {exc}", path=meta_path, hint="rebuild the store") from None
-    attrs = meta.get("attributes") or {}
-    if meta.get("zarr_format") != 3 or MANIFEST_KEY not in attrs:
+    attrs = (meta.get("attributes") if isinstance(meta, dict) else None) or {}
+    if not isinstance(attrs, dict) or not isinstance(meta, dict) or meta.get("zarr_format") != 3 or MANIFEST_KEY not in attrs:
         raise StoreError("zarr group without a gstore manifest", path=store_dir,
                          hint="this directory was not written by gstore")
     d = attrs[MANIFEST_KEY]
+    if not isinstance(d, dict):
+        raise StoreError("malformed manifest: not an object", path=meta_path, hint="rebuild the store")
     version = d.get("format_version")
     if version not in READABLE_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)

@@ -50,3 +50,46 @@ def test_a_damaged_or_missing_group_zarr_json_is_reported(store, damage):
     assert r.exit_code == 1, r.output
     problems = json.loads(r.output)["problems"]
     assert any("splits/zarr.json" in p["message"] for p in problems), problems
+
+
+# (field path in the manifest, hostile values): every command must answer with one line
+MANIFEST_MUTATIONS = [
+    (("arrays",), [-1, None, [], "x"]),
+    (("arrays", "indptr"), [0, None, [], "x"]),
+    (("arrays", "indptr", "name"), [None, 5, "", "../x", "/etc"]),
+    (("arrays", "indptr", "shape"), [None, [], 5, ["x"], [-1]]),
+    (("arrays", "indptr", "shape", 0), [-1, 2**70, "x", 1.5]),
+    (("arrays", "indptr", "dtype"), [None, 5, [], "x", "object", "<U3"]),
+    (("arrays", "indptr", "chunk_rows"), [0, -1, None, "x", 1.5]),
+    (("arrays", "indptr", "data_bytes"), [-1, 2**70, None, 3]),
+    (("arrays", "indptr", "block_bytes"), [0, -1, None, "x"]),
+    (("arrays", "labels", "checksum"), [None, 5]),
+    (("label_names",), [5, 1.5, True, [1, 2]]),
+    (("split_sizes",), [5, [], {"train": "x"}, None]),
+    (("num_nodes",), [-1, "x", None, 2**70]),
+    (("directed",), ["yes", None]),
+    (("partitions",), [5, [], {"4": 5}]),
+]
+
+
+@pytest.mark.parametrize("path,values", MANIFEST_MUTATIONS, ids=lambda x: "/".join(map(str, x))
+                         if isinstance(x, tuple) else None)
+def test_a_mistyped_manifest_field_is_one_line_in_every_command(store, path, values):
+    """A manifest that is valid JSON with a field of the wrong type or range (hand-edited, or
+    damaged in a way JSON survives) raised TypeError, ZeroDivisionError, IndexError or MemoryError
+    from wherever the field was first used."""
+    meta_path = store / "zarr.json"
+    good = json.loads(meta_path.read_text())
+    for value in values:
+        meta = json.loads(json.dumps(good))
+        obj = meta["attributes"]["gstore"]
+        for key in path[:-1]:
+            obj = obj[key]
+        obj[path[-1]] = value
+        meta_path.write_text(json.dumps(meta))
+        for argv in (["verify", str(store)], ["info", str(store)],
+                     ["sample", str(store), "--batches", "1", "--batch-size", "8", "-q"]):
+            r = CliRunner().invoke(main, argv)
+            assert r.exception is None or isinstance(r.exception, SystemExit), \
+                f"{path}={value!r} {argv[0]}: {type(r.exception).__name__}: {r.exception}"
+            assert r.exit_code != 0 or argv[0] != "verify", f"{path}={value!r}: verify passed"
