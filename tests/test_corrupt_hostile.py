@@ -93,3 +93,21 @@ def test_a_mistyped_manifest_field_is_one_line_in_every_command(store, path, val
             assert r.exception is None or isinstance(r.exception, SystemExit), \
                 f"{path}={value!r} {argv[0]}: {type(r.exception).__name__}: {r.exception}"
             assert r.exit_code != 0 or argv[0] != "verify", f"{path}={value!r}: verify passed"
+
+
+@pytest.mark.parametrize("field,value", [("num_parts", "x"), ("num_parts", None), ("edge_cut", []),
+                                         ("balance", None), ("params", 5), ("arrays", None),
+                                         ("arrays", {"parts": 5})])
+def test_a_mistyped_partition_record_is_one_line(store, field, value):
+    """Cluster sampling reads the partition record: a mistyped field raised ValueError/TypeError."""
+    from gstore.pipeline.partition.partition import partition_store
+
+    partition_store(store, 4)
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["partitions"]["4"][field] = value
+    meta_path.write_text(json.dumps(meta))
+    r = CliRunner().invoke(main, ["sample", str(store), "--method", "cluster", "--batches", "1", "-q"])
+    assert r.exit_code != 0
+    assert r.exception is None or isinstance(r.exception, SystemExit), f"{type(r.exception).__name__}: {r.exception}"
+    assert "partition" in r.output
