@@ -107,6 +107,11 @@ def _check_fields(d: dict) -> None:
     for key, (ok, what) in _FIELD_RULES.items():
         if key in d and not ok(d[key]):
             raise ValueError(f"field {key!r} must be {what}, got {d[key]!r:.60}")
+    for key, record in d.get("partitions", {}).items():
+        names = record.get("arrays", {})
+        if not (isinstance(names, dict) and all(isinstance(v, str) for v in names.values())):
+            raise ValueError(f"partition record {key!r}: 'arrays' must map roles to array names, "
+                             f"got {names!r:.60}")
 
 
 def write_manifest(store_dir: Path, manifest: StoreManifest) -> None:

@@ -97,7 +97,8 @@ def test_a_mistyped_manifest_field_is_one_line_in_every_command(store, path, val
 
 @pytest.mark.parametrize("field,value", [("num_parts", "x"), ("num_parts", None), ("edge_cut", []),
                                          ("balance", None), ("params", 5), ("arrays", None),
-                                         ("arrays", {"parts": 5})])
+                                         ("arrays", {"parts": 5}), ("arrays", {"parts": []}),
+                                         ("arrays", {"perm": {}})])
 def test_a_mistyped_partition_record_is_one_line(store, field, value):
     """Cluster sampling reads the partition record: a mistyped field raised ValueError/TypeError."""
     from gstore.pipeline.partition.partition import partition_store
@@ -111,3 +112,18 @@ def test_a_mistyped_partition_record_is_one_line(store, field, value):
     assert r.exit_code != 0
     assert r.exception is None or isinstance(r.exception, SystemExit), f"{type(r.exception).__name__}: {r.exception}"
     assert "partition" in r.output
+
+
+def test_a_partition_record_naming_arrays_by_non_strings_is_one_line(store):
+    """{'parts': []} in a partition's array names reached the structural checks (unhashable list)."""
+    import gstore
+    from gstore.errors import StoreError
+    from gstore.pipeline.partition.partition import partition_store
+
+    partition_store(store, 4)
+    meta_path = store / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["gstore"]["partitions"]["4"]["arrays"]["parts"] = []
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="partition record '4'"):
+        gstore.open(store).check_structure()
