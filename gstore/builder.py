@@ -91,6 +91,9 @@ def check_replaceable(out: Path, force: bool) -> None:
         raise StoreError("output exists and is not a gstore store (no gstore manifest in its "
                          "zarr.json); --force replaces only a store", path=out,
                          hint="choose another -o, e.g. a new directory, or move this one away")
+    # a partition or reorder of this store still running would write into the replaced copy, or
+    # swap its own rebuild over this one: either way one run's result is lost
+    scratch.refuse_if_in_use(out / scratch.STORE_LOCK, "this store")
 
 
 class StoreBuilder:

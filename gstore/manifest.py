@@ -56,6 +56,10 @@ class StoreManifest:
 
     @staticmethod
     def from_json(d: dict) -> "StoreManifest":
+        """Parse a manifest; a field of the wrong type (a hand-edited or damaged manifest) is a
+        ValueError naming it, so every command fails with one line instead of a traceback."""
+        if not isinstance(d, dict):
+            raise ValueError("the manifest must be an object")
         d = dict(d)
         _check_fields(d)
         if not isinstance(d.get("arrays", {}), dict):
@@ -73,28 +77,44 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-# top-level manifest fields -> (rule, what the rule wants): every reader trusts these types
+# field: (check, what it must be); fields absent from a manifest take their defaults
 _FIELD_RULES = {
-    "num_nodes": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "num_edges": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "num_nodes": (lambda v: _is_int(v) and 0 <= v < 2**62, "an integer >= 0"),
+    "num_edges": (lambda v: _is_int(v) and 0 <= v < 2**62, "an integer >= 0"),
     "directed": (lambda v: isinstance(v, bool), "true or false"),
     "id_type": (lambda v: v in ("int", "string"), "'int' or 'string'"),
-    "feature_dim": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
-    "feature_dtype": (lambda v: v is None or isinstance(v, str), "a dtype name or null"),
-    "label_names": (lambda v: v is None or isinstance(v, list), "a list of class names or null"),
-    "num_classes": (lambda v: v is None or (_is_int(v) and v >= 0), "an integer >= 0 or null"),
-    "split_sizes": (lambda v: isinstance(v, dict), "an object"),
+    "feature_dim": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
+    "feature_dtype": (lambda v: v is None or isinstance(v, str), "null or a dtype name"),
+    "label_names": (lambda v: v is None or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+                    "null or a list of strings"),
+    "num_classes": (lambda v: v is None or (_is_int(v) and v >= 0), "null or an integer >= 0"),
+    "split_sizes": (lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(x) and x >= 0
+                                                           for k, x in v.items()),
+                    "an object of split name -> count"),
+    "arrays": (lambda v: isinstance(v, dict), "an object of array records"),
     "build": (lambda v: isinstance(v, dict), "an object"),
-    "created": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a time in seconds"),
-    "gstore_version": (lambda v: isinstance(v, str), "a version string"),
+    "partitions": (lambda v: isinstance(v, dict) and all(isinstance(x, dict) for x in v.values()),
+                   "an object of partition records"),
+    "format_version": (_is_int, "an integer"),
+    "created": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "gstore_version": (lambda v: isinstance(v, str), "a string"),
 }
 
 
 def _check_fields(d: dict) -> None:
-    """ValueError naming the first top-level field (of those present) with a value of the wrong type."""
+    """ValueError naming the first field (of those present) with a value of the wrong type; the
+    counts must be present."""
+    for key in ("num_nodes", "num_edges", "directed"):
+        if key not in d:
+            raise ValueError(f"field {key!r} is missing")
     for name, (ok, want) in _FIELD_RULES.items():
         if name in d and not ok(d[name]):
-            raise ValueError(f"{name} must be {want}, got {d[name]!r}")
+            raise ValueError(f"{name} must be {want}, got {d[name]!r:.60}")
+    for key, record in d.get("partitions", {}).items():
+        names = record.get("arrays", {})
+        if not (isinstance(names, dict) and all(isinstance(v, str) for v in names.values())):
+            raise ValueError(f"partition record {key!r}: 'arrays' must map roles to array names, "
+                             f"got {names!r:.60}")
 
 
 def _check_partitions(partitions) -> None:

@@ -79,6 +79,17 @@ def load_partition(store, key: str | int | None = None) -> Partition | None:
     if key is None or str(key) not in parts_meta:
         return None
     meta = parts_meta[str(key)]
+    try:
+        return _partition_from_record(store, meta)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        from gstore.errors import StoreError
+
+        raise StoreError(f"malformed record of the {key}-way partition in the manifest ({type(exc).__name__}: "
+                         f"{exc})", path=store.path,
+                         hint=f"re-run `gstore partition {store.path} -k {key} --force`") from None
+
+
+def _partition_from_record(store, meta: dict) -> Partition:
     arrays = meta["arrays"]
     parts = store.array(arrays["parts"])
     partptr = np.asarray(store.array(arrays["partptr"]))

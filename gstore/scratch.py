@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MARKER = ".gstore-scratch"
 MARKER_VERSION = 1
+# the lock every step that writes into an existing store holds (partition, reorder): a marked
+# directory inside the store, so a second writer, or a rebuild that would replace the store, sees it
+STORE_LOCK = "_partition_scratch"
 
 OwnerState = Literal["self", "alive", "gone", "elsewhere"]
 
@@ -123,12 +126,27 @@ class ScratchMarker:
 
     @staticmethod
     def from_json(d: dict) -> "ScratchMarker":
-        if d.get("gstore_scratch") != MARKER_VERSION:
+        """Parse a marker; anything but the exact fields and types `to_json` writes is a ValueError
+        (a garbled or hand-made marker must not vouch for deleting a directory)."""
+        def typed(key: str, kinds: tuple, optional: bool = False):
+            v = d.get(key)
+            if v is None and optional:
+                return None
+            if isinstance(v, bool) or not isinstance(v, kinds):
+                raise ValueError(f"marker field {key!r} is not {kinds}")
+            return v
+
+        if not isinstance(d, dict) or typed("gstore_scratch", (int,)) != MARKER_VERSION:
             raise ValueError("not a gstore scratch marker")
-        owner = ScratchOwner(pid=int(d["pid"]), start_time=d.get("start_time"),
-                             boot_id=d.get("boot_id"), hostname=str(d["hostname"]))
-        return ScratchMarker(purpose=str(d["purpose"]), target=str(d.get("target", "")), owner=owner,
-                             created=float(d.get("created", 0.0)))
+        pid = typed("pid", (int,))
+        if not 0 < pid < 2**31:                 # pid_max is at most 2^22 on Linux
+            raise ValueError("marker pid out of range")
+        owner = ScratchOwner(pid=pid, start_time=typed("start_time", (int,), optional=True),
+                             boot_id=typed("boot_id", (str,), optional=True),
+                             hostname=typed("hostname", (str,)))
+        created = typed("created", (int, float), optional=True)
+        return ScratchMarker(purpose=typed("purpose", (str,)), target=typed("target", (str,), optional=True) or "",
+                             owner=owner, created=float(created or 0.0))
 
 
 def read_marker(path: Path) -> ScratchMarker | None:
@@ -202,6 +220,19 @@ def reclaim(path: Path, what: str) -> None:
     shutil.rmtree(path)
 
 
+def refuse_if_in_use(path: Path, what: str) -> None:
+    """Raise a StoreError when `path` is scratch of another live gstore process: `what` (the store,
+    say) is being written by it, and replacing or changing it now would lose that run's work."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return
+    marker = read_marker(path)
+    if marker is not None and marker.owner.state() == "alive":
+        raise StoreError(f"another gstore process (pid {marker.owner.pid}) is writing {what} "
+                         f"({marker.purpose} at {path})", path=path,
+                         hint="wait for that process to finish, or stop it")
+
+
 def _only_partial_marker(path: Path) -> bool:
     try:
         names = os.listdir(path)
@@ -235,6 +266,7 @@ def remove(path: Path) -> bool:
     so in the log. True when it was removed (or is already gone)."""
     path = Path(path)
     if not os.path.lexists(path):
+        release(path)           # e.g. a lock inside a store that a swap replaced meanwhile
         return True
     if not owned_by_me(path):
         log.warning("not removing %s: it is not scratch made by this process", path)

@@ -59,13 +59,47 @@ class ArrayRecord:
 
     @staticmethod
     def from_json(d: dict) -> "ArrayRecord":
+        """Parse a record; a field of the wrong type or out of range (a hand-edited or damaged
+        manifest) is a ValueError naming it, never a crash later in whatever reads the array."""
+        if not isinstance(d, dict):
+            raise ValueError(f"array record must be an object, got {type(d).__name__}")
+        name = d.get("name")
+        if not isinstance(name, str) or any(p in ("", ".", "..") or "\\" in p for p in name.split("/")):
+            # names become paths under the store: read by open and verify, written by a rebuild
+            raise ValueError(f"array {name!r}: name is not a relative path inside the store (like 'splits/train')")
+
+        def count(key: str, lo: int, value=None) -> int:
+            v = d.get(key) if value is None else value
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v < 2**62:
+                raise ValueError(f"{name}.{key} must be an integer >= {lo}, got {v!r}")
+            return v
+
+        shape = d.get("shape")
+        if not isinstance(shape, list) or not shape:
+            raise ValueError(f"{name}.shape must be a non-empty list, got {shape!r}")
+        shape_t = tuple(count("shape", 0, s) for s in shape)
+        try:
+            dtype = np.dtype(d.get("dtype"))
+        except (TypeError, ValueError):
+            dtype = None
+        if dtype is None or not isinstance(d.get("dtype"), str) or dtype.kind not in "biuf":
+            raise ValueError(f"{name}.dtype {d.get('dtype')!r} is not a numeric dtype")
         crcs = d.get("block_crc32c")
         if crcs is not None and not isinstance(crcs, str):
-            raise ValueError(f"block_crc32c of {d.get('name')!r} must be a base64 string")
-        rec = ArrayRecord(name=d["name"], shape=tuple(int(s) for s in d["shape"]), dtype=d["dtype"],
-                          chunk_rows=int(d["chunk_rows"]), data_bytes=int(d["data_bytes"]),
-                          checksum=d["checksum"], block_bytes=int(d.get("block_bytes", 0)),
-                          block_crc32c=d.get("block_crc32c"))
+            raise ValueError(f"block_crc32c of {name!r} must be a base64 string")
+        checksum = d.get("checksum")
+        if not isinstance(checksum, str):
+            raise ValueError(f"{name}.checksum must be a string, got {checksum!r}")
+        rec = ArrayRecord(name=name, shape=shape_t, dtype=d["dtype"], chunk_rows=count("chunk_rows", 1),
+                          data_bytes=count("data_bytes", 0), checksum=checksum,
+                          block_bytes=count("block_bytes", 1 if crcs is not None else 0,
+                                            d.get("block_bytes", 0)),
+                          block_crc32c=crcs)
+        # the data region is whole chunks: anything else would send reads past the file's data
+        row_bytes = _row_bytes(shape_t, dtype)
+        if rec.data_bytes != rec.n_chunks * rec.chunk_rows * row_bytes:
+            raise ValueError(f"{name}.data_bytes {rec.data_bytes} does not match its shape {list(shape_t)}, "
+                             f"dtype and chunk_rows {rec.chunk_rows}")
         rec._check_layout()
         return rec
 

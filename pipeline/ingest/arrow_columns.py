@@ -2,6 +2,8 @@
 built from the arrow buffers without per-value Python work."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -83,7 +85,8 @@ def ints_to_string_column(values: np.ndarray) -> StringColumn:
 def open_parquet(path: str) -> pq.ParquetFile:
     """Open a parquet input, turning arrow's failure into an InputError naming the file."""
     try:
-        return pq.ParquetFile(path)
+        # an arrow file opened from bytes: a str path must be strict UTF-8 (b'e\xff.parquet' is not)
+        return pq.ParquetFile(pa.OSFile(os.fsencode(path), "rb"))
     except (pa.ArrowException, OSError) as e:
         raise InputError(f"cannot read parquet file: {e}", path=path,
                          hint="the file looks truncated or corrupt") from None

@@ -59,7 +59,8 @@ def parse_split_spec(text: str) -> tuple[float, float, float]:
         fr = tuple(float(x) for x in rest.split(","))
     except ValueError:
         fr = ()
-    if kind != "random" or len(fr) != 3 or min(fr) < 0 or sum(fr) > 1 + 1e-9:
+    # `not 0 <= f`, not `f < 0`: NaN fails every comparison and would pass a negated one
+    if kind != "random" or len(fr) != 3 or not all(0 <= f <= 1 for f in fr) or not sum(fr) <= 1 + 1e-9:
         raise OptionError(f"cannot read --split {text!r}", hint="use random:TRAIN,VAL,TEST e.g. random:0.8,0.1,0.1")
     return fr  # type: ignore[return-value]
 

@@ -17,10 +17,18 @@ from gstore.pipeline.ingest.chunks import ReadStats
 from gstore.pipeline.ingest.text_format import TextFormat
 
 # must accept exactly what the reference scan in text_blocks accepts
-INT_PATTERN = r"^[ \t]*-?\d+[ \t]*$"
+INT_PATTERN = r"^[ \t]*-?[0-9]+[ \t]*$"
 FLOAT_PATTERN = (r"^[ \t]*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[nN][aA][nN]|[iI][nN][fF]"
                  r"([iI][nN][iI][tT][yY])?)[ \t]*$")
 _TARGET = {"int": pa.int64(), "float": pa.float32(), "str": pa.string(), "text": pa.string()}
+
+
+def has_hex_prefix(data: bytes | memoryview) -> bool:
+    """True when the block holds '0x' or '0X': arrow's int64 parse reads '0x10' as 16, so such a
+    block's int columns must be validated as text first."""
+    if isinstance(data, memoryview):   # views start at offset 0 of their bytearray (memchr)
+        return data.obj.find(b"0x", 0, data.nbytes) >= 0 or data.obj.find(b"0X", 0, data.nbytes) >= 0
+    return b"0x" in data or b"0X" in data
 
 
 def _read(data: bytes | memoryview, fmt: TextFormat, specs: list, types: list[pa.DataType],
@@ -48,8 +56,11 @@ def parse_block_skipping(data: bytes | memoryview, fmt: TextFormat, specs: list,
         dropped[0] += 1
         return "skip"
 
-    # 1. only wrong column counts (the usual damage): typed parse at full speed
+    # 1. only wrong column counts (the usual damage): typed parse at full speed (not when an int
+    # column may hold a hex literal, which the typed parse would accept)
     try:
+        if any(s.kind == "int" for s in specs) and has_hex_prefix(data):
+            raise ValueError("hex literal: validate as text")
         table = _read(data, fmt, specs, [_TARGET[s.kind] for s in specs], on_invalid)
         ok = np.ones(table.num_rows, dtype=bool)
         for spec, col in zip(specs, table.columns):

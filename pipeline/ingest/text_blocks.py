@@ -18,12 +18,13 @@ import pyarrow.csv as pcsv
 from gstore.errors import InputError
 from gstore.pipeline.ingest.chunks import ReadStats
 from gstore.pipeline.ingest.read_ahead import read_ahead
-from gstore.pipeline.ingest.skip_rows import parse_block_skipping
+from gstore.pipeline.ingest.skip_rows import INT_PATTERN, has_hex_prefix, parse_block_skipping
 from gstore.pipeline.ingest.text_format import TextFormat, TextStream, split_fields
 
 MAX_SKIP_EXAMPLES = 5
 PIECE_BYTES = 32 << 10  # slow path: arrow re-parses pieces down to this size before a Python scan
-_INT_RE = re.compile(r"[ \t]*-?\d+[ \t]*")
+# [0-9], not \d: Python's \d matches any Unicode digit ('\u0663'), which arrow rightly refuses
+_INT_RE = re.compile(r"[ \t]*-?[0-9]+[ \t]*")
 _FLOAT_RE = re.compile(r"[ \t]*[-+]?((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|nan|inf|infinity)[ \t]*",
                        re.IGNORECASE)
 _INT64_MAX = 2**63 - 1
@@ -292,10 +293,25 @@ def _fast_parse(data: bytes | memoryview, fmt: TextFormat, specs: list[ColumnSpe
         table = _read_arrow(data, fmt, specs, strict)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
         return None
+    if not _int_ids_are_decimal(data, fmt, specs, strict):
+        return None
     for spec, col in zip(specs, table.columns):
         if spec.kind == "str" and len(col) and pc.min(pc.binary_length(col)).as_py() == 0:
             return None
     return table
+
+
+def _int_ids_are_decimal(data: bytes | memoryview, fmt: TextFormat, specs: list[ColumnSpec],
+                         strict: bool) -> bool:
+    """False when an int column holds a hex literal: arrow reads '0x10' as 16, which would make node
+    '0x10' and node '16' one node. Checked only in blocks holding '0x'/'0X' (a fast byte search),
+    by re-reading the int columns as text; the reference scan then names the line."""
+    ints = [s for s in specs if s.kind == "int"]
+    if not ints or not has_hex_prefix(data):
+        return True
+    as_text = _read_arrow(data, fmt, [ColumnSpec(s.index, "text", s.what) for s in ints], strict)
+    return all(pc.all(pc.match_substring_regex(col, INT_PATTERN)).as_py() is not False
+               for col in as_text.columns)
 
 
 def _empty_table(specs: list[ColumnSpec]) -> pa.Table:

@@ -16,6 +16,7 @@ Explicit options (delimiter, comment, header) always win over detection.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -111,7 +112,8 @@ class TextStream:
     def __init__(self, path: str | Path, compression: str | None) -> None:
         self.path = str(path)
         self.compression = compression
-        self._raw = pa.OSFile(self.path, "rb")
+        # bytes: arrow encodes a str path as strict UTF-8, which a name like b'e\xff.csv' is not
+        self._raw = pa.OSFile(os.fsencode(self.path), "rb")
         self.raw_size = self._raw.size()
         self._stream: pa.NativeFile | BinaryIO = (
             pa.CompressedInputStream(self._raw, compression) if compression else self._raw)

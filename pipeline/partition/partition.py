@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gstore import scratch
+from gstore.builder import temp_path_for
 from gstore.errors import BudgetError, OptionError, StoreExistsError
 from gstore.manifest import read_manifest, write_manifest
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes, peak_rss_bytes, reset_peak_rss
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 METHODS = ("auto", "metis", "multilevel")
 BALANCE_ON = ("nodes", "edges")
-SCRATCH_DIR = "_partition_scratch"
+SCRATCH_DIR = scratch.STORE_LOCK
 FAULT_ENV = "GSTORE_FAULT_AT"
 
 
@@ -139,6 +140,8 @@ def partition_store(path: str | Path, num_parts: int, *, method: str = "auto", s
     # held until the partition is recorded: a second `gstore partition` of this store meanwhile is
     # refused ("another gstore process (pid N) ...") instead of racing on the manifest
     with scratch.scratch_dir(path / SCRATCH_DIR, "partition scratch", path) as scratch_path:
+        # a rebuild of this store (ingest --force) in progress would swap it out from under us
+        scratch.refuse_if_in_use(temp_path_for(path), "this store")
         parts, result = compute_partition(store, num_parts, method=method, seed=seed,
                                           imbalance=imbalance, memory_budget=memory_budget,
                                           balance_on=balance_on, scratch=scratch_path, progress=progress)

@@ -29,7 +29,7 @@ from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
 from gstore.pipeline.partition.csr_stream import ArrayFile, row_ranges, store_array_file
-from gstore.pipeline.partition.partition import SCRATCH_DIR, fault_point, inverse_perm, partition_arrays
+from gstore.pipeline.partition.partition import fault_point, inverse_perm, partition_arrays
 from gstore.pipeline.partition.reorder_kernels import map_sort_rows, scatter_rows
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,15 @@ def reorder_permutation(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, 
 def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = DEFAULT_MEMORY_BUDGET,
                   progress: Progress = NULL_PROGRESS) -> Path:
     """Rewrite the store at `path` with the parts of partition `key` laid out contiguously."""
+    import gstore
+
     path = Path(path)
-    # the new store is built from a snapshot of the manifest and the old directory is deleted, so
-    # the store's partition scratch is held meanwhile: a `gstore partition` of this store in another
-    # process is refused (its record would be lost, its scratch deleted under it), and one already
-    # running makes this reorder refused
-    with scratch.scratch_dir(path / SCRATCH_DIR, "reorder scratch", path):
+    gstore.open(path)           # a missing or broken store is refused before a lock dir is made in it
+    # the new store is built from a snapshot of the manifest and the old directory is deleted, so the
+    # store's writer lock is held from before the manifest is read until the swap: a `gstore
+    # partition` (or `ingest --force`) of this store in another process is refused (its record would
+    # be lost, its scratch deleted under it), and one already running makes this reorder refused
+    with scratch.scratch_dir(path / scratch.STORE_LOCK, "partition scratch", path):
         return _reorder_store(path, key, memory_budget, progress)
 
 
