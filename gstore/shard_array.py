@@ -92,8 +92,9 @@ class ArrayRecord:
             raise ValueError(f"{name}.checksum must be a string, got {checksum!r}")
         rec = ArrayRecord(name=name, shape=shape_t, dtype=d["dtype"], chunk_rows=count("chunk_rows", 1),
                           data_bytes=count("data_bytes", 0), checksum=checksum,
-                          block_bytes=count("block_bytes", 1 if crcs is not None else 0,
-                                            d.get("block_bytes", 0)),
+                          # any integer here: verify reports a bad block size as a problem
+                          # of that array (block_crc.valid_block_bytes), open refuses it
+                          block_bytes=count("block_bytes", -(2**62), d.get("block_bytes", 0)),
                           block_crc32c=crcs)
         # the data region is whole chunks: anything else would send reads past the file's data
         row_bytes = _row_bytes(shape_t, dtype)

@@ -126,9 +126,11 @@ def guess_header(first: list[str], rest: list[list[str]]) -> HeaderGuess:
             plain = plain or t
         else:
             reasons.append(f"{t!r}: {rule}")
-            strong = strong or (t if rule == "number" else None)
+            # only a digit-free word: '0x1f' or 'a17' over numbers is an id of another form
+            # (hex, a first row of letters-and-digits ids), not a name
+            strong = strong or (t if rule == "number" and not _has_digit(t) else None)
     if plain is None:
         return HeaderGuess(True, "; ".join(reasons))
-    if strong is not None:   # a word over a column of numbers: a name over a damaged column
+    if strong is not None:   # a word (no digits) over a column of numbers: a name over a damaged column
         return HeaderGuess(True, f"{strong!r} is not a number where every value below is")
     return HeaderGuess(False, f"{plain!r} has the form of the values below it")
