@@ -160,11 +160,19 @@ class StoreBuilder:
         # re-checked here: the build may have run for hours, and `out` may have appeared meanwhile
         check_replaceable(self.out, self.force)
         scratch.unmark(self.tmp)
-        if os.path.lexists(self.out):
-            self._replace_existing()
-        else:
-            os.replace(self.tmp, self.out)
-            self._tmp_is_ours = False
+        try:
+            if os.path.lexists(self.out):
+                self._replace_existing()
+            else:
+                os.replace(self.tmp, self.out)
+                self._tmp_is_ours = False
+        except BaseException:
+            if self._tmp_is_ours:       # still this build's scratch: marked again, so abort may delete it
+                try:
+                    scratch.mark(self.tmp, BUILD_PURPOSE, self.out)
+                except OSError as exc:
+                    log.warning("could not mark %s again (%s); it is left for you to remove", self.tmp, exc)
+            raise
         self._committed = True
         _fsync_dir(self.out.parent)
         return self.out
@@ -221,8 +229,7 @@ class StoreBuilder:
     def abort(self) -> None:
         """Remove `STORE.tmp` if it is still this build's (never a replaced store swapped into it)."""
         if self._tmp_is_ours and not self._committed:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            scratch.release(self.tmp)
+            scratch.remove(self.tmp)        # deletes only while its marker names this process
             self._tmp_is_ours = False
 
     def __enter__(self) -> "StoreBuilder":

@@ -69,7 +69,8 @@ class _CountingBar:
         self.n += n
 
 
-def _amount(n: float, unit: str, unit_scale: bool) -> str:
+def format_amount(n: float, unit: str, unit_scale: bool) -> str:
+    """1.21M edges (unit_scale) or 1,210,000 edges."""
     if unit_scale:
         from tqdm import tqdm
 
@@ -82,10 +83,10 @@ def phase_line(name: str, done: int, total: int | None, unit: str, unit_scale: b
     """The one line a finished phase prints when stderr is not a terminal."""
     if done == 0 and total is None:           # a phase that reports no counts, only its end
         return f"{name}: done in {seconds:.1f} s"
-    amount = _amount(done, unit, unit_scale)
+    amount = format_amount(done, unit, unit_scale)
     if total is not None and total != done:
-        amount = f"{amount} of {_amount(total, unit, unit_scale)}"
-    rate = f" ({_amount(done / seconds, unit, unit_scale)}/s)" if seconds > 0 and done else ""
+        amount = f"{amount} of {format_amount(total, unit, unit_scale)}"
+    rate = f" ({format_amount(done / seconds, unit, unit_scale)}/s)" if seconds > 0 and done else ""
     return f"{name}: {amount} in {seconds:.1f} s{rate}"
 
 

@@ -4,8 +4,6 @@ out from under another's write (found by a hostile test: a `partition -k 4` that
 `partition -k 8 --reorder` rebuilt the store reported success and its partition was silently lost)."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +16,6 @@ from gstore.pipeline.partition.partition import partition_store
 from gstore.pipeline.partition.reorder import reorder_store
 from safety_helpers import mark_as_live_owner, tree_digest
 from store_factory import build_store, random_graph
-
-
-@pytest.fixture
-def sleeper():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture

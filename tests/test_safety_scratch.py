@@ -2,7 +2,6 @@
 by every stage that builds next to or inside a store (StoreBuilder, partition, reorder)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -24,14 +23,6 @@ from gstore.pipeline.partition.partition import clean_stale_partition_dirs, part
 from gstore.pipeline.partition.reorder import reorder_store
 from safety_helpers import mark_as_dead_owner, mark_as_live_owner, tree_digest
 from store_factory import build_store, random_graph
-
-
-@pytest.fixture
-def sleeper():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 def _owner(**changes) -> scratch.ScratchOwner:

@@ -7,7 +7,7 @@ import click
 
 from gstore.cli_options import emit_json, examples, json_option, memory_budget_option, output_option, \
     verbose_option
-from gstore.cli_progress import TqdmProgress, quiet_option
+from gstore.cli_progress import TqdmProgress, format_amount, quiet_option
 from gstore.errors import OptionError
 from gstore.memory import format_bytes, parse_bytes
 
@@ -24,14 +24,6 @@ def _columns(text: str | None) -> tuple[str | int, str | int] | None:
     if len(parts) != 2 or not all(p.strip() for p in parts):
         raise OptionError(f"--columns {text!r}: expected SRC,DST (names or 0-based positions)")
     return _column(parts[0]), _column(parts[1])
-
-
-def _rate(per_second: float) -> str:
-    """12.3 M / 45.6 k / 7: a rate with a unit that keeps three significant figures."""
-    for scale, unit in ((1e6, " M"), (1e3, " k")):
-        if per_second >= scale:
-            return f"{per_second / scale:.3g}{unit}"
-    return f"{per_second:.0f}"
 
 
 def _delimiter(text: str | None) -> str | None:
@@ -108,7 +100,7 @@ def command(edges: tuple[Path, ...], output: Path, delimiter: str | None, column
         return
     click.echo(f"{r.store}: {r.num_nodes:,} nodes, {r.num_edges:,} edges "
                f"({'undirected, both directions' if undirected else 'directed'}; ids {r.id_type})")
-    click.echo(f"  read {r.edges_read:,} edges in {r.seconds:.1f} s ({_rate(r.edges_per_second)} edges/s), "
+    click.echo(f"  read {r.edges_read:,} edges in {r.seconds:.1f} s ({format_amount(r.edges_per_second, 'edges', True)}/s), "
                f"peak RSS {format_bytes(r.peak_rss_bytes)}; dropped {r.duplicates_dropped:,} duplicate "
                f"and {r.self_loops_dropped:,} self-loop entries")
     for note in r.notes:
