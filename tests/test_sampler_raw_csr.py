@@ -11,7 +11,7 @@ from gstore.pipeline.sampling import inputs
 from gstore.pipeline.sampling.cluster import ClusterSampler
 from gstore.pipeline.sampling.neighbor import NeighborSampler
 from gstore.pipeline.sampling.saint import RandomEdgeSampler, RandomNodeSampler
-from tests.store_factory import build_store, random_graph
+from store_factory import build_store, random_graph
 
 # 4 nodes; row 2 is empty. `indptr` ends at len(indices) and starts at 0 (the old checks passed).
 GOOD = (np.array([0, 2, 3, 3, 5], np.int64), np.array([1, 2, 0, 0, 1], np.int32))
