@@ -1,0 +1,1 @@
+"""Out-of-core layer-wise inference: every node's embeddings layer by layer, through disk arrays."""
