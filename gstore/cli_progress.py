@@ -60,13 +60,20 @@ class _TqdmBar:
     def advance(self, n: int = 1) -> None:
         self.bar.update(n)
 
+    def set_postfix(self, text: str) -> None:
+        self.bar.set_postfix_str(text, refresh=False)
+
 
 class _CountingBar:
     def __init__(self) -> None:
         self.n = 0
+        self.postfix = ""
 
     def advance(self, n: int = 1) -> None:
         self.n += n
+
+    def set_postfix(self, text: str) -> None:
+        self.postfix = text
 
 
 def format_amount(n: float, unit: str, unit_scale: bool) -> str:
@@ -96,4 +103,5 @@ def _line_phase(name: str, total: int | None, unit: str, unit_scale: bool) -> It
     t0 = time.perf_counter()
     yield bar
     # only a phase that completed reports; a failing one leaves the error message as the last word
-    click.echo(phase_line(name, bar.n, total, unit, unit_scale, time.perf_counter() - t0), err=True)
+    line = phase_line(name, bar.n, total, unit, unit_scale, time.perf_counter() - t0)
+    click.echo(f"{line}; {bar.postfix}" if bar.postfix else line, err=True)

@@ -18,6 +18,9 @@ log = logging.getLogger("gstore")
 class PhaseBar(Protocol):
     def advance(self, n: int = 1) -> None: ...
 
+    def set_postfix(self, text: str) -> None:
+        """A short status shown after the bar (e.g. 'loss 0.41, 12.3 batches/s')."""
+
 
 class Progress:
     """Silent progress sink: logs each phase at INFO. Subclassed by the CLI's tqdm sink."""
@@ -32,6 +35,9 @@ class Progress:
 
 class _NullBar:
     def advance(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, text: str) -> None:
         pass
 
 

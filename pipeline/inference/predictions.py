@@ -1,0 +1,116 @@
+"""Predictions of every node from the layer-wise output, into a run directory, chunk by chunk.
+
+Layout under `out_dir` (docs/training.md):
+    predictions/class.npy   int32 (N,)    predicted class per dense node id
+    predictions/score.npy   float32 (N,)  softmax probability of that class
+    predictions/positive.npy float32 (N,) probability of class 1 (two-class tasks only)
+    predictions.parquet     node_id (the original id: int64 or string), dense_id, class, label
+                            (the class name, when the store has label names), score
+The .npy files are written through memory maps and the table in row groups, so RSS stays at one
+chunk of rows at any N. Split metrics come from the written classes and scores
+(gstore.train.metrics.split_metrics).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROWS_PER_CHUNK = 1 << 20
+
+
+@dataclass
+class PredictionsRecord:
+    """Where the predictions went: paths relative to the run directory."""
+
+    num_nodes: int
+    num_classes: int
+    class_path: str = "predictions/class.npy"
+    score_path: str = "predictions/score.npy"
+    positive_path: str | None = None
+    table_path: str = "predictions.parquet"
+    metrics: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _chunk_rows(num_classes: int, budget_bytes: int) -> int:
+    # a chunk holds its logits and softmax in float32 plus a few int/float columns
+    return int(max(1024, min(ROWS_PER_CHUNK, budget_bytes // (16 * max(1, num_classes) + 64))))
+
+
+def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes: int = 256 << 20
+                      ) -> PredictionsRecord:
+    """Write class/score arrays and the parquet table for `logits` (float (N, C), e.g. a memmap)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, c = int(logits.shape[0]), int(logits.shape[1])
+    rec = PredictionsRecord(num_nodes=n, num_classes=c,
+                            positive_path="predictions/positive.npy" if c == 2 else None)
+    (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    cls = np.lib.format.open_memmap(out_dir / rec.class_path, "w+", np.int32, (n,))
+    score = np.lib.format.open_memmap(out_dir / rec.score_path, "w+", np.float32, (n,))
+    pos = (np.lib.format.open_memmap(out_dir / rec.positive_path, "w+", np.float32, (n,))
+           if rec.positive_path else None)
+    names = store.label_names
+    name_type = None
+    if names:
+        name_type = pa.dictionary(pa.int32(), pa.string())
+        name_dict = pa.array([str(x) for x in names], pa.string())
+    step = _chunk_rows(c, budget_bytes)
+    tmp_table = out_dir / f".{rec.table_path}.{os.getpid()}.tmp"
+    writer = None
+    try:
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            block = torch.from_numpy(np.asarray(logits[lo:hi], dtype=np.float32))
+            prob = torch.softmax(block, dim=1)
+            top, arg = prob.max(dim=1)
+            cls[lo:hi] = arg.numpy().astype(np.int32)
+            score[lo:hi] = top.numpy()
+            if pos is not None:
+                pos[lo:hi] = prob[:, 1].numpy()
+            cols = {"node_id": _node_ids(store, lo, hi),
+                    "dense_id": pa.array(np.arange(lo, hi, dtype=np.int64)),
+                    "class": pa.array(cls[lo:hi])}
+            if name_type is not None:
+                cols["label"] = pa.DictionaryArray.from_arrays(pa.array(cls[lo:hi]), name_dict)
+            cols["score"] = pa.array(score[lo:hi])
+            table = pa.table(cols)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp_table, table.schema)
+            writer.write_table(table)
+        if writer is None:                    # an empty graph: still a readable, empty table
+            writer = pq.ParquetWriter(tmp_table, pa.schema([("node_id", pa.int64()), ("dense_id", pa.int64()),
+                                                           ("class", pa.int32()), ("score", pa.float32())]))
+        writer.close()
+        writer = None
+        for a in (cls, score, pos):
+            if a is not None:
+                a.flush()
+        os.replace(tmp_table, out_dir / rec.table_path)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp_table.unlink(missing_ok=True)
+    del cls, score, pos
+    return rec
+
+
+def _node_ids(store, lo: int, hi: int):
+    """Original ids of dense nodes [lo, hi) as an Arrow array (strings straight from the store's
+    offsets/bytes buffers: no Python object per node)."""
+    import pyarrow as pa
+
+    ids = store.node_ids
+    if isinstance(ids, np.ndarray):
+        return pa.array(np.asarray(ids[lo:hi], dtype=np.int64))
+    offsets = np.asarray(ids.offsets[lo:hi + 1], dtype=np.int64)
+    data = np.asarray(ids.data[offsets[0]:offsets[-1]])
+    return pa.LargeStringArray.from_buffers(hi - lo, pa.py_buffer(offsets - offsets[0]),
+                                            pa.py_buffer(data))

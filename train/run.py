@@ -1,0 +1,344 @@
+"""`gstore train` as a library call: a run from store to predictions, resumable at every checkpoint.
+
+    result = train_run(TrainConfig(store="g.gstore", method="sage"), Path("runs/a"))
+
+Order of work: every input is checked before RUN_DIR is touched (store contents, options,
+partition, device, a resume's checkpoint and config), so a bad input leaves nothing behind. Then
+epochs of the one training loop (train/loop.py), a sampled evaluation every `eval_every` epochs,
+a checkpoint after every epoch (and every `checkpoint_every` batches), early stopping on the
+validation metric, and finally the best model's layer-wise inference over every node
+(pipeline/inference) into the run's predictions, from which the reported metrics come.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+import gstore
+from gstore.errors import OptionError
+from gstore.memory import parse_bytes, peak_rss_bytes
+from gstore.progress import NULL_PROGRESS, Progress
+from gstore.seeding import derive_seed
+from gstore.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from gstore.train.loop import Amp, EpochProgress, EpochStats, evaluate, train_epoch
+from gstore.train.metrics import SplitMetrics, check_metric, split_metrics
+from gstore.train.run_config import TrainConfig, validate
+from gstore.train.run_dir import RunDir
+
+log = logging.getLogger(__name__)
+
+EVAL_BATCH_FACTOR = 4     # evaluation batches are this many times the training batch (no backward)
+
+
+@dataclass
+class RunInputs:
+    """What a run reads from its store, checked once."""
+
+    store: object                 # GraphStore
+    num_classes: int
+    in_dim: int
+    binary: bool
+    partition: object | None      # Partition (cluster-gcn), else None
+    device: torch.device
+
+
+@dataclass
+class TrainResult:
+    """`gstore train --json`: the run's outcome (metrics from layer-wise inference over all nodes)."""
+
+    method: str
+    model: str
+    epochs: int                    # epochs trained in total (this and earlier sessions of the run)
+    best_epoch: int | None
+    stopped_early: bool
+    metrics: dict                  # {split: {"accuracy", "count"[, "roc_auc"]}}
+    seconds: float
+    train_seconds: float
+    inference_seconds: float
+    batches_per_s: float
+    wait_share: float
+    peak_rss_bytes: int
+    run_dir: str
+    predictions: str
+    resumed_from: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for split, m in self.metrics.items():
+            d[f"{split}_accuracy"] = m.get("accuracy")
+            if "roc_auc" in m:
+                d[f"{split}_roc_auc"] = m["roc_auc"]
+        for split in ("train", "val", "test"):
+            d.setdefault(f"{split}_accuracy", None)
+        return d
+
+
+# ---- checks -------------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda:0 when available else cpu; cuda asked without CUDA: a one-line OptionError."""
+    from gstore.pipeline.loader.to_device import resolve_device as loader_device
+
+    if name == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    return loader_device(name)
+
+
+def check_inputs(cfg: TrainConfig) -> RunInputs:
+    """Open the store and check everything the run needs; OptionError/StoreError in one line."""
+    validate(cfg)
+    store = gstore.open(cfg.store)
+    where = f"store {cfg.store}"
+    if store.features is None:
+        raise OptionError(f"{where} has no node features to train on",
+                          hint="ingest with --features FILE (or generate a graph with features)")
+    if store.labels is None or not store.label_names:
+        raise OptionError(f"{where} has no labels", hint="ingest with --nodes FILE holding a label column")
+    if not len(store.split("train")):
+        raise OptionError(f"{where} has no train split",
+                          hint="ingest with a split column in --nodes, or let ingest draw one (--split)")
+    num_classes = len(store.label_names)
+    check_metric(cfg.metric, num_classes)
+    partition = None
+    if cfg.method == "cluster-gcn":
+        partition = store.partition if cfg.partition is None else store.partitions().get(int(cfg.partition))
+        if partition is None:
+            k = cfg.partition or max(2, min(1500, store.num_nodes // 1000))
+            which = "no partition" if cfg.partition is None else f"no {cfg.partition}-way partition"
+            raise OptionError(f"--method cluster-gcn needs the store's clusters, and {where} has {which}",
+                              hint=f"run `gstore partition {cfg.store} -k {k} --reorder` first")
+        if cfg.clusters_per_batch > partition.num_parts:
+            raise OptionError(f"--clusters-per-batch {cfg.clusters_per_batch} is more than the "
+                              f"{partition.num_parts} parts of the partition",
+                              hint=f"use at most {partition.num_parts}")
+        if not partition.contiguous:
+            log.warning("the %d-way partition is not laid out contiguously: every batch reads "
+                        "scattered rows; `gstore partition %s -k %d --reorder` makes batches ranges "
+                        "(about 4x the batches/s)", partition.num_parts, cfg.store, partition.num_parts)
+    parse_bytes(cfg.memory_budget)
+    device = resolve_device(cfg.device)
+    return RunInputs(store, num_classes, int(store.features.shape[1]), num_classes == 2, partition, device)
+
+
+def build_model(cfg: TrainConfig, inputs: RunInputs) -> torch.nn.Module:
+    from gstore.train.models import GNN
+
+    torch.manual_seed(derive_seed(cfg.seed, "init"))
+    model = GNN(cfg.model, inputs.in_dim, cfg.hidden, inputs.num_classes, cfg.layers,
+                dropout=cfg.dropout, batch_norm=cfg.batch_norm, residual=cfg.residual, jk=cfg.jk,
+                heads=cfg.heads)
+    return model.to(inputs.device)
+
+
+def train_loader(cfg: TrainConfig, inputs: RunInputs):
+    from gstore.pipeline.loader import ClusterLoader, NeighborLoader
+
+    common = dict(seed=cfg.seed, prefetch=cfg.prefetch, device=inputs.device, num_workers=cfg.num_workers)
+    if cfg.method == "sage":
+        return NeighborLoader(inputs.store, list(cfg.fanouts), cfg.batch_size, "train", **common)
+    from gstore.pipeline.sampling.cluster import ClusterSampler
+
+    part = inputs.partition
+    gcn = cfg.model == "gcn"        # GCN takes the sampler's normalised weights, self-loops included
+    csr = inputs.store.csr()
+    sampler = ClusterSampler(csr.indptr, csr.indices, part.parts, part.num_parts, cfg.clusters_per_batch,
+                             normalize=gcn, self_loops=gcn, seed=cfg.seed, perm=part.perm,
+                             partptr=part.partptr, contiguous=part.contiguous, pos=part.pos,
+                             kernel_threads=1 if cfg.num_workers > 1 else None, edge_ids=False)
+    return ClusterLoader(inputs.store, clusters_per_batch=cfg.clusters_per_batch, split="train",
+                         sampler=sampler, normalize=gcn, self_loops=gcn, **common)
+
+
+def eval_loader(cfg: TrainConfig, inputs: RunInputs, split: str):
+    """Sampled evaluation batches of `split` (the training fanouts, fixed order), or None if empty."""
+    from gstore.pipeline.loader import NeighborLoader
+
+    if not len(inputs.store.split(split)):
+        return None
+    return NeighborLoader(inputs.store, list(cfg.fanouts), cfg.batch_size * EVAL_BATCH_FACTOR, split,
+                          shuffle=False, seed=derive_seed(cfg.seed, "eval") % (2**31),
+                          prefetch=cfg.prefetch, device=inputs.device, num_workers=cfg.num_workers)
+
+
+# ---- the run ------------------------------------------------------------------------------------
+@dataclass
+class BestState:
+    score: float = -math.inf
+    epoch: int | None = None
+    bad_evals: int = 0
+
+    def to_state(self) -> dict:
+        return {"score": self.score if math.isfinite(self.score) else None, "epoch": self.epoch,
+                "bad_evals": self.bad_evals}
+
+    @staticmethod
+    def from_state(d: dict) -> "BestState":
+        s = d.get("score")
+        return BestState(-math.inf if s is None else float(s), d.get("epoch"), int(d.get("bad_evals", 0)))
+
+
+def _score(metrics: dict, metric: str) -> float:
+    v = metrics.get(metric)
+    return float("nan") if v is None else float(v)
+
+
+def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: bool = False,
+              progress: Progress = NULL_PROGRESS,
+              on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train per `cfg` into `run_dir` (new, or --resume an earlier one), then predict every node.
+
+    `on_epoch(record)` receives each metrics.jsonl record as it is written (the CLI's epoch line).
+    """
+    t_start = time.perf_counter()
+    rd = RunDir(Path(run_dir))
+    ckpt = None
+    if resume:
+        rd.check_resume()
+        saved = TrainConfig.from_json(rd.read_config(), str(rd.config))
+        diffs = cfg.resume_differences(saved)
+        if diffs:
+            raise OptionError("--resume with options that differ from the run's: " + "; ".join(diffs),
+                              hint="pass the run's options (see its config.json), or start a new run")
+        ckpt = load_checkpoint(rd.last) if rd.last.exists() else None
+    else:
+        rd.check_new(force)
+    inputs = check_inputs(cfg)
+    model = build_model(cfg, inputs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    amp = Amp(cfg.amp, inputs.device)
+    loader = train_loader(cfg, inputs)
+    best = BestState()
+    epoch, epoch_progress = 0, None
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt.model)
+            optimizer.load_state_dict(ckpt.optimizer)
+            if ckpt.scaler:
+                amp.scaler.load_state_dict(ckpt.scaler)
+            loader.load_state_dict(ckpt.loader)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise OptionError(f"checkpoint {rd.last} does not fit this run: {str(exc).splitlines()[0]}",
+                              hint="start a new run (--force)") from None
+        best = BestState.from_state(ckpt.progress.get("best", {}))
+        epoch = ckpt.epoch
+        if ckpt.batches_done:
+            epoch_progress = EpochProgress.from_state(ckpt.progress["epoch"])
+    rd.claim(fresh=not resume)
+    if not resume:
+        rd.write_config(cfg.to_json())
+        rd.keep_metrics(0)
+    kept = rd.keep_metrics(epoch)
+    resumed_from = epoch if resume else None
+    evals = {s: eval_loader(cfg, inputs, s) for s in ("val", "test")}
+    stopped_early = bool(kept) and cfg.patience > 0 and best.bad_evals >= cfg.patience
+    totals = {"batches": 0, "seconds": 0.0, "wait": 0.0}
+    t_train = time.perf_counter()
+
+    def checkpoint(epoch_now: int, batches_done: int, ep: EpochProgress | None, path: Path) -> None:
+        state = {"best": best.to_state()}
+        if ep is not None:
+            state["epoch"] = ep.to_state()
+        save_checkpoint(path, Checkpoint(epoch_now, batches_done, model.state_dict(), optimizer.state_dict(),
+                                         amp.scaler.state_dict() if amp.scaler.is_enabled() else None,
+                                         loader.state_dict(), state, cfg.to_json(), torch.get_rng_state()))
+
+    while epoch < cfg.epochs and not stopped_early:
+        ep = epoch_progress or EpochProgress(SplitMetrics(binary=inputs.binary))
+        epoch_progress = None
+        if ep.batches == 0:
+            loader.set_epoch(epoch)
+        with progress.phase(f"epoch {epoch}", total=len(loader), unit="batch") as bar:
+            if ep.batches:
+                bar.advance(ep.batches)
+
+            def on_batch(batch, p: EpochProgress) -> None:
+                bar.advance(1)
+                bar.set_postfix(f"loss {p.metrics.loss:.4f}, {p.batches / max(p.seconds, 1e-9):.1f} batches/s")
+                if cfg.checkpoint_every and p.batches % cfg.checkpoint_every == 0 and p.batches < len(loader):
+                    checkpoint(epoch, p.batches, p, rd.last)
+
+            stats = train_epoch(model, loader, optimizer, epoch=epoch, seed=cfg.seed, amp=amp,
+                                progress=ep, on_batch=on_batch)
+        totals["batches"] += stats.batches
+        totals["seconds"] += stats.seconds
+        totals["wait"] += stats.wait_s
+        record = _epoch_record(stats, ep.metrics)
+        improved = False
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            for split, ld in evals.items():
+                if ld is not None:
+                    ld.set_epoch(0)
+                    record[split] = evaluate(model, ld, inputs.binary, amp).summary()
+            score = _score(record.get("val", record["train"]), cfg.metric)
+            if math.isfinite(score) and score > best.score:
+                best = BestState(score, epoch, 0)
+                improved = True
+            else:
+                best.bad_evals += 1
+            if cfg.patience and best.bad_evals >= cfg.patience:
+                stopped_early = True
+                record["stopped_early"] = True
+        record["best_epoch"] = best.epoch
+        rd.append_metrics(record)
+        epoch += 1
+        checkpoint(epoch, 0, None, rd.last)
+        if improved:
+            checkpoint(epoch, 0, None, rd.best)
+        if on_epoch is not None:
+            on_epoch(record)
+    train_seconds = time.perf_counter() - t_train
+    if cfg.plot:
+        from gstore.train.plot import plot_curve
+
+        plot_curve(rd.metrics, rd.path / "curve.png")
+    t_inf = time.perf_counter()
+    final = rd.best if rd.best.exists() else rd.last
+    pred = predict_into(inputs, cfg, model, final if final.exists() else None, rd, progress)
+    inference_seconds = time.perf_counter() - t_inf
+    result = TrainResult(method=cfg.method, model=cfg.model, epochs=epoch, best_epoch=best.epoch,
+                         stopped_early=stopped_early, metrics=pred.metrics,
+                         seconds=time.perf_counter() - t_start, train_seconds=train_seconds,
+                         inference_seconds=inference_seconds,
+                         batches_per_s=totals["batches"] / totals["seconds"] if totals["seconds"] else float("nan"),
+                         wait_share=totals["wait"] / totals["seconds"] if totals["seconds"] else float("nan"),
+                         peak_rss_bytes=peak_rss_bytes(), run_dir=str(rd.path),
+                         predictions=str(rd.path / pred.table_path), resumed_from=resumed_from)
+    from gstore.shard_array import write_json_atomic
+    from gstore.cli_options import _plain
+
+    write_json_atomic(rd.summary, _plain(result.to_json()))
+    return result
+
+
+def _epoch_record(stats: EpochStats, train: SplitMetrics) -> dict:
+    return {"epoch": stats.epoch, "loss": stats.loss, "train": train.summary(),
+            "seconds": stats.seconds, "batches": stats.batches, "batches_per_s": stats.batches_per_s,
+            "wait_s": stats.wait_s, "wait_share": stats.wait_share}
+
+
+def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ckpt_path: Path | None,
+                 rd: RunDir, progress: Progress = NULL_PROGRESS):
+    """Layer-wise inference of `model` (weights from `ckpt_path` when given) over every node, into
+    rd's predictions; returns the PredictionsRecord with split metrics filled in."""
+    from gstore.pipeline.inference.layerwise import layerwise_inference
+    from gstore.pipeline.inference.predictions import write_predictions
+
+    if ckpt_path is not None:
+        model.load_state_dict(load_checkpoint(ckpt_path, map_location=inputs.device).model)
+    model.eval()
+    out = layerwise_inference(inputs.store, model, rd.inference, memory_budget=cfg.memory_budget,
+                              dtype=cfg.inference_dtype, device=inputs.device, progress=progress)
+    try:
+        with progress.phase("predictions", total=None):
+            rec = write_predictions(inputs.store, out.open_output(), rd.path,
+                                    budget_bytes=parse_bytes(cfg.memory_budget) // 4)
+            rec.metrics = split_metrics(inputs.store, rd.path, rec)
+    finally:
+        out.remove()
+    return rec

@@ -1,0 +1,130 @@
+"""The resolved options of a training run (`config.json` in the run directory).
+
+Every option that decides what a run computes is here, so `config.json` is enough to rerun it and a
+`--resume` can be checked against it: `resume_differences` names every option whose value differs,
+except the few that only change how long or how fast a run goes (RESUME_FREE).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from gstore.errors import OptionError
+
+METHODS = ("sage", "cluster-gcn")
+MODELS = ("sage", "gcn", "gat")
+JK_MODES = ("none", "cat", "max")
+INFERENCE_DTYPES = ("float32", "float16")
+CONFIG_VERSION = 1
+# options a resumed run may change: more epochs, other workers/prefetch/budget, other reporting
+RESUME_FREE = frozenset({"epochs", "num_workers", "prefetch", "memory_budget", "patience",
+                         "eval_every", "inference_dtype", "checkpoint_every", "plot"})
+
+
+@dataclass
+class TrainConfig:
+    """One training run. `store`: absolute path; `fanouts`: per hop from the seeds outwards (sage),
+    also used for sampled evaluation; `partition`: number of parts used by cluster-gcn (None = the
+    store's default partition)."""
+
+    store: str
+    method: str = "sage"
+    model: str = "sage"
+    layers: int = 2
+    hidden: int = 128
+    dropout: float = 0.5
+    lr: float = 0.003
+    weight_decay: float = 0.0
+    epochs: int = 10
+    batch_size: int = 1024
+    fanouts: tuple[int, ...] = (15, 10)
+    clusters_per_batch: int = 20
+    partition: int | None = None
+    num_workers: int = 2
+    prefetch: int = 4
+    device: str = "cpu"
+    amp: bool = False
+    seed: int = 0
+    patience: int = 0
+    eval_every: int = 1
+    metric: str = "accuracy"
+    memory_budget: str = "2GiB"
+    batch_norm: bool = False
+    residual: bool = False
+    jk: str = "none"
+    heads: int = 4
+    inference_dtype: str = "float32"
+    checkpoint_every: int = 0
+    plot: bool = False
+    version: int = field(default=CONFIG_VERSION)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["fanouts"] = list(self.fanouts)
+        return d
+
+    @staticmethod
+    def from_json(d: dict, where: str = "config.json") -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise OptionError(f"{where} is not a JSON object")
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise OptionError(f"{where} has unknown options {unknown}",
+                              hint="it was written by another gstore version; start a new run")
+        if "store" not in d:
+            raise OptionError(f"{where} lacks 'store'")
+        d = dict(d)
+        if int(d.get("version", CONFIG_VERSION)) != CONFIG_VERSION:
+            raise OptionError(f"{where} has config version {d.get('version')}, this gstore reads "
+                              f"{CONFIG_VERSION}", hint="start a new run")
+        d["fanouts"] = tuple(int(f) for f in d.get("fanouts", ()))
+        return TrainConfig(**d)
+
+    def resume_differences(self, saved: "TrainConfig") -> list[str]:
+        """'option: saved X, now Y' for every option outside RESUME_FREE that differs."""
+        out = []
+        for f in fields(self):
+            if f.name in RESUME_FREE:
+                continue
+            mine, old = getattr(self, f.name), getattr(saved, f.name)
+            if mine != old:
+                out.append(f"--{f.name.replace('_', '-')}: saved {_show(old)}, now {_show(mine)}")
+        return out
+
+
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return ",".join(str(x) for x in v)
+    return repr(v)
+
+
+def validate(cfg: TrainConfig) -> None:
+    """One-line OptionError for any option outside its range (the store is checked elsewhere)."""
+    def need(ok: bool, msg: str, hint: str | None = None) -> None:
+        if not ok:
+            raise OptionError(msg, hint=hint)
+
+    need(cfg.method in METHODS, f"unknown --method {cfg.method!r}", f"use one of {', '.join(METHODS)}")
+    need(cfg.model in MODELS, f"unknown --model {cfg.model!r}", f"use one of {', '.join(MODELS)}")
+    need(cfg.jk in JK_MODES, f"unknown --jk {cfg.jk!r}", f"use one of {', '.join(JK_MODES)}")
+    need(cfg.inference_dtype in INFERENCE_DTYPES, f"unknown --inference-dtype {cfg.inference_dtype!r}",
+         "use float32 or float16")
+    need(cfg.layers >= 1, f"--layers must be >= 1, got {cfg.layers}")
+    need(cfg.hidden >= 1, f"--hidden must be >= 1, got {cfg.hidden}")
+    need(cfg.heads >= 1, f"--heads must be >= 1, got {cfg.heads}")
+    need(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
+    need(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
+    need(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
+    need(cfg.epochs >= 0, f"--epochs must be >= 0, got {cfg.epochs}")
+    need(cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}")
+    need(cfg.clusters_per_batch >= 1, f"--clusters-per-batch must be >= 1, got {cfg.clusters_per_batch}")
+    need(cfg.num_workers >= 1, f"--num-workers must be >= 1, got {cfg.num_workers}")
+    need(cfg.prefetch >= 1, f"--prefetch must be >= 1, got {cfg.prefetch}")
+    need(cfg.seed >= 0, f"--seed must be >= 0, got {cfg.seed}")
+    need(cfg.patience >= 0, f"--patience must be >= 0 (0 = no early stopping), got {cfg.patience}")
+    need(cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}")
+    need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
+    if len(cfg.fanouts) != cfg.layers:
+        raise OptionError(f"--fanouts has {len(cfg.fanouts)} hop(s) ({_show(tuple(cfg.fanouts))}) but "
+                          f"--layers is {cfg.layers}: give one fanout per layer",
+                          hint=f"e.g. --fanouts {','.join(['10'] * cfg.layers)}")
