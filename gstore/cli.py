@@ -23,6 +23,8 @@ COMMANDS = {
     "sample": "sample",
     "demo": "demo",
     "verify": "verify",
+    "train": "train",
+    "predict": "predict",
 }
 
 

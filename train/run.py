@@ -22,6 +22,7 @@ import torch
 
 import gstore
 from gstore.errors import OptionError
+from gstore.faults import fault_point
 from gstore.memory import parse_bytes, peak_rss_bytes
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.seeding import derive_seed
@@ -258,6 +259,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                 bar.advance(ep.batches)
 
             def on_batch(batch, p: EpochProgress) -> None:
+                fault_point(f"train:epoch{epoch}:batch{p.batches}")     # crash tests
                 bar.advance(1)
                 bar.set_postfix(f"loss {p.metrics.loss:.4f}, {p.batches / max(p.seconds, 1e-9):.1f} batches/s")
                 if cfg.checkpoint_every and p.batches % cfg.checkpoint_every == 0 and p.batches < len(loader):
@@ -342,3 +344,63 @@ def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ck
     finally:
         out.remove()
     return rec
+
+
+@dataclass
+class PredictResult:
+    """`gstore predict --json`."""
+
+    run_dir: str
+    checkpoint: str
+    num_nodes: int
+    metrics: dict
+    seconds: float
+    table: str
+    peak_rss_bytes: int
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for split, m in self.metrics.items():
+            d[f"{split}_accuracy"] = m.get("accuracy")
+            if "roc_auc" in m:
+                d[f"{split}_roc_auc"] = m["roc_auc"]
+        return d
+
+
+def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", memory_budget: str | None = None,
+                inference_dtype: str | None = None, device: str | None = None,
+                progress: Progress = NULL_PROGRESS) -> PredictResult:
+    """Layer-wise inference of a finished (or interrupted) run's checkpoint over every node of
+    `store_path` into the run's predictions."""
+    import dataclasses
+
+    t0 = time.perf_counter()
+    rd = RunDir(Path(run_dir))
+    rd.check_resume()
+    cfg = TrainConfig.from_json(rd.read_config(), str(rd.config))
+    changes = {"store": str(Path(store_path).resolve())}
+    if memory_budget is not None:
+        changes["memory_budget"] = memory_budget
+    if inference_dtype is not None:
+        changes["inference_dtype"] = inference_dtype
+    if device is not None:
+        changes["device"] = device
+    if changes["store"] != cfg.store:
+        log.info("predicting on %s (the run trained on %s)", changes["store"], cfg.store)
+    cfg = dataclasses.replace(cfg, **changes)
+    path = rd.best if checkpoint == "best" and rd.best.exists() else rd.last
+    if not path.exists():
+        raise OptionError(f"run {rd.path} has no checkpoint yet", hint="train it first (gstore train ... --resume)")
+    ckpt = load_checkpoint(path)            # checked (crc, format) before anything is written
+    inputs = check_inputs(cfg)
+    model = build_model(cfg, inputs)
+    try:
+        model.load_state_dict(ckpt.model)
+    except RuntimeError as exc:
+        raise OptionError(f"checkpoint {path} does not fit the model of {rd.config}: "
+                          f"{str(exc).splitlines()[0]}", hint="the run dir is inconsistent; retrain") from None
+    rd.claim(fresh=False)
+    rec = predict_into(inputs, cfg, model, None, rd, progress)
+    return PredictResult(run_dir=str(rd.path), checkpoint=str(path), num_nodes=rec.num_nodes, metrics=rec.metrics,
+                         seconds=time.perf_counter() - t0, table=str(rd.path / rec.table_path),
+                         peak_rss_bytes=peak_rss_bytes())

@@ -88,8 +88,16 @@ class TrainConfig:
                 continue
             mine, old = getattr(self, f.name), getattr(saved, f.name)
             if mine != old:
-                out.append(f"--{f.name.replace('_', '-')}: saved {_show(old)}, now {_show(mine)}")
+                out.append(f"{option_name(f.name)}: saved {_show(old)}, now {_show(mine)}")
         return out
+
+
+# config fields whose command-line option has another name
+OPTION_NAMES = {"partition": "--parts", "store": "STORE"}
+
+
+def option_name(field_name: str) -> str:
+    return OPTION_NAMES.get(field_name, "--" + field_name.replace("_", "-"))
 
 
 def _show(v) -> str:

@@ -1,0 +1,149 @@
+"""`gstore train STORE --method sage|cluster-gcn -o RUN_DIR`: train a GNN from the store (docs/training.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gstore.cli_options import (emit_json, examples, json_option, memory_budget_option, output_option,
+                                verbose_option)
+from gstore.cli_progress import TqdmProgress, quiet_option
+
+DEFAULT_FANOUTS = (15, 10, 5)
+
+
+def default_fanouts(layers: int) -> tuple[int, ...]:
+    """15,10 for 2 layers, 15,10,5 for 3 (PyG's recipe), then 5 per further layer."""
+    return (DEFAULT_FANOUTS + (5,) * max(0, layers - 3))[:layers]
+
+
+def parse_fanouts_option(text: str | None, layers: int) -> tuple[int, ...]:
+    if text is None:
+        return default_fanouts(layers)
+    from gstore.errors import OptionError
+    from gstore.pipeline.sampling.neighbor import check_fanouts
+
+    fields = text.split(",")
+    values = []
+    for i, f in enumerate(fields):
+        f = f.strip()
+        try:
+            values.append(int(f))
+        except ValueError:
+            raise OptionError(f"--fanouts {text!r}: field {i + 1} is {f!r}, not an integer",
+                              hint="e.g. --fanouts 15,10 (one per layer; -1 = all in-neighbors)") from None
+    return tuple(check_fanouts(values, "--fanouts", text))
+
+
+def train_options(f):
+    """The model and loader options `gstore train` has (shared with nothing else: one place)."""
+    opts = [
+        click.option("--method", type=click.Choice(["sage", "cluster-gcn"]), default="sage", show_default=True,
+                     help="sage: sampled neighborhoods of seed batches; cluster-gcn: subgraphs of "
+                          "--clusters-per-batch clusters of the store's partition."),
+        click.option("--model", type=click.Choice(["sage", "gcn", "gat"]), default="sage", show_default=True,
+                     help="Layer type: GraphSAGE (mean), GCN (symmetric normalisation) or GAT."),
+        click.option("--layers", type=int, default=2, show_default=True, help="Number of GNN layers."),
+        click.option("--hidden", type=int, default=128, show_default=True, help="Hidden width."),
+        click.option("--dropout", type=float, default=0.5, show_default=True, help="Dropout rate."),
+        click.option("--batch-norm/--no-batch-norm", default=False, show_default=True,
+                     help="BatchNorm after every hidden layer."),
+        click.option("--residual/--no-residual", default=False, show_default=True,
+                     help="Residual connections between layers."),
+        click.option("--jk", type=click.Choice(["none", "cat", "max"]), default="none", show_default=True,
+                     help="Jumping knowledge read-out over the layers' outputs."),
+        click.option("--heads", type=int, default=4, show_default=True, help="Attention heads (GAT)."),
+        click.option("--lr", type=float, default=0.003, show_default=True, help="Adam learning rate."),
+        click.option("--weight-decay", type=float, default=0.0, show_default=True, help="Adam weight decay."),
+        click.option("--epochs", type=int, default=10, show_default=True,
+                     help="Epochs to train (in total, counting a resumed run's earlier ones)."),
+        click.option("--batch-size", type=int, default=1024, show_default=True,
+                     help="Seed nodes per batch (sage)."),
+        click.option("--fanouts", default=None, show_default="15,10 for 2 layers, 15,10,5 for 3",
+                     help="Neighbors sampled per hop from the seeds outwards, one per layer (-1 = all); "
+                          "also used by the per-epoch evaluation."),
+        click.option("--clusters-per-batch", type=int, default=20, show_default=True,
+                     help="Clusters per batch (cluster-gcn)."),
+        click.option("--parts", "-k", "partition", type=int, default=None, show_default="the store's default",
+                     help="Which K-way partition cluster-gcn uses."),
+        click.option("--num-workers", type=int, default=2, show_default=True,
+                     help="Loader worker threads (sample + gather each)."),
+        click.option("--prefetch", type=int, default=4, show_default=True, help="Batches the loader keeps ready."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--amp/--no-amp", default=False, show_default=True,
+                     help="Mixed precision (float16 on CUDA, bfloat16 on CPU)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random step."),
+        click.option("--patience", type=int, default=0, show_default=True,
+                     help="Stop after this many evaluations without a better validation score (0 = never)."),
+        click.option("--eval-every", type=int, default=1, show_default=True, help="Evaluate every N epochs."),
+        click.option("--metric", type=click.Choice(["accuracy", "roc_auc"]), default="accuracy",
+                     show_default=True, help="Validation metric for best.pt and early stopping "
+                                             "(roc_auc: two-class tasks; both are reported there)."),
+        click.option("--checkpoint-every", type=int, default=0, show_default=True,
+                     help="Also checkpoint every N batches inside an epoch (0 = at epoch ends only)."),
+        click.option("--inference-dtype", type=click.Choice(["float32", "float16"]), default="float32",
+                     show_default=True, help="Dtype of the per-layer embedding arrays of layer-wise inference."),
+        memory_budget_option("layer-wise inference chunks and prediction writing."),
+        click.option("--plot", is_flag=True, help="Write RUN_DIR/curve.png (needs matplotlib: pip install 'gstore[plot]')."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@click.command("train", short_help="Train a GNN (GraphSAGE / Cluster-GCN) from a store.", epilog=examples(
+    "gstore train g.gstore -o runs/sage",
+    "gstore train g.gstore --method cluster-gcn --model gcn -o runs/cgcn --epochs 20",
+    "gstore train g.gstore -o runs/sage --resume",
+    "gstore train g.gstore --layers 3 --fanouts 15,10,5 --hidden 256 -o runs/big --json"))
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@output_option("the run directory (config.json, metrics.jsonl, checkpoints, best.pt, predictions); "
+               "new or empty, or an earlier run's with --resume / --force.", required=True)
+@train_options
+@click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
+@click.option("--force", is_flag=True, help="Replace the earlier run in -o.")
+@json_option
+@verbose_option
+@quiet_option
+def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, quiet: bool, fanouts: str | None,
+            **options) -> None:
+    """Train a GNN on STORE's train split, evaluate on val/test, predict every node (layer-wise
+    inference, out of core) into RUN_DIR."""
+    from gstore.errors import OptionError
+    from gstore.memory import format_bytes
+    from gstore.train.run import train_run
+    from gstore.train.run_config import TrainConfig
+
+    if resume and force:
+        raise OptionError("--resume and --force contradict each other", hint="pass one of them")
+    cfg = TrainConfig(store=str(Path(store).resolve()), fanouts=parse_fanouts_option(fanouts, options["layers"]),
+                      **options)
+
+    def epoch_line(r: dict) -> None:
+        if as_json or quiet:
+            return
+        parts = [f"epoch {r['epoch']}: loss {r['loss']:.4f}", f"train acc {r['train']['accuracy']:.3f}"]
+        for split in ("val", "test"):
+            if split in r:
+                parts.append(f"{split} acc {r[split]['accuracy']:.3f}")
+                if "roc_auc" in r[split]:
+                    parts.append(f"{split} auc {r[split]['roc_auc']:.3f}")
+        parts.append(f"{r['seconds']:.1f}s, {r['batches_per_s']:.1f} batches/s, "
+                     f"waited {100 * r['wait_share']:.0f}%")
+        click.echo(", ".join(parts))
+
+    r = train_run(cfg, output, resume=resume, force=force, progress=TqdmProgress(quiet), on_epoch=epoch_line)
+    if as_json:
+        emit_json(r)
+        return
+    m = r.metrics
+    line = ", ".join(f"{s} {m[s]['accuracy']:.4f}" for s in ("train", "val", "test") if s in m)
+    click.echo(f"accuracy (layer-wise inference over every node): {line}")
+    if any("roc_auc" in v for v in m.values()):
+        click.echo("roc_auc: " + ", ".join(f"{s} {m[s]['roc_auc']:.4f}" for s in ("train", "val", "test")
+                                          if s in m and "roc_auc" in m[s]))
+    best = "" if r.best_epoch is None else f", best epoch {r.best_epoch}"
+    click.echo(f"{r.epochs} epochs{best}{' (stopped early)' if r.stopped_early else ''}; "
+               f"{r.seconds:.1f}s (train {r.train_seconds:.1f}s, inference {r.inference_seconds:.1f}s); "
+               f"peak RSS {format_bytes(r.peak_rss_bytes)}")
+    click.echo(f"run dir: {r.run_dir}; predictions: {r.predictions}")
