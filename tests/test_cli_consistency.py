@@ -303,7 +303,8 @@ def test_demo_json_is_one_object(tmp_path):
     d = _one_json_object(_run("demo", "-n", "200", "--communities", "2", "-k", "2", "-f", "4", "--epochs", "1",
                               "-o", tmp_path, "--json", "-q"))
     assert d["generate"]["num_nodes"] == 200 and d["partition"]["num_parts"] == 2
-    assert [s["sampler"] for s in d["sample"]] == ["neighbor", "cluster"] and len(d["train"]["epochs"]) == 1
+    assert [r["name"] for r in d["runs"]] == ["mlp", "sage", "cluster-gcn"]
+    assert all(r["result"]["epochs"] == 1 for r in d["runs"]) and set(d["test_accuracy"]) == {"mlp", "sage", "cluster-gcn"}
 
 
 def test_phase_line_forms():
