@@ -161,7 +161,9 @@ class StoreUpdate:
             self._lock.in_update = self._holds_update = True
             self._manifest = read_manifest(self.path)
             clean_stale_dirs(self.path, self._manifest)
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, OSError):
+                scratch.name_path_in(exc, self.path)
             self._release()
             raise
         return self
