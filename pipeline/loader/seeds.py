@@ -77,8 +77,8 @@ class SeedPlan:
 
 class ClusterPlan:
     """Batches of cluster ids from a ClusterSampler's `epoch_batches(epoch)` (which shuffles with
-    `rng(its seed, epoch)`, the same rule), or clusters in id order when not `shuffle`; `drop_last` drops a final
-    batch with fewer than `clusters_per_batch` clusters."""
+    `rng(its seed, epoch)`, the same rule), or clusters in id order when not `shuffle`; `drop_last`
+    drops a final batch with fewer than `clusters_per_batch` clusters."""
 
     def __init__(self, sampler, clusters_per_batch: int, drop_last: bool, shuffle: bool = True) -> None:
         self.sampler = sampler

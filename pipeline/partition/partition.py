@@ -22,7 +22,6 @@ from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes, peak_rss_bytes, re
 from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
-from gstore.store_update import FAULT_ENV, fault_point  # noqa: F401 - the kill hook's home was here
 from gstore.store_update import StoreLock, StoreUpdate, clean_stale_dirs, store_lock
 from gstore.pipeline.partition.metis import metis_bytes_estimate, run_metis
 from gstore.pipeline.partition.multilevel import multilevel_partition
