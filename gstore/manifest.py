@@ -11,6 +11,7 @@ byte (re-ingest to add the checksums).
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,9 +20,58 @@ from gstore.errors import FormatVersionError, StoreError
 from gstore.partition_info import DEFAULT_KEY
 from gstore.shard_array import ZARR_JSON, ArrayRecord, write_json_atomic
 
+DERIVED_KEY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)      # 1: no block checksums (read with a notice)
 MANIFEST_KEY = "gstore"
+
+
+@dataclass(frozen=True)
+class DerivedRecord:
+    """Arrays computed from a store and added to it later (node embeddings, predictions, SGC
+    features, histories) through gstore/store_update.py: what they are and what made them.
+
+    kind: what the arrays hold ("embeddings", "predictions", ...). arrays: role -> array name (a key
+    of `manifest.arrays`, under `derived/<key>/`). params: the JSON parameters that produced them
+    (run dir, layer, dtype, ...). node_keyed: row i belongs to dense node i, so `--reorder` (which
+    renumbers nodes) drops the group. created: unix time of the commit.
+    """
+
+    kind: str
+    arrays: dict[str, str]
+    params: dict = field(default_factory=dict)
+    node_keyed: bool = True
+    created: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "arrays": dict(self.arrays), "params": dict(self.params),
+                "node_keyed": self.node_keyed, "created": self.created}
+
+    @staticmethod
+    def from_json(d) -> "DerivedRecord":
+        """Parse a record; an unknown key or a field of the wrong type is a ValueError naming it."""
+        if not isinstance(d, dict):
+            raise ValueError(f"must be an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"kind", "arrays", "params", "node_keyed", "created"})
+        if unknown:
+            raise ValueError(f"unknown fields {unknown}")
+        kind, arrays = d.get("kind"), d.get("arrays")
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind must be a non-empty string, got {kind!r:.60}")
+        if not (isinstance(arrays, dict) and arrays and all(isinstance(k, str) and isinstance(v, str)
+                                                            for k, v in arrays.items())):
+            raise ValueError(f"arrays must map roles to array names, got {arrays!r:.60}")
+        params = d.get("params", {})
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be an object, got {params!r:.60}")
+        node_keyed = d.get("node_keyed", True)
+        if not isinstance(node_keyed, bool):
+            raise ValueError(f"node_keyed must be true or false, got {node_keyed!r:.60}")
+        created = d.get("created", 0.0)
+        if isinstance(created, bool) or not isinstance(created, (int, float)):
+            raise ValueError(f"created must be a number, got {created!r:.60}")
+        return DerivedRecord(kind=kind, arrays=dict(arrays), params=dict(params),
+                             node_keyed=node_keyed, created=float(created))
 
 
 @dataclass
@@ -45,6 +95,9 @@ class StoreManifest:
     arrays: dict[str, ArrayRecord] = field(default_factory=dict)
     build: dict = field(default_factory=dict)       # parameters and stats of the build
     partitions: dict[str, dict] = field(default_factory=dict)  # filled by `gstore partition`
+    # arrays added later through the store update (embeddings, predictions, ...), by group name;
+    # absent from manifests written before it existed
+    derived: dict[str, DerivedRecord] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created: float = field(default_factory=time.time)
     gstore_version: str = ""
@@ -52,6 +105,7 @@ class StoreManifest:
     def to_json(self) -> dict:
         d = asdict(self)
         d["arrays"] = {k: v.to_json() for k, v in self.arrays.items()}
+        d["derived"] = {k: v.to_json() for k, v in self.derived.items()}
         return d
 
     @staticmethod
@@ -69,6 +123,7 @@ class StoreManifest:
             if k != rec.name:
                 raise ValueError(f"array key {k!r} names a record of array {rec.name!r}")
         _check_partitions(d.get("partitions", {}))
+        d["derived"] = _parse_derived(d.get("derived", {}), d["arrays"], d["num_nodes"])
         known = set(StoreManifest.__dataclass_fields__)
         return StoreManifest(**{k: v for k, v in d.items() if k in known})
 
@@ -128,6 +183,29 @@ def _check_partitions(partitions) -> None:
     default = partitions.get(DEFAULT_KEY, {})
     if "key" in default and not isinstance(default["key"], str):
         raise ValueError(f"partitions[{DEFAULT_KEY!r}].key must be a partition name, got {default['key']!r}")
+
+
+def _parse_derived(derived, arrays: dict[str, ArrayRecord], num_nodes: int) -> dict[str, DerivedRecord]:
+    """The `derived` field as records; ValueError naming the group when one is malformed, names an
+    array the manifest does not record, or (node-keyed) an array without one row per node."""
+    if not isinstance(derived, dict):
+        raise ValueError(f"derived must be an object of derived-array records, got {derived!r:.60}")
+    out = {}
+    for key, d in derived.items():
+        if not DERIVED_KEY_RE.match(key):
+            raise ValueError(f"derived group name {key!r} is not a plain name")
+        try:
+            rec = DerivedRecord.from_json(d)
+        except ValueError as exc:
+            raise ValueError(f"derived[{key!r}]: {exc}") from None
+        for role, name in rec.arrays.items():
+            if name not in arrays:
+                raise ValueError(f"derived[{key!r}] names array {name!r}, which the manifest does not record")
+            if rec.node_keyed and arrays[name].shape[0] != num_nodes:
+                raise ValueError(f"derived[{key!r}]: node-keyed array {name!r} has {arrays[name].shape[0]} "
+                                 f"rows, not one per node ({num_nodes})")
+        out[key] = rec
+    return out
 
 
 def write_manifest(store_dir: Path, manifest: StoreManifest) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gstore.errors import OptionError, StoreError
-from gstore.manifest import StoreManifest, read_manifest
+from gstore.manifest import DerivedRecord, StoreManifest, read_manifest
 from gstore.shard_array import open_array, verify_array
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,16 @@ class CSR:
     @property
     def num_nodes(self) -> int:
         return len(self.indptr) - 1
+
+
+@dataclass(frozen=True)
+class DerivedArrays:
+    """A derived group of a store: `record` (gstore.manifest.DerivedRecord: kind, params, ...) and
+    its arrays by role (read-only memory maps)."""
+
+    key: str
+    record: DerivedRecord
+    arrays: dict[str, np.ndarray]
 
 
 class GraphStore:
@@ -227,6 +237,16 @@ class GraphStore:
         from gstore.partition_info import load_partition, partition_keys
 
         return {int(k): load_partition(self, k) for k in partition_keys(self.manifest)}
+
+    def derived(self, key: str) -> "DerivedArrays":
+        """Derived group `key` (added through gstore/store_update.py): its record and memory-mapped
+        arrays by role. StoreError naming the recorded groups when the store has no such group."""
+        rec = self.manifest.derived.get(key)
+        if rec is None:
+            have = ", ".join(sorted(self.manifest.derived)) or "none"
+            raise StoreError(f"store has no derived arrays {key!r} (it has: {have})", path=self.path)
+        return DerivedArrays(key=key, record=rec,
+                             arrays={role: self.array(name) for role, name in rec.arrays.items()})
 
     def zarr_group(self):
         """The store opened read-only through zarr-python (slower, chunked access)."""

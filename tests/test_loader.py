@@ -99,14 +99,17 @@ def test_deterministic_for_any_worker_count(store):
     assert not all(torch.equal(a.nodes, b.nodes) for a, b in zip(ref, other))
 
 
-def test_epochs_shuffle_from_seed_plus_epoch(store):
+def test_epochs_shuffle_by_the_one_seeding_rule(store):
     loader = NeighborLoader(store, [2], 50, seed=5)
     e0 = np.concatenate([b.seeds.numpy() for b in loader])
     e1 = np.concatenate([b.seeds.numpy() for b in loader])
     train = store.split("train")
-    np.testing.assert_array_equal(e0, np.random.default_rng(5).permutation(train))
-    np.testing.assert_array_equal(e1, np.random.default_rng(6).permutation(train))
+    np.testing.assert_array_equal(e0, np.random.default_rng([5, 0]).permutation(train))
+    np.testing.assert_array_equal(e1, np.random.default_rng([5, 1]).permutation(train))
     assert batch_seed(5, 0, 1) != batch_seed(5, 1, 0)
+    # seed 5 / epoch 1 was seed 6 / epoch 0 under default_rng(seed + epoch)
+    e6 = np.concatenate([b.seeds.numpy() for b in NeighborLoader(store, [2], 50, seed=6)])
+    assert not np.array_equal(e1, e6)
 
 
 def test_resume_mid_epoch(store):
@@ -314,7 +317,7 @@ class FakeClusterSampler:
         self.num_batches = -(-num_parts // q)
 
     def epoch_batches(self, epoch):
-        perm = np.random.default_rng(self.seed + epoch).permutation(self.num_parts)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_parts)
         return [perm[i:i + self.q] for i in range(0, self.num_parts, self.q)]
 
     def sample(self, clusters, seed):

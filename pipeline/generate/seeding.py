@@ -1,4 +1,10 @@
-"""Seed handling for the generators: named sub-keys of one --seed, and keyed permutation parameters."""
+"""Seed handling for the generators: named sub-keys of one --seed, and keyed permutation parameters.
+
+Loaders, samplers and the trainer derive their streams by the one rule of gstore/seeding.py
+(`rng(seed, *keys)` = `default_rng([seed, *keys])`). The generators keep this older blake2b
+`derive_key(seed, purpose)`: the same idea (one stream family per named purpose of one seed), but
+the graphs they write are pinned by tests and users' files, so their streams must not move.
+"""
 from __future__ import annotations
 
 import hashlib

@@ -250,7 +250,7 @@ class NeighborLoader(StagedLoader):
     their sampled `fanouts`-hop neighborhoods, features `x`, labels `y` and per-layer `blocks`.
 
     `sampler`: any object with `.sample(seeds int64, seed int) -> SampledSubgraph` (default:
-    NeighborSampler over the store's memmapped CSR). Shuffling: epoch e uses default_rng(seed + e).
+    NeighborSampler over the store's memmapped CSR). Shuffling: epoch e uses gstore.seeding.rng(seed, e).
     """
 
     kind = "neighbor"

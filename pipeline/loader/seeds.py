@@ -1,9 +1,10 @@
 """The seeds stage: which batches an epoch holds, in what order, and each batch's sampling seed.
 
-Shuffling: epoch `e` of a loader with seed `s` permutes the seed nodes with
-`np.random.default_rng(s + e)`, so every epoch differs, and a run is reproducible from (s, e) alone —
-which is what lets `load_state_dict` resume mid-epoch. Each batch's sampler seed is derived from
-(s, e, batch index) by `batch_seed`, independent of which worker thread samples it.
+Shuffling: epoch `e` of a loader with seed `s` permutes the seed nodes with `gstore.seeding.rng(s, e)`
+(`default_rng([s, e])`: every (seed, epoch) pair its own stream, so seed 5 / epoch 1 is not seed 6 /
+epoch 0), and a run is reproducible from (s, e) alone, which is what lets `load_state_dict` resume
+mid-epoch. Each batch's sampler seed is `derive_seed(s, e, batch index)` (`batch_seed`), independent
+of which worker thread samples it.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from typing import Protocol
 import numpy as np
 
 from gstore.errors import OptionError
+from gstore.seeding import derive_seed, rng
 
 
 def batch_seed(seed: int, epoch: int, index: int) -> int:
-    """Non-negative 63-bit sampler seed for batch `index` of `epoch` (a hash of the three)."""
-    state = np.random.SeedSequence([int(seed) & (2**63 - 1), int(epoch), int(index)]).generate_state(2)
-    return int((int(state[0]) << 31) ^ int(state[1]))
+    """Sampler seed in [0, 2^63) for batch `index` of `epoch`: `derive_seed(seed, epoch, index)`."""
+    return derive_seed(seed, epoch, index)
 
 
 @dataclass
@@ -70,14 +71,14 @@ class SeedPlan:
     def batches(self, epoch: int) -> list[np.ndarray]:
         ids = self.ids
         if self.shuffle:
-            ids = np.random.default_rng(self.seed + epoch).permutation(ids)
+            ids = rng(self.seed, epoch).permutation(ids)
         return [ids[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.num_batches)]
 
 
 class ClusterPlan:
     """Batches of cluster ids from a ClusterSampler's `epoch_batches(epoch)` (which shuffles with
-    its own seed and epoch), or clusters in id order when not `shuffle`; `drop_last` drops a final
-    batch with fewer than `clusters_per_batch` clusters."""
+    `rng(its seed, epoch)`, the same rule), or clusters in id order when not `shuffle`; `drop_last`
+    drops a final batch with fewer than `clusters_per_batch` clusters."""
 
     def __init__(self, sampler, clusters_per_batch: int, drop_last: bool, shuffle: bool = True) -> None:
         self.sampler = sampler

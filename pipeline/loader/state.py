@@ -19,7 +19,9 @@ import numpy as np
 
 from gstore.errors import OptionError
 
-STATE_VERSION = 2
+# 3: epoch shuffles and batch seeds follow gstore/seeding.py (rng(seed, epoch)); a version-2 state
+# was saved under default_rng(seed + epoch), so resuming it here would hand out other batches
+STATE_VERSION = 3
 
 
 def array_fingerprint(a: np.ndarray | None) -> str:
@@ -144,8 +146,13 @@ class LoaderState:
             raise OptionError("loader state has no config (saved by an older gstore): it cannot be "
                               "checked against this loader's options",
                               hint="restart the epoch with loader.set_epoch(state['epoch'])")
+        version = d.get("version")
+        if version != STATE_VERSION:
+            raise OptionError(f"loader state version {version!r} was saved by a gstore whose shuffling "
+                              f"rule differs (this one reads version {STATE_VERSION}): resuming it "
+                              "would give other batches",
+                              hint="restart the epoch with loader.set_epoch(state['epoch'])")
         epoch, consumed = int(d["epoch"]), int(d["batches_consumed"])
         if epoch < 0 or consumed < 0:
             raise OptionError(f"loader state has a negative epoch or batch count ({epoch}, {consumed})")
-        return LoaderState(epoch, consumed, LoaderConfig.from_json(d["config"]),
-                           int(d.get("version", STATE_VERSION)))
+        return LoaderState(epoch, consumed, LoaderConfig.from_json(d["config"]), version)

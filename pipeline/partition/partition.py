@@ -4,28 +4,25 @@
 
 `metis` runs pymetis in memory on the symmetrised graph when its estimate fits the budget;
 `multilevel` coarsens out of core first (multilevel.py); `auto` picks by the estimate. The partition
-goes to `partition/k<K>/` as new arrays, then the manifest is rewritten atomically: a crash at any
-point leaves the previous manifest, which only names complete arrays. See docs/partition.md.
+goes to `partition/k<K>/` as new arrays through the store update transaction (gstore/store_update.py),
+the manifest rewritten atomically last: a crash at any point leaves the previous manifest, which only
+names complete arrays. See docs/partition.md.
 """
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from gstore import scratch
-from gstore.builder import temp_path_for
 from gstore.errors import BudgetError, OptionError, StoreExistsError
-from gstore.manifest import read_manifest, write_manifest
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes, peak_rss_bytes, reset_peak_rss
 from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
-from gstore.shard_array import ArrayRecord, write_array, write_group_metadata
+from gstore.shard_array import ArrayRecord
+from gstore.store_update import StoreLock, StoreUpdate, clean_stale_dirs, store_lock
 from gstore.pipeline.partition.metis import metis_bytes_estimate, run_metis
 from gstore.pipeline.partition.multilevel import multilevel_partition
 from gstore.pipeline.partition.refine import edge_cut, max_part_weight, rebalance
@@ -36,16 +33,6 @@ log = logging.getLogger(__name__)
 
 METHODS = ("auto", "metis", "multilevel")
 BALANCE_ON = ("nodes", "edges")
-SCRATCH_DIR = scratch.STORE_LOCK
-FAULT_ENV = "GSTORE_FAULT_AT"
-
-
-def fault_point(name: str) -> None:
-    """Test hook: SIGKILL this process when env GSTORE_FAULT_AT equals `name` (crash-safety tests)."""
-    if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def chunk_entries_for(budget: int) -> int:
     """Edge entries per streamed chunk: a few buffers of ~12 bytes per entry stay within the budget."""
     return max(1 << 12, budget // 64)
@@ -138,15 +125,14 @@ def partition_store(path: str | Path, num_parts: int, *, method: str = "auto", s
         raise StoreExistsError(f"store already has a {key}-way partition", path=path,
                                hint="pass --force to replace it (or --reorder to lay it out)")
     # held until the partition is recorded: a second `gstore partition` of this store meanwhile is
-    # refused ("another gstore process (pid N) ...") instead of racing on the manifest
-    with scratch.scratch_dir(path / SCRATCH_DIR, "partition scratch", path) as scratch_path:
-        # a rebuild of this store (ingest --force) in progress would swap it out from under us
-        scratch.refuse_if_in_use(temp_path_for(path), "this store")
+    # refused ("another gstore process (pid N) ...") instead of racing on the manifest; the lock
+    # dir doubles as the partitioner's scratch space
+    with store_lock(path, "partition scratch") as lock:
         parts, result = compute_partition(store, num_parts, method=method, seed=seed,
                                           imbalance=imbalance, memory_budget=memory_budget,
-                                          balance_on=balance_on, scratch=scratch_path, progress=progress)
+                                          balance_on=balance_on, scratch=lock.dir, progress=progress)
         del store
-        record_partition(path, key, parts, result)
+        record_partition(path, key, parts, result, lock=lock)
     if reorder:
         from gstore.pipeline.partition.reorder import reorder_store
 
@@ -194,61 +180,26 @@ def inverse_perm(perm: np.ndarray, dtype=None) -> np.ndarray:
     return pos
 
 
-def record_partition(path: Path, key: str, parts: np.ndarray, result: PartitionResult) -> None:
-    """Write the partition's arrays under a fresh directory, then atomically rewrite the manifest.
-
-    The new directory is marked as scratch (gstore/scratch.py) until the manifest names it, so a
-    failure (disk full included) removes it and a kill leaves it reclaimable by the next run."""
-    manifest = read_manifest(path)
-    clean_stale_partition_dirs(path, manifest)
-    base = f"partition/k{key}"
-    name, i = base, 1
-    while os.path.lexists(path / name):
-        name, i = f"{base}.{i}", i + 1
-    root = path / "partition"
-    made_root = not root.exists()
-    scratch.create(path / name, "new partition arrays", path)
-    try:
+def record_partition(path: Path, key: str, parts: np.ndarray, result: PartitionResult, *,
+                     lock: StoreLock | None = None) -> None:
+    """Record the partition as group `partition/k<key>` through the store update transaction
+    (gstore/store_update.py): arrays in a fresh marked directory, the manifest rewritten atomically
+    last, the replaced partition's directory removed after. `lock`: the store's writer lock when
+    the caller already holds it (partition_store computes under it)."""
+    with StoreUpdate(path, f"partition/k{key}", purpose=f"partition k={key}", lock=lock) as up:
         partptr, perm = partition_arrays(parts, result.num_parts)
-        recs = [write_array(path, f"{name}/parts", parts.astype(np.int32, copy=False)),
-                write_array(path, f"{name}/partptr", partptr),
-                write_array(path, f"{name}/perm", perm),
-                write_array(path, f"{name}/pos", inverse_perm(perm))]
+        up.write_array("parts", parts.astype(np.int32, copy=False))
+        up.write_array("partptr", partptr)
+        up.write_array("perm", perm)
+        up.write_array("pos", inverse_perm(perm))
         del perm
-        if not (root / "zarr.json").exists():
-            write_group_metadata(root)
-        write_group_metadata(path / name)
         meta = {"num_parts": result.num_parts, "method": result.method, "params": result.params,
                 "edge_cut": result.edge_cut, "balance": result.balance, "seconds": result.seconds,
                 "peak_rss": result.peak_rss, "metis_estimate": result.metis_estimate,
                 "levels": [list(lv) for lv in result.levels], "contiguous": False, "reordered": False,
-                "arrays": {"parts": recs[0].name, "partptr": recs[1].name, "perm": recs[2].name,
-                           "pos": recs[3].name},
+                "arrays": {role: rec.name for role, rec in up.records.items()},
                 "created": time.time()}
-        fault_point("partition:before-manifest")
-        old = manifest.partitions.get(key)
-        set_partition(manifest, key, meta, recs)
-        write_manifest(path, manifest)
-    except BaseException as exc:
-        if isinstance(exc, OSError):
-            scratch.name_path_in(exc, path)
-        scratch.remove(path / name)
-        if made_root:
-            _remove_empty_partition_root(root)
-        raise
-    scratch.unmark(path / name)
-    if old:
-        _remove_partition_dir(path, old)
-
-
-def _remove_empty_partition_root(root: Path) -> None:
-    """Undo a `partition/` group this run created, if nothing else went into it."""
-    try:
-        if set(os.listdir(root)) <= {"zarr.json"}:
-            (root / "zarr.json").unlink(missing_ok=True)
-            root.rmdir()
-    except OSError:
-        pass
+        up.commit(lambda manifest, records: set_partition(manifest, key, meta, list(records.values())))
 
 
 def set_partition(manifest, key: str, meta: dict, recs: list[ArrayRecord]) -> None:
@@ -263,41 +214,9 @@ def set_partition(manifest, key: str, meta: dict, recs: list[ArrayRecord]) -> No
     manifest.partitions[DEFAULT_KEY] = {"key": key}
 
 
-def _remove_partition_dir(path: Path, meta: dict) -> None:
-    """Delete the directories of a replaced partition (the old manifest named them, so gstore made
-    them). Marked first, so a kill mid-delete leaves scratch the next run reclaims."""
-    dirs = {str(Path(n).parent) for n in meta.get("arrays", {}).values()}
-    for d in dirs:
-        if d.startswith("partition/") and ".." not in Path(d).parts and (path / d).is_dir():
-            try:
-                scratch.mark(path / d, "replaced partition", path)
-                scratch.remove(path / d)
-            except OSError as exc:      # the new partition is recorded: a leftover is not fatal
-                log.warning("could not remove the replaced partition %s: %s", path / d, exc)
-
-
 def clean_stale_partition_dirs(path: Path, manifest) -> None:
-    """Reclaim partition directories no manifest entry points at, when they are marked scratch of a
-    gstore process that is gone (left by an interrupted run); others are left alone (logged)."""
-    root = path / "partition"
-    if not root.is_dir():
-        return
-    used = {str(Path(name).parent) for name in manifest.arrays if name.startswith("partition/")}
-    for child in root.iterdir():
-        if not child.is_dir() or child.is_symlink():
-            continue
-        marker = scratch.read_marker(child)
-        if f"partition/{child.name}" in used:
-            if marker is not None and marker.owner.state() == "gone":
-                scratch.unmark(child)       # killed between the manifest rewrite and the unmark
-            continue
-        if marker is None:
-            log.warning("leaving %s: not named by the manifest, and not marked as gstore scratch "
-                        "(remove it yourself if you do not need it)", child)
-        elif marker.owner.state() == "gone":
-            scratch.reclaim(child, "new partition arrays")
-        else:
-            log.info("leaving %s: pid %d is still writing it", child, marker.owner.pid)
+    """Reclaim stale partition directories (the store update's rule, for `partition/` only)."""
+    clean_stale_dirs(path, manifest, ("partition",))
 
 
 def _validate(store, num_parts: int, method: str, imbalance: float, balance_on: str) -> None:

@@ -10,7 +10,8 @@ each bucket is filled by one sequential pass over the old array (read with pread
 memory is O(N) for the permutation plus O(budget), at the price of size / (budget / 4) passes over
 the edge arrays. Node-aligned arrays (features) go through one distribution pass into per-bucket spill
 files instead (2 reads + 2 writes, whatever their size). Neighbour ids are mapped through the permutation and rows re-sorted; features, labels,
-node ids, splits and all recorded partitions follow their nodes.
+node ids, splits and all recorded partitions follow their nodes. Derived arrays keyed by node
+(embeddings, predictions: `manifest.derived`) are dropped with a warning, others copied.
 """
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from gstore import scratch
 from gstore.builder import StoreBuilder
 from gstore.errors import StoreError
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes
@@ -29,7 +29,8 @@ from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
 from gstore.pipeline.partition.csr_stream import ArrayFile, row_ranges, store_array_file
-from gstore.pipeline.partition.partition import fault_point, inverse_perm, partition_arrays
+from gstore.pipeline.partition.partition import inverse_perm, partition_arrays
+from gstore.store_update import fault_point, store_lock
 from gstore.pipeline.partition.reorder_kernels import map_sort_rows, scatter_rows
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def reorder_store(path: str | Path, key: str, *, memory_budget: str | int = DEFA
     # store's writer lock is held from before the manifest is read until the swap: a `gstore
     # partition` (or `ingest --force`) of this store in another process is refused (its record would
     # be lost, its scratch deleted under it), and one already running makes this reorder refused
-    with scratch.scratch_dir(path / scratch.STORE_LOCK, "partition scratch", path):
+    with store_lock(path, "partition scratch"):
         return _reorder_store(path, key, memory_budget, progress)
 
 
@@ -73,6 +74,7 @@ def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Pro
     cap_bytes = max(1 << 12, parse_bytes(memory_budget) // 4)
     n = store.num_nodes
     arrays = store.manifest.arrays
+    derived_kept, derived_names = _split_derived(store.manifest)
     with StoreBuilder(path, force=True) as b:
         old_indptr = np.array(store.indptr, dtype=np.int64)
         new_indptr = _new_indptr(old_indptr, perm)
@@ -86,7 +88,7 @@ def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Pro
             _permute_ragged(store_array_file(store, "node_ids/utf8"), off, new_off, inv,
                             b.array_writer("node_ids/utf8", (int(new_off[-1]),), np.uint8), b, cap_bytes)
         for name, rec in arrays.items():
-            if name in CSR_ARRAYS or name.startswith("partition/"):
+            if name in CSR_ARRAYS or name.startswith("partition/") or name in derived_names:
                 continue
             if name.startswith("splits/"):
                 b.write_array(name, np.sort(inv[np.asarray(store.array(name))]))
@@ -100,7 +102,10 @@ def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Pro
                 log.warning("copying array %s unchanged (not node-aligned)", name)
                 b.write_array(name, np.asarray(store.array(name)))
         fault_point("reorder:after-node-data")
-        manifest = replace(store.manifest, partitions={}, arrays={})
+        for rec in derived_kept.values():
+            for name in rec.arrays.values():     # not keyed by node: the order does not touch them
+                b.write_array(name, np.asarray(store.array(name)), arrays[name].chunk_rows)
+        manifest = replace(store.manifest, partitions={}, arrays={}, derived=derived_kept)
         _write_partitions(store, b, manifest, perm, str(key), partptr)
         manifest.build = dict(manifest.build)
         manifest.build["reordered_by"] = {"partition": str(key), "seconds": time.perf_counter() - t0,
@@ -109,6 +114,20 @@ def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Pro
         del store
         b.commit(manifest)
     return path
+
+
+def _split_derived(manifest) -> tuple[dict, set[str]]:
+    """(derived groups the reorder keeps, names of every derived array). Node-keyed groups
+    (embeddings, predictions: row i is node i) are dropped, logged: their rows follow the old
+    numbering, and they are recomputed from the reordered store rather than permuted."""
+    kept = {}
+    for key, rec in manifest.derived.items():
+        if rec.node_keyed:
+            log.warning("reorder drops the derived arrays %r (%s): they are indexed by the old node "
+                        "order; compute them again on the reordered store", key, rec.kind)
+        else:
+            kept[key] = rec
+    return kept, {name for rec in manifest.derived.values() for name in rec.arrays.values()}
 
 
 def _new_indptr(old_indptr: np.ndarray, perm: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Cluster-GCN batches: the induced subgraph over the union of q random clusters.
 
 `ClusterSampler(indptr, indices, parts)` takes any node -> cluster assignment (int per node, values in
-[0, K)). Each epoch permutes the K clusters (seeded by (seed, epoch)) and cuts the permutation into
+[0, K)). Each epoch permutes the K clusters (`gstore.seeding.rng(seed, epoch)`) and cuts the permutation into
 batches of `clusters_per_batch`; a batch keeps EVERY store edge between its nodes, edges between
 different chosen clusters included (the multi-cluster variant of Cluster-GCN), optionally with
 self-loops and GCN normalisation. Conventions: docs/sampling.md.
@@ -27,6 +27,7 @@ from gstore.errors import OptionError
 from gstore.pipeline.sampling import cluster_kernels as ck
 from gstore.pipeline.sampling.inputs import as_u64, check_csr
 from gstore.pipeline.sampling.subgraph import ClusterSubgraph
+from gstore.seeding import rng
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +194,9 @@ class ClusterSampler:
         return -(-self.num_parts // self.clusters_per_batch)
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        """The epoch's batches: a (seed, epoch)-seeded permutation of all clusters, cut into chunks
+        """The epoch's batches: a `rng(seed, epoch)` permutation of all clusters, cut into chunks
         of clusters_per_batch (the last may be smaller); each chunk int64 sorted."""
-        rng = np.random.default_rng([int(as_u64(self.seed)), int(as_u64(epoch))])
-        order = rng.permutation(self.num_parts).astype(np.int64)
+        order = rng(self.seed, epoch).permutation(self.num_parts).astype(np.int64)
         q = self.clusters_per_batch
         return [np.sort(order[i:i + q]) for i in range(0, self.num_parts, q)]
 

@@ -13,10 +13,12 @@ from gstore.errors import OptionError
 from gstore.pipeline.sampling.cluster import build_induced
 from gstore.pipeline.sampling.inputs import as_u64, check_csr, check_node_ids
 from gstore.pipeline.sampling.subgraph import ClusterSubgraph
+from gstore.seeding import rng
 
 
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    return np.random.default_rng([int(as_u64(seed)), int(as_u64(epoch))])
+    """The epoch's stream by the one seeding rule (gstore/seeding.py)."""
+    return rng(seed, epoch)
 
 
 def _positive(name: str, value: int) -> int:
@@ -52,7 +54,7 @@ class RandomNodeSampler:
         return -(-self.num_nodes // self.batch_size)
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
-        """int64 sorted node-id chunks of a (seed, epoch)-seeded permutation of all nodes."""
+        """int64 sorted node-id chunks of a `rng(seed, epoch)` permutation of all nodes."""
         order = _epoch_rng(self.seed, epoch).permutation(self.num_nodes).astype(np.int64)
         b = self.batch_size
         return [np.sort(order[i:i + b]) for i in range(0, self.num_nodes, b)]
