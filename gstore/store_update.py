@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import signal
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ import numpy as np
 from gstore import scratch
 from gstore.builder import _fsync_dir, temp_path_for
 from gstore.errors import OptionError, StoreError
+from gstore.faults import fault_point
 from gstore.manifest import DerivedRecord, StoreManifest, read_manifest, write_manifest
 from gstore.shard_array import ArrayRecord, ShardArrayWriter, write_array, write_group_metadata
 
@@ -52,15 +52,8 @@ DERIVED_ROOT = "derived"
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 NEW_PURPOSE = "new store arrays"
 REPLACED_PURPOSE = "replaced store arrays"
-FAULT_ENV = "GSTORE_FAULT_AT"
 
 Edit = Callable[[StoreManifest, dict[str, ArrayRecord]], None]
-
-
-def fault_point(name: str) -> None:
-    """Test hook: SIGKILL this process when env GSTORE_FAULT_AT equals `name` (crash-safety tests)."""
-    if os.environ.get(FAULT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass

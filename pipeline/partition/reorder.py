@@ -30,7 +30,8 @@ from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
 from gstore.pipeline.partition.csr_stream import ArrayFile, row_ranges, store_array_file
 from gstore.pipeline.partition.partition import inverse_perm, partition_arrays
-from gstore.store_update import fault_point, store_lock
+from gstore.faults import fault_point
+from gstore.store_update import store_lock
 from gstore.pipeline.partition.reorder_kernels import map_sort_rows, scatter_rows
 
 log = logging.getLogger(__name__)
