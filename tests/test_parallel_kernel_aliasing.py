@@ -18,6 +18,7 @@ from numba.core.registry import CPUDispatcher
 
 import gstore
 from gstore.numba_config import NJIT_PARALLEL
+from gstore.pipeline.generate.sbm import generate_sbm
 from gstore.pipeline.ingest import id_remap_kernels as K
 from gstore.pipeline.ingest.chunks import EdgeReadOptions
 from gstore.pipeline.ingest.id_remap import IdTable, _sorted_table
@@ -81,7 +82,7 @@ def test_a_hex_id_file_keeps_its_last_edge_with_freshly_compiled_kernels(
     assert _edges_of(tmp_path / "s") == [("0x10", "5"), ("16", "4"), ("7", "8")]
 
 
-# ---- the rule, for every parallel kernel on the ingest path ----------------------
+# ---- the rule, for every parallel kernel on the ingest and generate paths ----------------------
 
 def _guarded(kernel: CPUDispatcher):
     def call(*args):
@@ -120,3 +121,7 @@ def test_ingest_never_hands_a_parallel_kernel_overlapping_arrays(tmp_path, overl
     report = ingest([str(f)], tmp_path / "s", opts)
     assert report.num_edges == len(lines.splitlines()) * (2 if opts.undirected else 1)
 
+
+def test_generate_never_hands_a_parallel_kernel_overlapping_arrays(tmp_path, overlap_guard):
+    g = generate_sbm(tmp_path / "g", 200, 4, 6, feature_dim=4, block_edges=97, block_rows=61)
+    assert (tmp_path / "g" / "nodes.csv").exists() and g is not None
