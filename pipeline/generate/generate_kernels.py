@@ -101,7 +101,8 @@ def permute_inverse(y: np.int64, pk: np.ndarray) -> np.int64:
 
 @njit(**NJIT_PARALLEL)
 def permute_many(x: np.ndarray, pk: np.ndarray, inverse: bool, out: np.ndarray) -> None:
-    """out[i] = permute(x[i]) (or its inverse); int64 arrays."""
+    """out[i] = permute(x[i]) (or its inverse); int64 arrays that must not overlap
+    (numba_config.py)."""
     for i in prange(len(x)):
         out[i] = permute_inverse(x[i], pk) if inverse else permute(x[i], pk)
 

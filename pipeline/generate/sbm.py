@@ -128,6 +128,8 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
     edges_path = out / f"edges.{fmt}"
     src = np.empty(block_edges, dtype=np.int64)
     dst = np.empty(block_edges, dtype=np.int64)
+    # permute_many is a parallel kernel: its input and output must not overlap (numba_config.py)
+    dense = np.empty(block_edges, dtype=np.int64) if not dense_ids else None
     ekey = derive_key(seed, "sbm-edges")
     writer = open_edge_writer(edges_path, fmt, block_edges=block_edges, num_edges=num_edges,
                               max_id=id_range - 1)
@@ -139,15 +141,16 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
                 sbm_edges(np.int64(start), np.int64(n), np.int64(k), float(mixing), float(degree_skew),
                           ekey, pk_pos, s, d)
                 if not dense_ids:
-                    permute_many(s, pk_ids, False, s)
-                    permute_many(d, pk_ids, False, d)
+                    for ids in (s, d):
+                        np.copyto(dense[:m], ids)
+                        permute_many(dense[:m], pk_ids, False, ids)
                 writer.write(s, d)
                 bar.advance(m)
         writer.finish()
     except BaseException:
         writer.abort()
         raise
-    del src, dst
+    del src, dst, dense
 
     nodes_path = out / "nodes.csv"
     features_path = out / "features.npy" if feature_dim > 0 else None
@@ -166,9 +169,11 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
                 m = min(block_rows, n - start)
                 sbm_nodes(np.int64(start), np.int64(n), np.int64(k), pk_pos, split_key,
                           float(train_frac), float(val_frac), labels[:m], splits[:m])
-                rows[:m] = np.arange(start, start + m)
-                if not dense_ids:
-                    permute_many(rows[:m], pk_ids, False, rows[:m])
+                if dense_ids:
+                    rows[:m] = np.arange(start, start + m)
+                else:
+                    positions = np.arange(start, start + m, dtype=np.int64)
+                    permute_many(positions, pk_ids, False, rows[:m])
                 nodes_w.write(rows[:m], labels[:m], splits[:m])
                 if feat_w is not None:
                     class_features(np.int64(start), labels[:m], means, 1.0, feat_key, feats[:m])

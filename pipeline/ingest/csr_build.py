@@ -196,6 +196,11 @@ class CsrBuilder:
             # remap in place (strided column views): the raw keys are not needed afterwards
             self.table.lookup(dst, dst)
             self.table.lookup(src, src)
+            # every spilled key was collected in pass 1, so a miss (-1) is a bug in gstore: stop
+            # rather than pack -1 into a wrong edge (a lost edge once went unnoticed this way)
+            if min(int(dst.min()), int(src.min())) < 0:
+                raise RuntimeError(f"internal error: a node id of bucket {b} is missing from the "
+                                   "remap table")
         keys = self._buf("keys", count, np.int64)
         w_arr = w if w is not None else self._buf("w_dummy", 1, np.float32)
         mid = self._mid_row(dst, row_lo, row_hi) if count >= _PARALLEL_MIN_RECORDS else None

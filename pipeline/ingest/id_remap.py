@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 INT64_MIN = int(np.iinfo(np.int64).min)
 INT64_MAX = int(np.iinfo(np.int64).max)
 _NODE_ID_BLOCK = 1 << 22
+_LOOKUP_BLOCK = 1 << 18     # keys per block of an in-place lookup (a 2 MiB copy)
 
 
 @dataclass
@@ -102,16 +103,32 @@ class IdTable:
         return sum(a.nbytes for a in (self.bits, self.prefix, self.uniq, self.directory) if a is not None)
 
     def lookup(self, keys: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """int64 dense id of each key, -1 where the key is not a node. `out` may alias `keys`."""
+        """int64 dense id of each key, -1 where the key is not a node. `out` may alias `keys`
+        (the CSR build remaps its record columns in place)."""
         out = np.empty(len(keys), dtype=np.int64) if out is None else out
         if self.identity:
             np.copyto(out, keys)
             out[(keys < 0) | (keys >= self.num_nodes)] = -1
-        elif self.bits is not None:
+        elif not np.may_share_memory(keys, out):
+            self._lookup_kernel(keys, out)
+        else:
+            # the kernels are prange loops, whose array arguments numba declares noalias: handed
+            # the same memory twice they may read a key after writing its answer (numba_config.py).
+            # So an in-place lookup goes through a bounded copy of its keys, block by block.
+            scratch = np.empty(min(len(keys), _LOOKUP_BLOCK), dtype=np.int64)
+            for s in range(0, len(keys), _LOOKUP_BLOCK):
+                e = min(s + _LOOKUP_BLOCK, len(keys))
+                block = scratch[:e - s]
+                np.copyto(block, keys[s:e])
+                self._lookup_kernel(block, out[s:e])
+        return out
+
+    def _lookup_kernel(self, keys: np.ndarray, out: np.ndarray) -> None:
+        """keys and out must not overlap (see lookup)."""
+        if self.bits is not None:
             K.bitmap_lookup(self.bits, self.prefix, np.int64(self.base), keys, out)
         else:
             K.sorted_lookup(self.uniq, self.directory, np.int64(self.base), self.shift, keys, out)
-        return out
 
     def rank_of_bound(self, key: int | None, upper: bool = False) -> int:
         """Number of nodes with key < `key` (None: -inf, or +inf when upper)."""

@@ -301,7 +301,8 @@ def bitmap_prefix(bits: np.ndarray) -> np.ndarray:
 @njit(**NJIT_PARALLEL)
 def bitmap_lookup(bits: np.ndarray, prefix: np.ndarray, base: np.int64, keys: np.ndarray,
                   out: np.ndarray) -> None:
-    """out[i] = dense id of keys[i] (its rank among set bits), or -1 when it is not set."""
+    """out[i] = dense id of keys[i] (its rank among set bits), or -1 when it is not set. out must
+    not overlap keys (numba_config.py)."""
     limit = np.int64(len(bits)) * 64
     for i in prange(len(keys)):
         off = keys[i] - base
@@ -382,7 +383,8 @@ def build_directory(uniq: np.ndarray, base: np.int64, shift: int, n_dir: int) ->
 @njit(**NJIT_PARALLEL)
 def sorted_lookup(uniq: np.ndarray, directory: np.ndarray, base: np.int64, shift: int,
                   keys: np.ndarray, out: np.ndarray) -> None:
-    """out[i] = position of keys[i] in sorted unique `uniq`, or -1 if absent."""
+    """out[i] = position of keys[i] in sorted unique `uniq`, or -1 if absent. out must not overlap
+    keys (numba_config.py)."""
     n_dir = len(directory) - 1
     n = len(uniq)
     ushift = np.uint64(shift)
