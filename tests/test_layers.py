@@ -188,3 +188,26 @@ def test_bad_conv_dims_are_option_errors(bad):
             cls(bad, 4)
     with pytest.raises(OptionError):
         GATConv(3, 4, heads=bad)
+
+
+def test_cpu_dropout_keeps_one_minus_p_scaled_and_is_seeded():
+    from gstore.train.layers import dropout
+
+    x = torch.ones(200_000, requires_grad=True)
+    for p in (0.1, 0.5, 0.9):
+        torch.manual_seed(1)
+        out = dropout(x, p, True)
+        kept = out != 0
+        assert abs(float(kept.float().mean()) - (1 - p)) < 0.01
+        torch.testing.assert_close(out[kept], torch.full((int(kept.sum()),), 1 / (1 - p)))
+        out.sum().backward()
+        assert torch.equal(x.grad, out.detach())   # d out / d x is the same scaled mask
+        x.grad = None
+        torch.manual_seed(1)
+        assert torch.equal(dropout(x, p, True), out)
+    assert dropout(x, 0.5, False) is x and dropout(x, 0.0, True) is x
+    # every 16-bit lane of the random words is used: no position is kept more often than others
+    torch.manual_seed(2)
+    lanes = torch.stack([dropout(torch.ones(4000), 0.5, True) != 0 for _ in range(50)]).float()
+    per_lane = lanes.view(50, -1, 4).mean((0, 1))
+    assert ((per_lane - 0.5).abs() < 0.02).all()

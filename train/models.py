@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from gstore.errors import OptionError
 from gstore.pipeline.inference.protocol import Aggregate
 from gstore.pipeline.loader.batch import LayerBlock
-from gstore.train.layers import GATConv, GCNConv, SAGEConv
+from gstore.train.layers import GATConv, GCNConv, SAGEConv, dropout, prefix
 
 CONVS = ("sage", "gcn", "gat")
 JKS = ("none", "cat", "max")
@@ -169,7 +169,8 @@ class GNN(nn.Module):
     def forward_layer(self, layer: int, h_src: torch.Tensor, block: LayerBlock,
                       degree_src: torch.Tensor | None) -> torch.Tensor:
         z = self.convs[layer](h_src, block, degree_src)
-        return self._post(layer, h_src[:block.num_dst], z)
+        residual = self.residuals is not None and layer < self._hidden_layers
+        return self._post(layer, prefix(h_src, block.num_dst) if residual else None, z)
 
     def readout_step(self, layer: int, h: torch.Tensor, state: torch.Tensor | None) -> torch.Tensor | None:
         jk = self.config.jk
@@ -192,7 +193,7 @@ class GNN(nn.Module):
         return state + self.jk_lin.bias
 
     # ---- training forward ----------------------------------------------------------------------
-    def _post(self, layer: int, h_dst: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def _post(self, layer: int, h_dst: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         if layer >= self._hidden_layers:
             return z
         if self.residuals is not None:
@@ -214,12 +215,13 @@ class GNN(nn.Module):
         if x.shape[-1] != self.in_dim:
             raise OptionError(f"model expects {self.in_dim} input features, got {x.shape[-1]}")
         out_rows = blocks[-1].num_dst
-        h = x[:blocks[0].num_src]
+        h = prefix(x, blocks[0].num_src)
         state = None
         p = self.config.dropout
         for layer, block in enumerate(blocks):
-            h = F.dropout(h, p, self.training)
-            deg = None if degree is None else degree[:block.num_src]
-            h = self.forward_layer(layer, h[:block.num_src], block, deg)
-            state = self.readout_step(layer, h[:out_rows], state)
-        return self.readout(state, h[:out_rows])
+            h = dropout(prefix(h, block.num_src), p, self.training)
+            deg = None if degree is None else prefix(degree, block.num_src)
+            h = self.forward_layer(layer, h, block, deg)
+            if self.readout_dim:
+                state = self.readout_step(layer, prefix(h, out_rows), state)
+        return self.readout(state, prefix(h, out_rows))
