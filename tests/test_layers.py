@@ -211,3 +211,20 @@ def test_cpu_dropout_keeps_one_minus_p_scaled_and_is_seeded():
     lanes = torch.stack([dropout(torch.ones(4000), 0.5, True) != 0 for _ in range(50)]).float()
     per_lane = lanes.view(50, -1, 4).mean((0, 1))
     assert ((per_lane - 0.5).abs() < 0.02).all()
+
+
+def test_out_of_range_block_ids_are_refused_before_any_sparse_product():
+    h = torch.randn(4, 3)
+    for ei in ([[4], [0]], [[0], [2]], [[-1], [0]], [[0], [-1]]):
+        with pytest.raises(OptionError, match="outside|>= num_dst"):
+            edge_sum(LayerBlock(torch.tensor(ei), 4, 2), h)
+    with pytest.raises(OptionError, match="4 sources but only 3 rows"):
+        edge_sum(LayerBlock(torch.tensor([[0], [0]]), 4, 2), h[:3])
+
+
+def test_half_precision_rows_are_summed_in_float32():
+    h = torch.full((1001, 2), 0.1, dtype=torch.float16)
+    block = LayerBlock(torch.stack([torch.arange(1001), torch.zeros(1001, dtype=torch.int64)]), 1001, 1)
+    out = edge_sum(block, h)
+    assert out.dtype == torch.float16
+    assert abs(float(out[0, 0]) - 1001 * float(h[0, 0])) < 0.5   # a float16 running sum drifts by ~10

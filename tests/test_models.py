@@ -217,3 +217,12 @@ def test_any_depth_and_the_config_round_trip(graph):
         ModelConfig.from_json(cfg.to_json() | {"extra": 1})
     with pytest.raises(OptionError, match="blocks"):
         m(x, [full_block(indptr, indices)] * 2)
+
+
+def test_batch_norm_trains_on_a_last_batch_of_one_seed(graph):
+    indptr, indices, x = graph
+    model = GNN("sage", F_IN, 8, C, 2, batch_norm=True, jk="cat").train()
+    one = LayerBlock(torch.tensor([[1, 2], [0, 0]]), 3, 1)
+    out = model(x[:3], [LayerBlock(torch.tensor([[1, 2], [0, 1]]), 3, 3), one])
+    assert out.shape == (1, C) and torch.isfinite(out).all()
+    out.sum().backward()

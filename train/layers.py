@@ -78,13 +78,19 @@ def edge_sum(block: LayerBlock, h_src: torch.Tensor, weight: torch.Tensor | None
     """(num_dst, d): out[v] = sum over the block's edges u -> v of weight_e * h_src[u] (weight 1 when
     None). h_src: (>= num_src, d); weight: (E,) in the block's edge order. Differentiable in h_src."""
     csr = block.csr()
+    if h_src.shape[0] < block.num_src:
+        raise OptionError(f"block has {block.num_src} sources but only {h_src.shape[0]} rows were given")
+    # half-precision rows (autocast) are summed in float32: sparse half kernels are not on every
+    # device, and a sum of hundreds of float16 terms loses the digits the mean needs
+    dtype = torch.float32 if h_src.dtype in (torch.float16, torch.bfloat16) else h_src.dtype
     if weight is None:
-        values = torch.ones(csr.col.shape[0], dtype=h_src.dtype, device=h_src.device)
+        values = torch.ones(csr.col.shape[0], dtype=dtype, device=h_src.device)
     else:
-        values = (weight if csr.perm is None else weight[csr.perm]).to(h_src.dtype)
+        values = (weight if csr.perm is None else weight[csr.perm]).to(dtype)
     a = torch.sparse_csr_tensor(csr.crow, csr.col, values, (block.num_dst, h_src.shape[0]),
                                 check_invariants=False)
-    return a @ h_src
+    out = a @ h_src.to(dtype)
+    return out if out.dtype == h_src.dtype else out.to(h_src.dtype)
 
 
 def _edge_count(block: LayerBlock, device: torch.device) -> torch.Tensor:

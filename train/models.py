@@ -199,7 +199,14 @@ class GNN(nn.Module):
         if self.residuals is not None:
             z = z + self.residuals[layer](h_dst)
         if self.norms is not None:
-            z = self.norms[layer](z)
+            bn = self.norms[layer]
+            if self.training and z.shape[0] == 1:
+                # one row has no batch variance (BatchNorm1d raises): a last batch of one seed
+                # is normalised with the running statistics instead
+                z = F.batch_norm(z, bn.running_mean, bn.running_var, bn.weight, bn.bias, False,
+                                 0.0, bn.eps)
+            else:
+                z = bn(z)
         return F.relu(z)
 
     def forward(self, x: torch.Tensor, blocks: list[LayerBlock],

@@ -65,6 +65,10 @@ class LayerBlock:
         if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
             perm = torch.argsort(dst, stable=True)
             src = src[perm]
+        # out-of-range ids would make the unchecked sparse products read out of bounds
+        if dst.numel() and (int(dst.min()) < 0 or int(src.min()) < 0 or int(src.max()) >= self.num_src):
+            raise OptionError(f"block edge ids outside [0, num_src={self.num_src}) x "
+                              f"[0, num_dst={self.num_dst})")
         counts = torch.bincount(dst, minlength=self.num_dst)
         if counts.numel() > self.num_dst:
             raise OptionError(f"block has destination ids >= num_dst={self.num_dst}")
