@@ -179,6 +179,8 @@ def test_gradients_of_the_segment_sum_match_index_add():
 def test_gcn_without_degree_on_an_unweighted_block_is_a_one_line_error():
     with pytest.raises(OptionError, match="degree"):
         GCNConv(3, 2)(torch.randn(5, 3), LayerBlock(HAND.edge_index, 5, 3), None)
+    with pytest.raises(OptionError, match="4 degrees for 5 source rows"):
+        GCNConv(3, 2)(torch.randn(5, 3), LayerBlock(HAND.edge_index, 5, 3), torch.ones(4))
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])

@@ -173,6 +173,9 @@ class GCNConv(nn.Module):
         if degree_src is None:
             raise OptionError("GCNConv on a block without edge_weight needs the full in-degree of its "
                               "sources", hint="pass Batch.degree (the loader fills it)")
+        if degree_src.shape[0] < x.shape[0]:
+            raise OptionError(f"GCNConv got {degree_src.shape[0]} degrees for {x.shape[0]} source rows",
+                              hint="pass Batch.degree (one entry per batch node)")
         scale = torch.rsqrt(degree_src[:x.shape[0]].to(x.dtype) + 1).unsqueeze(1)
         return Aggregate(edge_sum(block, x * scale), count)
 
