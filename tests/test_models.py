@@ -226,3 +226,25 @@ def test_batch_norm_trains_on_a_last_batch_of_one_seed(graph):
     out = model(x[:3], [LayerBlock(torch.tensor([[1, 2], [0, 1]]), 3, 3), one])
     assert out.shape == (1, C) and torch.isfinite(out).all()
     out.sum().backward()
+
+
+@pytest.mark.parametrize("conv", ["sage", "gcn", "gat"])
+def test_model_level_split_aggregation_equals_forward_layer(graph, conv):
+    """What chunked inference does with a hub: each layer's in-edges in three parts, merged, then
+    finished (residual and batch norm included) == forward_layer on the whole block."""
+    indptr, indices, x = graph
+    model = make_model(conv, num_layers=2, residual=True, batch_norm=True, jk="cat")
+    full, deg = full_block(indptr, indices), degree_of(indptr)
+    parts = np.random.default_rng(0).integers(0, 3, full.num_edges)
+    pieces = [LayerBlock(full.edge_index[:, torch.from_numpy(np.flatnonzero(parts == i))], N, N)
+              for i in range(3)]
+    h = x
+    with torch.no_grad():
+        for layer in range(2):
+            agg = model.aggregate(layer, h, pieces[0], deg)
+            for p in pieces[1:]:
+                agg = model.merge(layer, agg, model.aggregate(layer, h, p, deg))
+            got = model.finish(layer, h, agg, deg)
+            want = model.forward_layer(layer, h, full, deg)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+            h = want
