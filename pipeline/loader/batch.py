@@ -4,7 +4,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+
+from gstore.errors import OptionError
+
+
+@dataclass(frozen=True)
+class BlockCSR:
+    """A block's edges as a CSR over destinations (what the models' segment sums run on).
+
+    crow: int64 (num_dst + 1,) row offsets; col: int64 (E,) source ids in destination order;
+    perm: int64 (E,) edge positions in that order, or None when the edges already came grouped by
+    ascending destination (the samplers' order); count: float32 (num_dst,) edges per destination.
+    """
+
+    crow: torch.Tensor
+    col: torch.Tensor
+    perm: torch.Tensor | None
+    count: torch.Tensor
 
 
 @dataclass
@@ -13,11 +31,17 @@ class LayerBlock:
 
     edge_index: int64 (2, E) local ids, row 0 sources (< num_src), row 1 destinations (< num_dst).
     Destinations are the first num_dst of the batch's nodes, sources the first num_src.
+    edge_weight: float32 (E,) per-edge weights (cluster batches' gcn_norm, self-loops included), or
+        None (neighbor blocks: models normalise with Batch.degree).
     """
 
     edge_index: torch.Tensor
     num_src: int
     num_dst: int
+    edge_weight: torch.Tensor | None = None
+    # csr() cache, keyed by the edge_index object it was built from (to_device replaces edge_index)
+    _csr: tuple[torch.Tensor, BlockCSR] | None = field(default=None, init=False, repr=False,
+                                                       compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -27,6 +51,32 @@ class LayerBlock:
     @property
     def num_edges(self) -> int:
         return int(self.edge_index.shape[1])
+
+    def csr(self) -> BlockCSR:
+        """The edges grouped by destination (computed once per edge_index, on its device).
+
+        The samplers emit edges grouped by ascending destination, so this is a bincount and a
+        cumsum; other orders are stably sorted first (same sums, in edge order within a row)."""
+        ei = self.edge_index
+        if self._csr is not None and self._csr[0] is ei:
+            return self._csr[1]
+        src, dst = ei[0], ei[1]
+        perm = None
+        if dst.numel() > 1 and not bool((dst[1:] >= dst[:-1]).all()):
+            perm = torch.argsort(dst, stable=True)
+            src = src[perm]
+        # out-of-range ids would make the unchecked sparse products read out of bounds
+        if dst.numel() and (int(dst.min()) < 0 or int(src.min()) < 0 or int(src.max()) >= self.num_src):
+            raise OptionError(f"block edge ids outside [0, num_src={self.num_src}) x "
+                              f"[0, num_dst={self.num_dst})")
+        counts = torch.bincount(dst, minlength=self.num_dst)
+        if counts.numel() > self.num_dst:
+            raise OptionError(f"block has destination ids >= num_dst={self.num_dst}")
+        crow = torch.zeros(self.num_dst + 1, dtype=torch.int64, device=ei.device)
+        torch.cumsum(counts, 0, out=crow[1:])
+        out = BlockCSR(crow=crow, col=src.contiguous(), perm=perm, count=counts.to(torch.float32))
+        self._csr = (ei, out)
+        return out
 
 
 @dataclass
@@ -56,6 +106,8 @@ class Batch:
     edge_index: cluster batches: int64 (2, m) local [src; dst] of the induced subgraph.
     edge_weight: cluster batches: float32 (m,) GCN-normalised weights, or None.
     mask: cluster batches: bool (n,) nodes of the loader's split (the loss nodes), or None.
+    degree: float32 (n,) in-degree of every batch node in the full store graph (indptr difference),
+        or None (a batch built without the store); GCN's normalisation on neighbor blocks uses it.
     """
 
     kind: str
@@ -69,8 +121,10 @@ class Batch:
     edge_index: torch.Tensor | None = None
     edge_weight: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    degree: torch.Tensor | None = None
     stats: BatchStats = field(default_factory=BatchStats)
     ready: Any = field(default=None, repr=False)   # CUDA event of the async copy, or None
+    _cluster_block: LayerBlock | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_nodes(self) -> int:
@@ -91,9 +145,62 @@ class Batch:
 
     def tensors(self) -> list[torch.Tensor]:
         """Every tensor of the batch (for stream bookkeeping and device moves)."""
-        out = [self.nodes, self.x, self.y, self.edge_index, self.edge_weight, self.mask]
-        out += [b.edge_index for b in self.blocks]
+        out = [self.nodes, self.x, self.y, self.edge_index, self.edge_weight, self.mask, self.degree]
+        for b in self.blocks:
+            out += [b.edge_index, b.edge_weight]
         return [t for t in out if t is not None]
+
+    def layer_blocks(self, num_layers: int) -> list[LayerBlock]:
+        """The `num_layers` blocks a model runs on, input layer first.
+
+        Neighbor batches: `blocks` (there must be exactly num_layers: one fanout per layer).
+        Cluster batches: the same LayerBlock(edge_index, n, n, edge_weight) for every layer (one
+        object, so its csr() is built once per batch)."""
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise OptionError(f"num_layers must be an integer >= 1, got {num_layers!r}")
+        if self.kind == "cluster":
+            if self.edge_index is None:
+                raise OptionError("cluster batch has no edge_index")
+            blk = self._cluster_block
+            if blk is None or blk.edge_index is not self.edge_index \
+                    or blk.edge_weight is not self.edge_weight:
+                n = self.num_nodes
+                blk = LayerBlock(self.edge_index, n, n, edge_weight=self.edge_weight)
+                self._cluster_block = blk
+            return [blk] * num_layers
+        if len(self.blocks) != num_layers:
+            raise OptionError(f"batch has {len(self.blocks)} sampled layers but the model has "
+                              f"{num_layers}", hint="give the loader one fanout per model layer")
+        return list(self.blocks)
+
+    def to_pyg(self):
+        """This batch as a `torch_geometric.data.Data` (PyG conventions, tensors on this device).
+
+        Neighbor batches: edge_index int64 (2, E) src -> dst in local ids, the union of the blocks'
+        edges without duplicates (as SampledSubgraph.edge_index); x, y, n_id (dense store ids),
+        batch_size (the seeds: the first batch_size rows). Cluster batches: edge_index,
+        edge_weight, x, y, n_id, train_mask (the loader's split: the loss nodes)."""
+        try:
+            from torch_geometric.data import Data
+        except ImportError:
+            raise OptionError("Batch.to_pyg needs torch_geometric, which is not importable",
+                              hint="pip install torch_geometric") from None
+        common = dict(x=self.x, y=self.y, n_id=self.nodes, num_nodes=self.num_nodes)
+        if self.kind == "cluster":
+            return Data(edge_index=self.edge_index, edge_weight=self.edge_weight,
+                        train_mask=self.mask, **common)
+        return Data(edge_index=self._union_edge_index(), batch_size=int(self.num_seeds), **common)
+
+    def _union_edge_index(self) -> torch.Tensor:
+        """int64 (2, E): every block's edges once, first occurrence order (blocks input first)."""
+        if not self.blocks:
+            return torch.zeros((2, 0), dtype=torch.int64, device=self.nodes.device)
+        ei = torch.cat([b.edge_index for b in self.blocks], dim=1)
+        if ei.shape[1] == 0:
+            return ei
+        key = (ei[0] * self.num_nodes + ei[1]).cpu().numpy()
+        _, first = np.unique(key, return_index=True)
+        return ei[:, torch.from_numpy(np.sort(first)).to(ei.device)]
 
     def wait(self) -> None:
         """Make the current CUDA stream wait for this batch's async copy (no-op on CPU).

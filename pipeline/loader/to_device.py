@@ -124,7 +124,7 @@ class DeviceCopier:
         return Batch(kind=kind, epoch=g.item.epoch, index=g.item.index, nodes=_tensor(sub.nodes),
                      num_seeds=self._num_seeds(g, kind), x=_tensor(g.x), y=_tensor(g.y),
                      blocks=blocks, edge_index=edge_index, edge_weight=edge_weight,
-                     mask=_tensor(g.mask), stats=self._stats(g, sub, False))
+                     mask=_tensor(g.mask), degree=_tensor(g.degree), stats=self._stats(g, sub, False))
 
     def _staged_fields(self, g: GatheredItem, st: Staging, kind: str) -> Batch:
         """Pinned mode: every tensor is a view of the staging buffer (never a from_numpy alias,
@@ -143,16 +143,18 @@ class DeviceCopier:
         return Batch(kind=kind, epoch=g.item.epoch, index=g.item.index, nodes=st.tensor("nodes"),
                      num_seeds=self._num_seeds(g, kind), x=x, y=get("y"), blocks=blocks,
                      edge_index=get("edge_index"), edge_weight=get("edge_weight"), mask=get("mask"),
-                     stats=self._stats(g, sub, st.pinned))
+                     degree=get("degree"), stats=self._stats(g, sub, st.pinned))
 
     def _copy_to_cuda(self, batch: Batch, st: Staging | None) -> None:
         with torch.cuda.stream(self.stream):
-            for name in ("nodes", "x", "y", "edge_index", "edge_weight", "mask"):
+            for name in ("nodes", "x", "y", "edge_index", "edge_weight", "mask", "degree"):
                 t = getattr(batch, name)
                 if t is not None:
                     setattr(batch, name, t.to(self.device, non_blocking=True))
             for b in batch.blocks:
                 b.edge_index = b.edge_index.to(self.device, non_blocking=True)
+                if b.edge_weight is not None:
+                    b.edge_weight = b.edge_weight.to(self.device, non_blocking=True)
             if batch.x is not None and batch.x.dtype != torch.float32:
                 batch.x = batch.x.float()  # float16 travels as float16 and is upcast on the GPU
             event = torch.cuda.Event()
