@@ -54,7 +54,7 @@ from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_c
 from gstore.pipeline.inference.layerwise_kernels import in_degrees
 from gstore.pipeline.inference.protocol import LayerwiseModel
 from gstore.pipeline.loader.batch import LayerBlock
-from gstore.pipeline.loader.queues import PipelineControl, StageQueue, StageThread
+from gstore.pipeline.loader.queues import PipelineControl, StageQueue, StageThread, Stopped
 from gstore.pipeline.sampling.neighbor import NeighborSampler
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import (ArrayRecord, ShardArrayWriter, default_chunk_rows, open_array,
@@ -457,6 +457,11 @@ class _Run:
                     # only now: a model's output may be a view of the slot's rows
                     free.put(item.slot)
                     self.peak_anon = max(self.peak_anon, anon_rss_bytes())
+        except Stopped:
+            # the prefetch thread failed while this loop was handing a slot back: raise its error
+            if control.failure is not None:
+                raise control.failure.exc from None
+            raise
         finally:
             control.stop.set()
             thread.join()
