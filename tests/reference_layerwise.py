@@ -45,12 +45,14 @@ def reference_in_degrees(indptr, nodes) -> list[float]:
 class RefModel(torch.nn.Module):
     """kind: "sage" (h' = W_self h + W_neigh mean) or "gcn" (design9's estimator, exact on full
     neighborhoods); jk: "none", "cat" (readout_dim = classes) or "max" (readout_dim = hidden).
-    ReLU after every layer but the last (after every layer with jk)."""
+    ReLU after every layer but the last (after every layer with jk). drop_loops: ignore block
+    edges with src == dst (self-loops, as GAT does: it adds the node's own term once itself)."""
 
-    def __init__(self, kind: str, dims: list[int], jk: str = "none", classes: int = 3, seed: int = 0):
+    def __init__(self, kind: str, dims: list[int], jk: str = "none", classes: int = 3, seed: int = 0,
+                 drop_loops: bool = False):
         super().__init__()
         torch.manual_seed(seed)
-        self.kind, self.dims, self.jk = kind, list(dims), jk
+        self.kind, self.dims, self.jk, self.drop_loops = kind, list(dims), jk, drop_loops
         L = len(dims) - 1
         self.self_lins = torch.nn.ModuleList(torch.nn.Linear(dims[l], dims[l + 1]) for l in range(L))
         self.neigh_lins = torch.nn.ModuleList(torch.nn.Linear(dims[l], dims[l + 1], bias=False)
@@ -85,6 +87,9 @@ class RefModel(torch.nn.Module):
     def aggregate(self, layer, h_src, block, degree_src) -> Aggregate:
         self.calls["aggregate"] += 1
         src, dst = block.edge_index[0], block.edge_index[1]
+        if self.drop_loops:
+            keep = src != dst
+            src, dst = src[keep], dst[keep]
         msg = h_src[src]
         if self.kind == "gcn":
             msg = msg / torch.sqrt(degree_src[src] + 1)[:, None]
@@ -138,20 +143,24 @@ def dense_forward(model: RefModel, features: np.ndarray, indptr: np.ndarray, ind
     a = np.zeros((n, n))
     rows = np.repeat(np.arange(n), np.diff(indptr))
     np.add.at(a, (rows, np.asarray(indices, dtype=np.int64)), 1.0)
-    deg = a.sum(1)
+    deg = a.sum(1)         # the full in-degree, self-loops included (what inference passes)
+    if model.drop_loops:
+        np.fill_diagonal(a, 0.0)
+    cnt = a.sum(1)         # edges the model aggregates (== deg unless loops are dropped)
     h = torch.tensor(np.asarray(features, dtype=np.float64))
-    A, d = torch.tensor(a), torch.tensor(deg)
+    A, d, s = torch.tensor(a), torch.tensor(deg), torch.tensor(cnt)
     hs = []
     with torch.no_grad():
         for layer in range(model.num_layers):
             W = model.self_lins[layer].weight.double()
             b = model.self_lins[layer].bias.double()
             if model.kind == "sage":
-                mean = (A @ h) / d.clamp(min=1)[:, None]
+                mean = (A @ h) / s.clamp(min=1)[:, None]
                 out = h @ W.T + b + mean @ model.neigh_lins[layer].weight.double().T
             else:
                 norm = 1 / torch.sqrt(d + 1)
-                z = h / (d + 1)[:, None] + norm[:, None] * (A @ (h * norm[:, None]))
+                coef = torch.where(s > 0, d / s.clamp(min=1), torch.zeros_like(d)) * norm
+                z = h / (d + 1)[:, None] + coef[:, None] * (A @ (h * norm[:, None]))
                 out = z @ W.T + b
             h = torch.relu(out) if (model.jk != "none" or layer < model.num_layers - 1) else out
             hs.append(h)

@@ -87,6 +87,21 @@ def test_star_hub_is_split_and_merged(tmp_path, kind):
                                dense_forward(model, x, store.indptr, store.indices), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["sage", "gcn"])
+def test_a_hubs_self_loop_is_src_equal_dst_in_every_slice(tmp_path, kind):
+    """Models that treat self-loops apart (GAT drops src == dst edges and adds its own term once)
+    must see a hub's self-loop as its own local id in whichever slice holds it."""
+    n = 120
+    src = np.r_[np.arange(n), 5, 5]          # every node -> 0 (0 -> 0 too), and 5 -> 5 twice
+    dst = np.r_[np.zeros(n, dtype=np.int64), 5, 5]
+    store, x = _store(tmp_path / "s", n, src, dst, dim=4)
+    model = RefModel(kind, [4, 5, 3], drop_loops=True)
+    res = layerwise_inference(store, model, tmp_path / "o", memory_budget=20000)
+    assert res.layers[0].hubs == 1
+    np.testing.assert_allclose(np.asarray(res.open_output()),
+                               dense_forward(model, x, store.indptr, store.indices), rtol=1e-5, atol=1e-5)
+
+
 def test_float16_storage_and_float16_features(tmp_path):
     n = 60
     src, dst = random_graph(n, 300, seed=4)

@@ -15,7 +15,8 @@ chunk's working set fits the budget; a hub whose in-edges alone exceed a chunk i
 slices that `model.merge` combines before one `model.finish`. Each chunk's block comes from the
 NeighborSampler with fanout -1 (every in-edge) and its source rows from the row gather; a hub
 slice's block is the slice of its in-edge list itself (sources in edge order: a source listed
-twice is gathered twice, which aggregates the same as one source with two edges). A background
+twice is gathered twice, which aggregates the same as one source with two edges; a self-loop
+points at the hub's own local id 0, as in a sampled block). A background
 thread builds the next chunks (block, rows, degrees) into a ring of reused buffers while the
 current one computes.
 
@@ -488,12 +489,15 @@ class _Run:
         lo, hi = int(plan.edge_lo[i]), int(plan.edge_hi[i])
         e = hi - lo
         if plan.hub[i]:
-            # one hub's slice of in-edges: the hub (local 0) and its sources in edge order
+            # one hub's slice of in-edges: the hub (local 0) and its sources in edge order; a
+            # self-loop's source is local 0 itself, as the sampler labels it (models such as GAT
+            # recognise self-loops by src == dst)
             nodes = np.empty(e + 1, dtype=np.int64)
             nodes[0] = start
             nodes[1:] = self.indices[lo:hi]
             edge_index = slot.edges[:2 * e].reshape(2, e)
             edge_index[0] = np.arange(1, e + 1, dtype=np.int64)
+            edge_index[0][nodes[1:] == start] = 0
             edge_index[1] = 0
         else:
             sub = self.sampler.sample(np.arange(start, stop, dtype=np.int64))
