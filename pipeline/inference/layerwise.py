@@ -39,7 +39,7 @@ import queue
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -51,14 +51,17 @@ from gstore.errors import OptionError, StoreError
 from gstore.memory import (DEFAULT_MEMORY_BUDGET, anon_rss_bytes, current_rss_bytes, parse_bytes,
                            peak_rss_bytes)
 from gstore.pipeline.features.gather import gather_features, should_sort
+from gstore.pipeline.inference.checks import (check_device, check_dtype, check_model, check_out_dir,
+                                              check_store)
 from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks, working_set
 from gstore.pipeline.inference.layerwise_kernels import in_degrees
 from gstore.pipeline.inference.protocol import LayerwiseModel
+from gstore.pipeline.inference.result import LayerStats, LayerwiseResult
 from gstore.pipeline.loader.batch import LayerBlock
 from gstore.pipeline.loader.queues import PipelineControl, StageQueue, StageThread, Stopped
 from gstore.pipeline.sampling.neighbor import NeighborSampler
 from gstore.progress import NULL_PROGRESS, Progress
-from gstore.shard_array import (ArrayRecord, ShardArrayWriter, default_chunk_rows, open_array,
+from gstore.shard_array import (ArrayRecord, ShardArrayWriter, default_chunk_rows,
                                 write_group_metadata)
 
 log = logging.getLogger(__name__)
@@ -67,83 +70,6 @@ SCRATCH_NAME = ".layerwise.tmp"
 SCRATCH_PURPOSE = "layer-wise inference"
 OUTPUT_NAME = "logits"
 LAYERS_DIR = "layers"          # kept layer arrays: out_dir/layers/layer_<l>
-STORAGE_DTYPES = ("float32", "float16")
-
-
-@dataclass
-class LayerStats:
-    """One layer's pass. Seconds are wall clock; wait_s is the time the compute loop waited for
-    the prefetch thread (the share of the layer the I/O was not hidden)."""
-
-    layer: int
-    in_width: int
-    out_width: int
-    seconds: float
-    chunks: int
-    hubs: int
-    hub_slices: int
-    edges: int
-    max_edges: int
-    max_rows: int
-    wait_s: float
-    compute_s: float
-    write_s: float
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @staticmethod
-    def from_json(d: dict) -> "LayerStats":
-        return LayerStats(**d)
-
-
-@dataclass
-class LayerwiseResult:
-    """What a layer-wise run wrote and what it cost.
-
-    root: out_dir; output: the record of `root/output.name`, float32 (num_nodes, out_dim);
-    kept_layers: records of `root/layers/layer_<l>` (keep_layers=True), rows in `dtype`.
-    peak_rss_bytes: VmHWM of the process at the end (mapped file pages included); peak_anon_bytes:
-    the largest RssAnon seen after a chunk; start_rss_bytes: RSS when the run began.
-    """
-
-    root: str
-    output: ArrayRecord
-    num_nodes: int
-    out_dim: int
-    dtype: str
-    device: str
-    memory_budget: int
-    seconds: float
-    peak_rss_bytes: int
-    peak_anon_bytes: int
-    start_rss_bytes: int
-    layers: list[LayerStats] = field(default_factory=list)
-    kept_layers: list[ArrayRecord] = field(default_factory=list)
-
-    @property
-    def output_path(self) -> Path:
-        """The output array's directory (a zarr v3 array)."""
-        return Path(self.root) / self.output.name
-
-    def open_output(self) -> np.ndarray:
-        """Memory map of the output rows, float32 (num_nodes, out_dim), read-only."""
-        return open_array(Path(self.root), self.output)
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["output"] = self.output.to_json()
-        d["kept_layers"] = [r.to_json() for r in self.kept_layers]
-        d["layers"] = [s.to_json() for s in self.layers]
-        return d
-
-    @staticmethod
-    def from_json(d: dict) -> "LayerwiseResult":
-        d = dict(d)
-        d["output"] = ArrayRecord.from_json(d["output"])
-        d["kept_layers"] = [ArrayRecord.from_json(r) for r in d.get("kept_layers", [])]
-        d["layers"] = [LayerStats.from_json(s) for s in d.get("layers", [])]
-        return LayerwiseResult(**d)
 
 
 @dataclass
@@ -188,13 +114,13 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     t0 = time.perf_counter()
     start_rss = current_rss_bytes()
     budget = parse_bytes(memory_budget)
-    dtype = _check_dtype(dtype)
-    dev = _check_device(device, model)
-    features = _check_store(store)
-    widths = _check_model(model, int(features.shape[1]))
+    dtype = check_dtype(dtype)
+    dev = check_device(device, model)
+    features = check_store(store)
+    widths = check_model(model, int(features.shape[1]))
     out_dir = Path(out_dir)
     targets = [output_name] + ([LAYERS_DIR] if keep_layers else [])
-    _check_out_dir(out_dir, targets, overwrite)
+    check_out_dir(out_dir, targets, overwrite)
     for layer, (w_in, w_out) in enumerate(zip(widths, widths[1:])):   # fail before writing anything
         _layer_working_set(budget, layer, w_in, w_out, features, dtype, model)
     csr = store.csr()
@@ -222,58 +148,6 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     return result
 
 
-# ---- validation -------------------------------------------------------------------------------
-def _check_dtype(dtype) -> str:
-    name = str(np.dtype(dtype)) if isinstance(dtype, (np.dtype, type)) else str(dtype)
-    if name not in STORAGE_DTYPES:
-        raise OptionError(f"inference dtype must be float32 or float16, got {dtype!r}")
-    return name
-
-
-def _check_device(device, model) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise OptionError(f"unknown device {device!r}", hint="use cpu, cuda or cuda:<index>") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"device {device!r} asked but torch sees no CUDA device", hint="use --device cpu")
-    if isinstance(model, torch.nn.Module):
-        param = next(iter(model.parameters()), None)
-        if param is not None and param.device.type != dev.type:
-            raise OptionError(f"the model's weights are on {param.device}, inference was asked to run "
-                              f"on {dev}", hint=f"move the model first (model.to({str(dev)!r}))")
-    return dev
-
-
-def _check_store(store) -> np.ndarray:
-    if not store.has_array("features"):
-        raise OptionError("store has no features: layer-wise inference needs node features",
-                          path=store.path, hint="ingest the store again with --features")
-    store.check_structure(("features",))
-    features = store.features
-    if features.ndim != 2 or features.dtype.name not in STORAGE_DTYPES:
-        raise StoreError(f"features are {features.dtype} {features.shape}, not float32/float16 (N, F)",
-                         path=store.path, hint="rebuild the store")
-    return features
-
-
-def _check_model(model: LayerwiseModel, feature_dim: int) -> list[int]:
-    """[in_dim, layer_dim(0), ..., layer_dim(L-1)] after checking the model's sizes."""
-    def count(what: str, value, lo: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-            raise OptionError(f"model {what} must be an integer >= {lo}, got {value!r}")
-        return int(value)
-
-    layers = count("num_layers", model.num_layers, 1)
-    in_dim = count("in_dim", model.in_dim, 1)
-    count("out_dim", model.out_dim, 1)
-    count("readout_dim", model.readout_dim, 0)
-    if in_dim != feature_dim:
-        raise OptionError(f"model takes {in_dim} input features, the store's features have {feature_dim}",
-                          hint="use the store the model was trained on, or a model built for it")
-    return [in_dim] + [count(f"layer_dim({l})", model.layer_dim(l), 1) for l in range(layers)]
-
-
 def _layer_working_set(budget: int, layer: int, w_in: int, w_out: int, features: np.ndarray,
                        dtype: str, model: LayerwiseModel):
     last = layer == model.num_layers - 1
@@ -282,22 +156,6 @@ def _layer_working_set(budget: int, layer: int, w_in: int, w_out: int, features:
                        out_width=w_out, out_itemsize=np.dtype(dtype).itemsize,
                        readout_dim=int(model.readout_dim), final_dim=int(model.out_dim) if last else 0,
                        layer=layer)
-
-
-def _check_out_dir(out_dir: Path, targets: list[str], overwrite: bool) -> None:
-    if os.path.lexists(out_dir) and (out_dir.is_symlink() or not out_dir.is_dir()):
-        raise OptionError("output directory exists and is not a directory", path=out_dir,
-                          hint="choose another output directory")
-    for name in targets:
-        path = out_dir / name
-        if not os.path.lexists(path):
-            continue
-        if not overwrite:
-            raise OptionError(f"{name} already exists in the output directory", path=path,
-                              hint="pass --force to replace it, or choose another output directory")
-        if path.is_symlink() or not (path / "zarr.json").is_file():
-            raise OptionError(f"{name} exists and is not an array gstore wrote, so it is not replaced",
-                              path=path, hint="move it away, or choose another output directory")
 
 
 @contextmanager
@@ -317,10 +175,15 @@ def _publish(work: Path, out_dir: Path, targets: list[str], overwrite: bool) -> 
     """Move the finished arrays from the scratch dir into out_dir; a replaced one goes into the
     scratch dir first (deleted with it), so out_dir never holds a mix of two runs' arrays."""
     for name in targets:
-        dest = out_dir / name
+        dest, aside = out_dir / name, work / f"replaced-{name}"
         if overwrite and os.path.lexists(dest):
-            os.replace(dest, work / f"replaced-{name}")
-        os.replace(work / name, dest)
+            os.replace(dest, aside)
+        try:
+            os.replace(work / name, dest)
+        except BaseException:
+            if os.path.lexists(aside):
+                os.replace(aside, dest)     # the earlier output stays where it was
+            raise
 
 
 def _release_pages(arr: np.ndarray | None) -> None:
