@@ -202,6 +202,17 @@ def test_an_existing_output_is_replaced_only_when_asked(graph, tmp_path):
     np.testing.assert_allclose(np.asarray(res.open_output()),
                                dense_forward(model, x, store.indptr, store.indices), rtol=1e-5, atol=1e-5)
     assert sorted(os.listdir(out)) == ["logits"]
+    before = np.asarray(res.open_output()).copy()
+    with pytest.raises(RuntimeError, match="model failed"):      # a failed rerun changes nothing
+        layerwise_inference(store, _Spy(out / SCRATCH_NAME, "sage", [5, 4, 3], fail_at=1), out,
+                            overwrite=True)
+    np.testing.assert_array_equal(np.asarray(res.open_output()), before)
+    assert sorted(os.listdir(out)) == ["logits"]
+    for name in ("a/b", ".hidden", ""):
+        with pytest.raises(OptionError, match="plain file name"):
+            layerwise_inference(store, model, out, output_name=name)
+    with pytest.raises(OptionError, match="taken by the kept layers"):
+        layerwise_inference(store, model, out, output_name="layers", keep_layers=True)
     (out / "other").mkdir()
     with pytest.raises(OptionError, match="not an array gstore wrote"):
         layerwise_inference(store, model, out, overwrite=True, output_name="other")
