@@ -237,6 +237,8 @@ def test_bad_inputs_are_one_line_errors(graph, tmp_path):
         (dict(memory_budget="lots"), OptionError, "cannot read size"),
         (dict(dtype="int8"), OptionError, "float32 or float16"),
         (dict(device="tpu:0"), OptionError, "unknown device"),
+        (dict(prefetch_threads=0), OptionError, "prefetch threads must be an integer"),
+        (dict(output_name="a/b"), OptionError, "plain file name"),
     ]
     if not torch.cuda.is_available():
         cases.append((dict(device="cuda"), OptionError, "no CUDA device"))

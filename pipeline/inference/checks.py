@@ -83,3 +83,15 @@ def check_out_dir(out_dir: Path, targets: list[str], overwrite: bool) -> None:
         if path.is_symlink() or not (path / "zarr.json").is_file():
             raise OptionError(f"{name} exists and is not an array gstore wrote, so it is not replaced",
                               path=path, hint="move it away, or choose another output directory")
+
+
+def check_threads(threads: int | None) -> int:
+    """numba threads for the prefetch kernels: `threads`, or what torch's pool leaves free (>= 1)."""
+    import numba
+
+    limit = int(numba.config.NUMBA_NUM_THREADS)
+    if threads is None:
+        return max(1, min(limit, (os.cpu_count() or 1) - torch.get_num_threads()))
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= limit:
+        raise OptionError(f"prefetch threads must be an integer in [1, {limit}], got {threads!r}")
+    return int(threads)

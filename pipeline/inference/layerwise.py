@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numba
 import numpy as np
 import torch
 
@@ -52,7 +53,7 @@ from gstore.memory import (DEFAULT_MEMORY_BUDGET, anon_rss_bytes, current_rss_by
                            peak_rss_bytes)
 from gstore.pipeline.features.gather import gather_features, should_sort
 from gstore.pipeline.inference.checks import (check_device, check_dtype, check_model, check_out_dir,
-                                              check_store)
+                                              check_store, check_threads)
 from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks, working_set
 from gstore.pipeline.inference.layerwise_kernels import in_degrees
 from gstore.pipeline.inference.protocol import LayerwiseModel
@@ -101,7 +102,7 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
                         memory_budget: int | str = DEFAULT_MEMORY_BUDGET, dtype: str = "float32",
                         device: str | torch.device = "cpu", progress: Progress = NULL_PROGRESS,
                         keep_layers: bool = False, output_name: str = OUTPUT_NAME,
-                        overwrite: bool = False) -> LayerwiseResult:
+                        overwrite: bool = False, prefetch_threads: int | None = None) -> LayerwiseResult:
     """Run `model` over every node of `store` (an opened GraphStore) layer by layer, out of core.
 
     memory_budget: bytes (or '512MiB') for inference's working set; chunks are sized to it.
@@ -109,6 +110,9 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     device: where the model computes ("cpu", "cuda", "cuda:1"); the model must already be there.
     keep_layers: also keep every layer's rows as out_dir/layers/layer_<l>.
     overwrite: replace an existing out_dir/<output_name> (and layers/) written by an earlier run.
+    prefetch_threads: numba threads of the prefetch thread's kernels (sampler, gather); default:
+        the cores torch's intra-op pool leaves free, at least 1 (oversubscribed cores make torch's
+        OpenMP barriers spin: a SAGE layer ran 7x slower on 2 busy cores with 2 torch threads).
     Raises OptionError / StoreError / BudgetError (one line each) on bad input.
     """
     t0 = time.perf_counter()
@@ -118,6 +122,7 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     dev = check_device(device, model)
     features = check_store(store)
     widths = check_model(model, int(features.shape[1]))
+    threads = check_threads(prefetch_threads)
     out_dir = Path(out_dir)
     targets = [output_name] + ([LAYERS_DIR] if keep_layers else [])
     check_out_dir(out_dir, targets, overwrite)
@@ -129,7 +134,7 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     try:
         with torch.no_grad(), _eval_mode(model):
             run = _Run(store, csr, features, model, widths, work, budget, dtype, dev, progress,
-                       keep_layers, output_name)
+                       keep_layers, output_name, threads)
             record, kept = run.layers()
         _publish(work, out_dir, targets, overwrite)
     except OSError as exc:
@@ -206,7 +211,7 @@ class _Run:
     """State of one inference run: the arrays of the layer being read and written, the stats."""
 
     def __init__(self, store, csr, features, model, widths, work, budget, dtype, dev, progress,
-                 keep_layers, output_name) -> None:
+                 keep_layers, output_name, prefetch_threads: int) -> None:
         self.store, self.model, self.widths = store, model, widths
         self.indptr, self.indices = csr.indptr, csr.indices
         # the memmap objects behind the CSR (csr() hands out the checked arrays themselves)
@@ -214,6 +219,7 @@ class _Run:
         self.features, self.work, self.budget = features, work, budget
         self.dtype, self.dev, self.progress = dtype, dev, progress
         self.keep_layers, self.output_name = keep_layers, output_name
+        self.prefetch_threads = prefetch_threads
         self.num_nodes = int(store.num_nodes)
         self.sampler = NeighborSampler(self.indptr, self.indices, [-1])
         self.stats: list[LayerStats] = []
@@ -286,6 +292,8 @@ class _Run:
         sort = should_sort(src)
 
         def produce() -> None:
+            # numba's thread count is per thread: the prefetch kernels take the cores torch leaves
+            numba.set_num_threads(self.prefetch_threads)
             for i in range(len(plan)):
                 ready.put(self._build(plan, i, free.get(), src, sort))
                 _release_pages(src)
