@@ -269,3 +269,12 @@ def test_a_model_whose_rows_disagree_with_layer_dim_is_named(graph, tmp_path):
     with pytest.raises(OptionError, match=r"model layer 0 returned rows of shape \(\d+, 4\), expected"):
         layerwise_inference(store, _WrongWidth("sage", [5, 4, 3]), tmp_path / "o", memory_budget=TINY)
     assert os.listdir(tmp_path / "o") == []
+
+
+def test_an_empty_graph_gives_an_empty_output(tmp_path):
+    build_store(tmp_path / "s", np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0,
+                features=np.zeros((0, 5), dtype=np.float32))
+    res = layerwise_inference(gstore.open(tmp_path / "s"), RefModel("sage", [5, 4, 3], jk="cat"),
+                              tmp_path / "o")
+    assert res.output.shape == (0, 3) and np.asarray(res.open_output()).shape == (0, 3)
+    assert sorted(os.listdir(tmp_path / "o")) == ["logits"]

@@ -91,7 +91,8 @@ def check_threads(threads: int | None) -> int:
 
     limit = int(numba.config.NUMBA_NUM_THREADS)
     if threads is None:
-        return max(1, min(limit, (os.cpu_count() or 1) - torch.get_num_threads()))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, min(limit, cores - torch.get_num_threads()))
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= limit:
         raise OptionError(f"prefetch threads must be an integer in [1, {limit}], got {threads!r}")
     return int(threads)
