@@ -17,7 +17,7 @@ from gstore.cli import main
 from store_factory import build_store
 from train_graphs import community_graph, community_store
 
-FAST = ["--epochs", "3", "--hidden", "16", "--batch-size", "64", "--fanouts", "5,5", "--num-workers", "1",
+FAST = ["--epochs", "3", "--hidden", "16", "--batch-size", "64", "--fanouts", "5,5", "--num-workers", "1", "--lr", "0.01",
         "-q"]
 
 
@@ -140,9 +140,8 @@ def test_resume_with_other_options_names_them(store, tmp_path):
     out = tmp_path / "run"
     run("train", store, "-o", out, *FAST)
     before = (out / "metrics.jsonl").read_text()
-    r = run("train", store, "-o", out, *FAST[:2], "--hidden", "32", "--lr", "0.1", *FAST[4:], "--resume",
-            ok=False)
-    one_line_error(r, "--hidden: saved 16, now 32", "--lr: saved 0.003, now 0.1")
+    r = run("train", store, "-o", out, *FAST, "--hidden", "32", "--lr", "0.1", "--resume", ok=False)
+    one_line_error(r, "--hidden: saved 16, now 32", "--lr: saved 0.01, now 0.1")
     assert (out / "metrics.jsonl").read_text() == before
 
 
@@ -224,3 +223,43 @@ def test_binary_tasks_report_roc_auc(tmp_path):
     r = run("train", s, "-o", tmp_path / "run", *FAST, "--metric", "roc_auc", "--json")
     res = json.loads(r.output.strip().splitlines()[-1])
     assert res["test_roc_auc"] > 0.7 and "test_accuracy" in res
+
+
+def test_predict_into_store_adds_a_derived_group(tmp_path):
+    s = community_store(tmp_path / "g.gstore")
+    out = tmp_path / "run"
+    run("train", s, "-o", out, *FAST)
+    run("predict", s, "--run", out, "--into-store", "sage-preds", "-q")
+    g = gstore.open(s, verify=True)
+    d = g.derived("sage-preds")
+    assert d.record.kind == "predictions"
+    assert (np.asarray(d.arrays["class"]) == np.load(out / "predictions" / "class.npy")).all()
+    r = run("predict", s, "--run", out, "--into-store", "../x", ok=False)
+    one_line_error(r, "--into-store")
+
+
+def test_early_stopping_and_the_plot(store, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    run("train", store, "-o", out, *FAST[2:], "--epochs", "30", "--lr", "0.05", "--patience", "2", "--plot")
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1].get("stopped_early") is True and len(lines) < 30
+    assert all(x["best_epoch"] <= x["epoch"] for x in lines)
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_amp_on_cpu_trains(store, tmp_path):
+    r = run("train", store, "-o", tmp_path / "run", *FAST, "--amp", "--json")
+    assert json.loads(r.output.strip().splitlines()[-1])["test_accuracy"] > 0.5
+
+
+def test_the_docs_pyg_example_runs(store, tmp_path, monkeypatch):
+    """docs/training.md's PyG example, as written, on a small store."""
+    pytest.importorskip("torch_geometric")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    code = text.split("```python\n")[1].split("```")[0]
+    assert "to_pyg()" in code
+    code = code.replace('gstore.open("g.gstore")', f"gstore.open({str(store)!r})")
+    scope: dict = {}
+    exec(compile(code, "docs/training.md", "exec"), scope)
+    assert float(scope["loss"]) < 1.4                            # learned something in 3 epochs

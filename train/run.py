@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 import gstore
+from gstore import scratch
 from gstore.errors import OptionError
 from gstore.faults import fault_point
 from gstore.memory import parse_bytes, peak_rss_bytes
@@ -335,14 +336,19 @@ def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ck
         model.load_state_dict(load_checkpoint(ckpt_path, map_location=inputs.device).model)
     model.eval()
     out = layerwise_inference(inputs.store, model, rd.inference, memory_budget=cfg.memory_budget,
-                              dtype=cfg.inference_dtype, device=inputs.device, progress=progress)
+                              dtype=cfg.inference_dtype, device=inputs.device, progress=progress,
+                              overwrite=True)
     try:
         with progress.phase("predictions", total=None):
             rec = write_predictions(inputs.store, out.open_output(), rd.path,
                                     budget_bytes=parse_bytes(cfg.memory_budget) // 4)
             rec.metrics = split_metrics(inputs.store, rd.path, rec)
     finally:
-        out.remove()
+        # the logits (N x classes float32) are in the predictions now; at 10^9 nodes they are
+        # hundreds of GB, so they are not kept (marked first: scratch.remove deletes only its own)
+        scratch.mark(out.output_path, "layer-wise logits", rd.path)
+        scratch.remove(out.output_path)
+        _remove_if_empty(rd.inference)
     return rec
 
 
@@ -357,6 +363,7 @@ class PredictResult:
     seconds: float
     table: str
     peak_rss_bytes: int
+    store_group: str | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -369,7 +376,7 @@ class PredictResult:
 
 def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", memory_budget: str | None = None,
                 inference_dtype: str | None = None, device: str | None = None,
-                progress: Progress = NULL_PROGRESS) -> PredictResult:
+                into_store: str | None = None, progress: Progress = NULL_PROGRESS) -> PredictResult:
     """Layer-wise inference of a finished (or interrupted) run's checkpoint over every node of
     `store_path` into the run's predictions."""
     import dataclasses
@@ -399,8 +406,27 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
     except RuntimeError as exc:
         raise OptionError(f"checkpoint {path} does not fit the model of {rd.config}: "
                           f"{str(exc).splitlines()[0]}", hint="the run dir is inconsistent; retrain") from None
+    if into_store is not None:
+        from gstore.store_update import NAME_RE
+
+        if not NAME_RE.match(into_store):
+            raise OptionError(f"--into-store {into_store!r} must be a plain name (letters, digits, - _ .)")
     rd.claim(fresh=False)
     rec = predict_into(inputs, cfg, model, None, rd, progress)
+    group = None
+    if into_store is not None:
+        from gstore.pipeline.inference.predictions import record_predictions
+
+        del inputs        # the store's maps close before its manifest is switched
+        group = record_predictions(Path(store_path), into_store, rd.path, rec,
+                                   params={"checkpoint": str(path)})
     return PredictResult(run_dir=str(rd.path), checkpoint=str(path), num_nodes=rec.num_nodes, metrics=rec.metrics,
                          seconds=time.perf_counter() - t0, table=str(rd.path / rec.table_path),
-                         peak_rss_bytes=peak_rss_bytes())
+                         peak_rss_bytes=peak_rss_bytes(), store_group=group)
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass

@@ -68,7 +68,7 @@ def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes:
     try:
         for lo in range(0, n, step):
             hi = min(n, lo + step)
-            block = torch.from_numpy(np.asarray(logits[lo:hi], dtype=np.float32))
+            block = torch.from_numpy(np.array(logits[lo:hi], dtype=np.float32))  # a writable copy
             prob = torch.softmax(block, dim=1)
             top, arg = prob.max(dim=1)
             cls[lo:hi] = arg.numpy().astype(np.int32)
@@ -114,3 +114,25 @@ def _node_ids(store, lo: int, hi: int):
     data = np.asarray(ids.data[offsets[0]:offsets[-1]])
     return pa.LargeStringArray.from_buffers(hi - lo, pa.py_buffer(offsets - offsets[0]),
                                             pa.py_buffer(data))
+
+
+def record_predictions(store_path: Path, name: str, run_dir: Path, rec: PredictionsRecord, *,
+                       params: dict | None = None) -> str:
+    """Add a run's predictions to the store as the derived group `name` (arrays `class` int32 (N,)
+    and `score` float32 (N,), plus `positive` for two classes) through the store update transaction
+    (gstore/store_update.py): written beside the store's arrays, the manifest switched last, a group
+    of that name replaced. Returns the group's key ("<name>")."""
+    from gstore.store_update import StoreUpdate
+
+    roles = {"class": rec.class_path, "score": rec.score_path}
+    if rec.positive_path:
+        roles["positive"] = rec.positive_path
+    with StoreUpdate(store_path, f"derived/{name}", purpose=f"predictions {name}") as up:
+        for role, rel in roles.items():
+            src = np.load(run_dir / rel, mmap_mode="r")
+            w = up.array_writer(role, src.shape, src.dtype)
+            for lo in range(0, len(src), ROWS_PER_CHUNK):
+                w.append(np.asarray(src[lo:lo + ROWS_PER_CHUNK]))
+            up.add(w.finish())
+        up.commit_derived("predictions", {"run_dir": str(Path(run_dir).resolve()), **(params or {})})
+    return name
