@@ -89,7 +89,9 @@ def edge_sum(block: LayerBlock, h_src: torch.Tensor, weight: torch.Tensor | None
         values = (weight if csr.perm is None else weight[csr.perm]).to(dtype)
     a = torch.sparse_csr_tensor(csr.crow, csr.col, values, (block.num_dst, h_src.shape[0]),
                                 check_invariants=False)
-    out = a @ h_src.to(dtype)
+    # autocast would cast the sparse product back to half, which has no CPU kernel (bfloat16)
+    with torch.autocast(device_type=h_src.device.type, enabled=False):
+        out = a @ h_src.to(dtype)
     return out if out.dtype == h_src.dtype else out.to(h_src.dtype)
 
 
@@ -112,6 +114,31 @@ def _check_dims(name: str, **dims: int) -> None:
     for key, value in dims.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise OptionError(f"{name}: {key} must be an integer >= 1, got {value!r}")
+
+
+class MLPLayer(nn.Module):
+    """The features-only baseline's layer: h_v' = W h_v + b, the neighborhood ignored (its
+    aggregate is empty), so a `GNN("mlp", ...)` is an MLP that runs wherever the GNNs run."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        _check_dims("MLPLayer", in_dim=in_dim, out_dim=out_dim)
+        self.lin = nn.Linear(in_dim, out_dim)
+
+    def aggregate(self, h_src: torch.Tensor, block: LayerBlock,
+                  degree_src: torch.Tensor | None = None) -> Aggregate:
+        return Aggregate(h_src.new_zeros(block.num_dst, 0), h_src.new_zeros(block.num_dst))
+
+    def merge(self, a: Aggregate, b: Aggregate) -> Aggregate:
+        return a
+
+    def finish(self, h_dst: torch.Tensor, agg: Aggregate,
+               degree_dst: torch.Tensor | None = None) -> torch.Tensor:
+        return self.lin(h_dst)
+
+    def forward(self, h_src: torch.Tensor, block: LayerBlock,
+                degree_src: torch.Tensor | None = None) -> torch.Tensor:
+        return self.lin(prefix(h_src, block.num_dst))
 
 
 class SAGEConv(nn.Module):

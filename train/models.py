@@ -29,9 +29,9 @@ from torch.nn import functional as F
 from gstore.errors import OptionError
 from gstore.pipeline.inference.protocol import Aggregate
 from gstore.pipeline.loader.batch import LayerBlock
-from gstore.train.layers import GATConv, GCNConv, SAGEConv, dropout, prefix
+from gstore.train.layers import GATConv, GCNConv, MLPLayer, SAGEConv, dropout, prefix
 
-CONVS = ("sage", "gcn", "gat")
+CONVS = ("sage", "gcn", "gat", "mlp")
 JKS = ("none", "cat", "max")
 
 
@@ -130,6 +130,8 @@ class GNN(nn.Module):
             return SAGEConv(d_in, d_out)
         if cfg.conv == "gcn":
             return GCNConv(d_in, d_out)
+        if cfg.conv == "mlp":
+            return MLPLayer(d_in, d_out)
         if layer < self._hidden_layers:
             return GATConv(d_in, d_out // cfg.heads, cfg.heads, concat=True, dropout=cfg.dropout)
         return GATConv(d_in, d_out, cfg.heads, concat=False, dropout=cfg.dropout)

@@ -138,12 +138,17 @@ def build_model(cfg: TrainConfig, inputs: RunInputs) -> torch.nn.Module:
     return model.to(inputs.device)
 
 
+def batch_fanouts(cfg: TrainConfig) -> list[int]:
+    """The sampled fanouts; the MLP baseline reads no neighbors (empty blocks: seeds only)."""
+    return [0] * cfg.layers if cfg.model == "mlp" else list(cfg.fanouts)
+
+
 def train_loader(cfg: TrainConfig, inputs: RunInputs):
     from gstore.pipeline.loader import ClusterLoader, NeighborLoader
 
     common = dict(seed=cfg.seed, prefetch=cfg.prefetch, device=inputs.device, num_workers=cfg.num_workers)
     if cfg.method == "sage":
-        return NeighborLoader(inputs.store, list(cfg.fanouts), cfg.batch_size, "train", **common)
+        return NeighborLoader(inputs.store, batch_fanouts(cfg), cfg.batch_size, "train", **common)
     from gstore.pipeline.sampling.cluster import ClusterSampler
 
     part = inputs.partition
@@ -163,7 +168,7 @@ def eval_loader(cfg: TrainConfig, inputs: RunInputs, split: str):
 
     if not len(inputs.store.split(split)):
         return None
-    return NeighborLoader(inputs.store, list(cfg.fanouts), cfg.batch_size * EVAL_BATCH_FACTOR, split,
+    return NeighborLoader(inputs.store, batch_fanouts(cfg), cfg.batch_size * EVAL_BATCH_FACTOR, split,
                           shuffle=False, seed=derive_seed(cfg.seed, "eval") % (2**31),
                           prefetch=cfg.prefetch, device=inputs.device, num_workers=cfg.num_workers)
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from gstore.errors import OptionError
 
 METHODS = ("sage", "cluster-gcn")
-MODELS = ("sage", "gcn", "gat")
+MODELS = ("sage", "gcn", "gat", "mlp")   # mlp: the features-only baseline
 JK_MODES = ("none", "cat", "max")
 INFERENCE_DTYPES = ("float32", "float16")
 CONFIG_VERSION = 1

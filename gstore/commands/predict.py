@@ -21,20 +21,20 @@ from gstore.cli_progress import TqdmProgress, quiet_option
 @click.option("--inference-dtype", type=click.Choice(["float32", "float16"]), default=None,
               show_default="the run's", help="Dtype of the per-layer embedding arrays.")
 @click.option("--device", default=None, show_default="the run's", help="auto, cpu, cuda or cuda:N.")
-@click.option("--into-store", "into_store", default=None, metavar="NAME",
+@click.option("--into-store", "derived_group", default=None, metavar="NAME",
               help="Also add the predictions to STORE as its derived group NAME (class, score arrays), "
                    "replacing a group of that name.")
 @json_option
 @verbose_option
 @quiet_option
 def command(store: str, run_dir: Path, checkpoint: str, memory_budget: str, inference_dtype: str | None,
-            device: str | None, into_store: str | None, as_json: bool, quiet: bool) -> None:
+            device: str | None, derived_group: str | None, as_json: bool, quiet: bool) -> None:
     """Run the layer-wise inference of RUN_DIR's model over every node of STORE into RUN_DIR's
     predictions (class and score per node, and a table keyed by the original ids)."""
     from gstore.train.run import predict_run
 
     r = predict_run(Path(store), run_dir, checkpoint=checkpoint, memory_budget=memory_budget,
-                    inference_dtype=inference_dtype, device=device, into_store=into_store,
+                    inference_dtype=inference_dtype, device=device, into_store=derived_group,
                     progress=TqdmProgress(quiet))
     if as_json:
         emit_json(r)

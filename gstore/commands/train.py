@@ -41,8 +41,9 @@ def train_options(f):
         click.option("--method", type=click.Choice(["sage", "cluster-gcn"]), default="sage", show_default=True,
                      help="sage: sampled neighborhoods of seed batches; cluster-gcn: subgraphs of "
                           "--clusters-per-batch clusters of the store's partition."),
-        click.option("--model", type=click.Choice(["sage", "gcn", "gat"]), default="sage", show_default=True,
-                     help="Layer type: GraphSAGE (mean), GCN (symmetric normalisation) or GAT."),
+        click.option("--model", type=click.Choice(["sage", "gcn", "gat", "mlp"]), default="sage", show_default=True,
+                     help="Layer type: GraphSAGE (mean), GCN (symmetric normalisation), GAT, or mlp "
+                          "(features only: the baseline that shows what the graph adds)."),
         click.option("--layers", type=int, default=2, show_default=True, help="Number of GNN layers."),
         click.option("--hidden", type=int, default=128, show_default=True, help="Hidden width."),
         click.option("--dropout", type=float, default=0.5, show_default=True, help="Dropout rate."),
@@ -94,8 +95,7 @@ def train_options(f):
 @click.command("train", short_help="Train a GNN (GraphSAGE / Cluster-GCN) from a store.", epilog=examples(
     "gstore train g.gstore -o runs/sage",
     "gstore train g.gstore --method cluster-gcn --model gcn -o runs/cgcn --epochs 20",
-    "gstore train g.gstore -o runs/sage --resume",
-    "gstore train g.gstore --layers 3 --fanouts 15,10,5 --hidden 256 -o runs/big --json"))
+    "gstore train g.gstore --layers 3 --fanouts 15,10,5 --hidden 256 -o runs/big --resume"))
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @output_option("the run directory (config.json, metrics.jsonl, checkpoints, best.pt, predictions); "
                "new or empty, or an earlier run's with --resume / --force.", required=True)
