@@ -260,14 +260,14 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
         epoch_progress = None
         if ep.batches == 0:
             loader.set_epoch(epoch)
-        with progress.phase(f"epoch {epoch}", total=len(loader), unit="batch") as bar:
+        with progress.phase(f"epoch {epoch}", total=len(loader), unit="batches") as bar:
             if ep.batches:
                 bar.advance(ep.batches)
 
             def on_batch(batch, p: EpochProgress) -> None:
                 fault_point(f"train:epoch{epoch}:batch{p.batches}")     # crash tests
                 bar.advance(1)
-                bar.set_postfix(f"loss {p.metrics.loss:.4f}, {p.batches / max(p.seconds, 1e-9):.1f} batches/s")
+                bar.set_postfix(f"loss {p.metrics.loss:.4f}")
                 if cfg.checkpoint_every and p.batches % cfg.checkpoint_every == 0 and p.batches < len(loader):
                     checkpoint(epoch, p.batches, p, rd.last)
 

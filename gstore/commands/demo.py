@@ -120,7 +120,7 @@ def command(output: Path, num_nodes: int, communities: int, avg_degree: float, f
     plans = [("mlp", "4/6 baseline", TrainConfig(method="sage", model="mlp", **common)),
              ("sage", "5/6 sage    ", TrainConfig(method="sage", model="sage", **common)),
              ("cluster-gcn", "6/6 cluster ", TrainConfig(method="cluster-gcn", model="gcn",
-                                                       clusters_per_batch=max(1, min(8, res.num_parts // 4)),
+                                                       clusters_per_batch=max(1, res.num_parts // 16),
                                                        **common))]
     for name, step, cfg in plans:
         run_dir = output / "runs" / name
