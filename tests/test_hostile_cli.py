@@ -126,6 +126,17 @@ def _user_home(d: Path, mp) -> None:
     (d / "home" / "taxes.csv").write_text("mine")
 
 
+def _train_store(d: Path, mp=None) -> None:
+    from train_graphs import community_store
+
+    community_store(d / "t", n=120)
+
+
+def _train_store_and_home(d: Path, mp) -> None:
+    _train_store(d)
+    _user_home(d, mp)
+
+
 ING = ["ingest", "-q"]
 CASES = [
     Case("ingest-binary-junk", ING + ["junk.csv", "-o", "s"], _binary, subprocess=True),
@@ -156,6 +167,12 @@ CASES = [
     Case("generate-sbm-into-a-file", ["generate", "sbm", "-n", "50", "--communities", "2", "-o", "e.csv", "-q"],
          _existing_file),
     Case("demo-into-a-users-dir", ["demo", "--workdir", "home", "--nodes", "100", "--quiet"], _user_home),
+    Case("train-missing-store", ["train", "nosuch", "-o", "run", "-q"]),
+    Case("train-no-train-split", ["train", "s", "-o", "run", "-q"], _store),
+    Case("train-into-a-users-dir", ["train", "t", "-o", "home", "--epochs", "1", "-q"], _train_store_and_home),
+    Case("train-resume-a-users-dir", ["train", "t", "-o", "home", "--resume", "-q"], _train_store_and_home),
+    Case("train-cuda-without-gpu", ["train", "t", "-o", "run", "--device", "cuda:7", "-q"], _train_store),
+    Case("predict-not-a-run", ["predict", "t", "--run", "home", "-q"], _train_store_and_home),
 ]
 
 if "verify" in COMMANDS:          # `gstore verify` lands with the corruption-detection branch
