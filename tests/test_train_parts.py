@@ -114,7 +114,7 @@ def test_fanouts_must_match_layers():
 
 
 @pytest.mark.parametrize("field,value,msg", [("method", "gin", "unknown --method"),
-                                             ("model", "mlp", "unknown --model"),
+                                             ("model", "gin", "unknown --model"),
                                              ("dropout", 1.0, "--dropout"), ("lr", 0.0, "--lr"),
                                              ("epochs", -1, "--epochs"), ("batch_size", 0, "--batch-size"),
                                              ("patience", -2, "--patience"), ("layers", 0, "--layers")])
