@@ -74,6 +74,11 @@ def prefix(t: torch.Tensor, n: int) -> torch.Tensor:
     return t if t.shape[0] == n else t[:n]
 
 
+# torch flags every CSR tensor as beta once per process; gstore's use (crow/col/values @ dense) is
+# covered by the tests, so the notice would only alarm users of `gstore train`
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+
+
 def edge_sum(block: LayerBlock, h_src: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
     """(num_dst, d): out[v] = sum over the block's edges u -> v of weight_e * h_src[u] (weight 1 when
     None). h_src: (>= num_src, d); weight: (E,) in the block's edge order. Differentiable in h_src."""
