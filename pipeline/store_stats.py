@@ -46,6 +46,7 @@ class StoreSummary:
     label_counts: dict[str, int] = field(default_factory=dict)   # class name -> nodes; "unknown"
     split_sizes: dict[str, int] = field(default_factory=dict)
     partitions: dict[str, dict] = field(default_factory=dict)
+    derived: dict[str, dict] = field(default_factory=dict)          # key -> DerivedRecord JSON
     bytes_on_disk: int = 0                                        # allocated blocks
     array_bytes: dict[str, int] = field(default_factory=dict)
     build: dict = field(default_factory=dict)
@@ -152,5 +153,6 @@ def describe(g: GraphStore) -> StoreSummary:
         num_classes=m.num_classes if m.num_classes is not None else (len(m.label_names)
                                                                      if m.label_names else None),
         label_counts=counts, split_sizes=splits, partitions=dict(m.partitions),
+        derived={k: r.to_json() for k, r in m.derived.items()},
         bytes_on_disk=_dir_bytes(g.path), array_bytes=_array_bytes(g), build=dict(m.build),
         format_version=m.format_version, gstore_version=m.gstore_version, created=m.created)

@@ -234,6 +234,7 @@ def test_predict_into_store_adds_a_derived_group(tmp_path):
     d = g.derived("sage-preds")
     assert d.record.kind == "predictions"
     assert (np.asarray(d.arrays["class"]) == np.load(out / "predictions" / "class.npy")).all()
+    assert "name=sage-preds, kind=predictions" in run("info", s).output
     r = run("predict", s, "--run", out, "--into-store", "../x", ok=False)
     one_line_error(r, "--into-store")
 

@@ -143,6 +143,10 @@ def render_text(s) -> list[str]:
                 and not isinstance(v, (dict, list, tuple))}
         mark = " (default)" if default is not None and str(default) == str(name) else ""
         lines.extend(_wrapped("partition", {"K": name + mark, **keys, **rest}))
+    for key, d in sorted(s.derived.items(), key=lambda kv: natural_key(kv[0])):
+        params = {k: v for k, v in (d.get("params") or {}).items() if not isinstance(v, (dict, list))}
+        lines.extend(_wrapped("derived", {"name": key, "kind": d.get("kind"),
+                                          "arrays": "+".join(d.get("arrays", {})), **params}))
     disk = ", ".join(f"{k} {format_bytes(v)}" for k, v in
                      sorted(s.array_bytes.items(), key=lambda kv: -kv[1]))
     lines.append(f"disk        {format_bytes(s.bytes_on_disk)}  ({disk})")
