@@ -264,3 +264,23 @@ def test_the_docs_pyg_example_runs(store, tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(code, "docs/training.md", "exec"), scope)
     assert float(scope["loss"].detach()) < 1.4                            # learned something in 3 epochs
+
+
+def test_cluster_gcn_with_two_workers_resumes_exactly(tmp_path):
+    from gstore.pipeline.partition.partition import partition_store
+
+    s = community_store(tmp_path / "g.gstore")
+    partition_store(s, 8, seed=0, reorder=True)
+    a, b = tmp_path / "a", tmp_path / "b"
+    opts = ["--method", "cluster-gcn", "--model", "gcn", "--clusters-per-batch", "2", "--hidden", "16",
+            "--num-workers", "2", "--checkpoint-every", "1", "-q", "--epochs", "2"]
+    run("train", s, "-o", a, *opts)
+    env = {**os.environ, "GSTORE_FAULT_AT": "train:epoch1:batch2"}
+    p = subprocess.run([sys.executable, "-m", "gstore", "train", str(s), "-o", str(b), *opts],
+                       env=env, capture_output=True, text=True)
+    assert p.returncode == -9, p.stderr
+    run("train", s, "-o", b, *opts, "--resume")
+    wa, wb = _weights(a), _weights(b)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert _metrics(a) == _metrics(b)
