@@ -50,6 +50,16 @@ class RunInputs:
     device: torch.device
 
 
+def with_split_metrics(d: dict, metrics: dict) -> dict:
+    """`d` plus flat `<split>_accuracy` (None for an absent split) and `<split>_roc_auc` keys."""
+    for split in ("train", "val", "test"):
+        m = metrics.get(split, {})
+        d[f"{split}_accuracy"] = m.get("accuracy")
+        if "roc_auc" in m:
+            d[f"{split}_roc_auc"] = m["roc_auc"]
+    return d
+
+
 @dataclass
 class TrainResult:
     """`gstore train --json`: the run's outcome (metrics from layer-wise inference over all nodes)."""
@@ -72,14 +82,7 @@ class TrainResult:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        for split, m in self.metrics.items():
-            d[f"{split}_accuracy"] = m.get("accuracy")
-            if "roc_auc" in m:
-                d[f"{split}_roc_auc"] = m["roc_auc"]
-        for split in ("train", "val", "test"):
-            d.setdefault(f"{split}_accuracy", None)
-        return d
+        return with_split_metrics(asdict(self), self.metrics)
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -371,12 +374,7 @@ class PredictResult:
     store_group: str | None = None
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        for split, m in self.metrics.items():
-            d[f"{split}_accuracy"] = m.get("accuracy")
-            if "roc_auc" in m:
-                d[f"{split}_roc_auc"] = m["roc_auc"]
-        return d
+        return with_split_metrics(asdict(self), self.metrics)
 
 
 def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", memory_budget: str | None = None,
