@@ -22,6 +22,7 @@ with the batches of a CPU loader with the same options, in these modes:
   tiny-budget    pinned_bytes=256 KiB: most batches fall back to pageable staging (sync copies).
 
 Each mode also reports the time the consumer waited for each batch (median / p90 / max, ms).
+Last, `gstore train` runs sage and cluster-gcn on the GPU and reports its loader wait share.
 """
 from __future__ import annotations
 
@@ -144,6 +145,40 @@ def ms(values: list[float]) -> dict[str, float]:
             "max": v[-1] * 1e3}
 
 
+def train_check(tmp: Path, errors: list[str]) -> dict:
+    """`gstore train` on the GPU: sage and cluster-gcn train (accuracy far above chance, predictions
+    of the layer-wise inference on CUDA equal to the CPU's inference of the same weights) and the
+    share of each epoch the trainer waited on the loader (goal < 10%)."""
+    from gstore.pipeline.partition.partition import partition_store
+    from gstore.train.run import train_run
+    from gstore.train.run_config import TrainConfig
+    from train_graphs import community_store
+
+    store = community_store(tmp / "train.gstore", n=20_000, degree=12, dim=64)
+    partition_store(store, 32, seed=0, reorder=True)
+    out = {"check": "gstore train on cuda", "ok": True, "runs": []}
+    for method, model in (("sage", "sage"), ("cluster-gcn", "gcn")):
+        what = f"train {method} {model} device=cuda"
+        try:
+            cfg = TrainConfig(store=str(store), method=method, model=model, epochs=3, hidden=128,
+                              batch_size=512, fanouts=(10, 10), clusters_per_batch=4, device="cuda",
+                              num_workers=2, seed=0)
+            r = train_run(cfg, tmp / f"run-{method}", force=True)
+            acc = r.metrics["test"]["accuracy"]
+            run = {"method": method, "test_accuracy": acc, "wait_share": r.wait_share,
+                   "batches_per_s": r.batches_per_s, "inference_seconds": r.inference_seconds}
+            out["runs"].append(run)
+            print(f"{'ok  ' if acc > 0.5 else 'FAIL'} {what}: test acc {acc:.3f}, "
+                  f"{r.batches_per_s:.1f} batches/s, waited {100 * r.wait_share:.1f}% of the epochs", flush=True)
+            if acc <= 0.5:
+                errors.append(f"{what}: test accuracy {acc:.3f} (4 classes: expected > 0.5)")
+                out["ok"] = False
+        except Exception as exc:  # noqa: BLE001 - reported as a failed check
+            errors.append(f"{what}: {exc!r}")
+            out["ok"] = False
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller graph, float32 + float16, fewer modes")
@@ -213,6 +248,7 @@ def main(argv=None) -> int:
                     for e in errs[:5]:
                         print(f"     {e}")
             del g
+        results.append(train_check(Path(tmp), errors))
     total = time.perf_counter() - t_start
     summary = {"passed": not errors, "checks": results, "errors": errors, "seconds": total,
                "device": torch.cuda.get_device_name(current), "torch": torch.__version__}
