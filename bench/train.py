@@ -290,8 +290,8 @@ def child_gstore_inference(args) -> dict:
         out = layerwise_inference(inputs.store, model, Path(tmp) / "inference", memory_budget=cfg.memory_budget,
                                   dtype="float32", device=inputs.device)
         seconds = time.perf_counter() - t0
-        out.remove()
-    return {"seconds": seconds, "peak_rss": peak_rss_bytes()}
+    return {"seconds": seconds, "peak_rss": peak_rss_bytes(), "peak_anon": out.peak_anon_bytes,
+            "layers": [ls.to_json() for ls in out.layers]}
 
 
 def child_pyg_inference(args) -> dict:
