@@ -204,6 +204,9 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     """
     t_start = time.perf_counter()
     rd = RunDir(Path(run_dir))
+    from gstore.builder import check_output
+
+    check_output(rd.path, [cfg.store])      # --force / ingest --force would delete one with the other
     ckpt = None
     if resume:
         rd.check_resume()

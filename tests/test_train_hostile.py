@@ -1,0 +1,66 @@
+"""`gstore train` / `gstore predict` against hostile input: each test is a defect found by trying to
+break the commands (run dirs inside stores, concurrent runs, hand-edited config.json, absurd
+options, a store that does not fit the run). Every error must be one line, exit code 1 or 2, and
+leave nothing half-written."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gstore.cli import main
+from train_graphs import community_store
+
+FAST = ["--epochs", "1", "--hidden", "8", "--batch-size", "128", "--fanouts", "5,5", "--num-workers", "1", "-q"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return community_store(tmp_path_factory.mktemp("hostile") / "g.gstore", n=300)
+
+
+@pytest.fixture(scope="module")
+def trained(store, tmp_path_factory) -> Path:
+    """A finished run; tests copy it before changing it."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    run("train", store, "-o", out, *FAST)
+    return out
+
+
+def run(*args, ok: bool = True):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert r.exit_code == 0, r.output + repr(r.exception)
+    return r
+
+
+def one_line_error(r, *needles) -> str:
+    assert r.exit_code in (1, 2), (r.exit_code, r.output, repr(r.exception))
+    assert "Traceback" not in r.output, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1, r.output
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+# ---- where the run directory may be ----------------------------------------------------------------
+def test_a_run_dir_inside_the_store_is_refused(store):
+    """`-o g.gstore/run` was accepted: the run's files went into the store's directory, and the next
+    `ingest --force` of that store deleted the trained run with it."""
+    inner = store / "run"
+    one_line_error(run("train", store, "-o", inner, *FAST, ok=False), "inside", str(store))
+    assert not inner.exists()
+
