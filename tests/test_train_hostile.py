@@ -64,3 +64,30 @@ def test_a_run_dir_inside_the_store_is_refused(store):
     one_line_error(run("train", store, "-o", inner, *FAST, ok=False), "inside", str(store))
     assert not inner.exists()
 
+
+# ---- two processes, one run directory --------------------------------------------------------------
+def test_a_fresh_claim_does_not_take_a_live_runs_dir(tmp_path):
+    """Two `gstore train --force` (or two new runs) into one RUN_DIR both passed the early check,
+    then the second's claim re-marked and deleted the first's live directory, and both wrote into
+    it (metrics.jsonl interleaved). The claim must refuse a run dir another live process holds."""
+    from gstore import scratch
+    from gstore.errors import OptionError
+    from gstore.train.run_dir import RUN_PURPOSE, RunDir
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "config.json").write_text("{}")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = scratch.ScratchOwner(pid=other.pid, start_time=scratch._proc_start_time(other.pid),
+                                     boot_id=scratch._boot_id(), hostname=scratch.ScratchOwner.current().hostname)
+        marker = scratch.ScratchMarker(purpose=RUN_PURPOSE, target=str(d), owner=owner, created=0.0)
+        (d / scratch.MARKER).write_text(json.dumps(marker.to_json()))
+        with pytest.raises(OptionError, match="another gstore process"):
+            RunDir(d).claim(fresh=True)
+        assert (d / "config.json").exists()
+        assert scratch.read_marker(d).owner.pid == other.pid
+    finally:
+        other.kill()
+        other.wait()
+

@@ -94,6 +94,9 @@ class RunDir:
     def claim(self, fresh: bool) -> None:
         """Take the directory for this process (after every check passed): a fresh run empties an
         earlier run's directory first (it is gstore's: check_new verified the marker)."""
+        # checked again here: another run may have claimed the dir since check_new / check_resume
+        # (while this one opened the store), and re-marking it would let remove() delete its files
+        self._refuse_live()
         if fresh and self.path.is_dir() and self.is_run():
             scratch.mark(self.path, RUN_PURPOSE, self.path)     # ours now: remove() deletes only ours
             scratch.remove(self.path)
