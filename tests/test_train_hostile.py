@@ -91,3 +91,19 @@ def test_a_fresh_claim_does_not_take_a_live_runs_dir(tmp_path):
         other.kill()
         other.wait()
 
+
+# ---- config.json edited by hand --------------------------------------------------------------------
+@pytest.mark.parametrize("field,value", [("fanouts", None), ("fanouts", "5,5"), ("layers", "two"),
+                                         ("hidden", 8.5), ("amp", "yes"), ("seed", None), ("dropout", "x")])
+def test_a_config_json_with_wrong_types_is_one_line(trained, tmp_path, field, value):
+    """A config.json field of the wrong type gave a TypeError traceback (fanouts: null), or was
+    compared as-is ("--layers: saved 'two'") instead of being named as a damaged config."""
+    out = copy_run(trained, tmp_path / "run")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg[field] = value
+    (out / "config.json").write_text(json.dumps(cfg))
+    before = (out / "metrics.jsonl").read_text()
+    one_line_error(run("train", cfg["store"], "-o", out, *FAST, "--resume", ok=False), "config.json", field)
+    one_line_error(run("predict", cfg["store"], "--run", out, "-q", ok=False), "config.json", field)
+    assert (out / "metrics.jsonl").read_text() == before
+
