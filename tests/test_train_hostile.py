@@ -107,3 +107,16 @@ def test_a_config_json_with_wrong_types_is_one_line(trained, tmp_path, field, va
     one_line_error(run("predict", cfg["store"], "--run", out, "-q", ok=False), "config.json", field)
     assert (out / "metrics.jsonl").read_text() == before
 
+
+def test_a_config_json_that_disagrees_with_the_checkpoint_is_refused(trained, tmp_path):
+    """config.json edited (--hidden 8 -> 16) and --resume given the edited value: the options matched
+    config.json, so the resume went on to a state_dict error that named nothing. The checkpoint
+    holds the config it was trained with; the differing options are named against it."""
+    out = copy_run(trained, tmp_path / "run")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["hidden"] = 16
+    (out / "config.json").write_text(json.dumps(cfg))
+    args = [a if a != "8" else "16" for a in FAST]
+    one_line_error(run("train", cfg["store"], "-o", out, *args, "--resume", ok=False),
+                   "last.pt", "--hidden: saved 8, now 16")
+

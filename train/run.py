@@ -128,6 +128,16 @@ def check_inputs(cfg: TrainConfig) -> RunInputs:
     return RunInputs(store, num_classes, int(store.features.shape[1]), num_classes == 2, partition, device)
 
 
+def check_checkpoint_config(saved: TrainConfig, ckpt: Checkpoint, path: Path) -> None:
+    """Refuse a checkpoint trained with other options than config.json says (an edited or swapped
+    config.json), naming each: the checkpoint's own config is what its weights and state fit."""
+    diffs = saved.resume_differences(TrainConfig.from_json(ckpt.config, f"the config in {path}"))
+    if diffs:
+        raise OptionError(f"checkpoint {path} was trained with other options than config.json "
+                          "says (saved = the checkpoint's): " + "; ".join(diffs),
+                          hint="restore config.json (or pass --force to start a new run)")
+
+
 def build_model(cfg: TrainConfig, inputs: RunInputs) -> torch.nn.Module:
     from gstore.train.models import GNN
 
@@ -216,6 +226,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
             raise OptionError("--resume with options that differ from the run's: " + "; ".join(diffs),
                               hint="pass the run's options (see its config.json), or start a new run")
         ckpt = load_checkpoint(rd.last) if rd.last.exists() else None
+        if ckpt is not None:
+            check_checkpoint_config(saved, ckpt, rd.last)
     else:
         rd.check_new(force)
     inputs = check_inputs(cfg)
@@ -392,7 +404,7 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
     t0 = time.perf_counter()
     rd = RunDir(Path(run_dir))
     rd.check_resume()
-    cfg = TrainConfig.from_json(rd.read_config(), str(rd.config))
+    cfg = saved = TrainConfig.from_json(rd.read_config(), str(rd.config))
     changes = {"store": str(Path(store_path).resolve())}
     if memory_budget is not None:
         changes["memory_budget"] = memory_budget
@@ -407,6 +419,7 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
     if not path.exists():
         raise OptionError(f"run {rd.path} has no checkpoint yet", hint="train it first (gstore train ... --resume)")
     ckpt = load_checkpoint(path)            # checked (crc, format) before anything is written
+    check_checkpoint_config(saved, ckpt, path)
     inputs = check_inputs(cfg)
     model = build_model(cfg, inputs)
     try:
