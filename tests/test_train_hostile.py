@@ -120,3 +120,13 @@ def test_a_config_json_that_disagrees_with_the_checkpoint_is_refused(trained, tm
     one_line_error(run("train", cfg["store"], "-o", out, *args, "--resume", ok=False),
                    "last.pt", "--hidden: saved 8, now 16")
 
+
+# ---- options -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("opt,value", [("--lr", "inf"), ("--weight-decay", "inf"), ("--weight-decay", "nan"),
+                                       ("--lr", "nan")])
+def test_non_finite_options_are_refused(store, tmp_path, opt, value):
+    """--weight-decay inf trained to NaN weights (loss NaN, every score NaN) and reported success."""
+    out = tmp_path / "run"
+    one_line_error(run("train", store, "-o", out, *FAST, opt, value, ok=False), opt)
+    assert not out.exists()
+

@@ -6,6 +6,7 @@ except the few that only change how long or how fast a run goes (RESUME_FREE).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from gstore.errors import OptionError
@@ -140,8 +141,10 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.hidden >= 1, f"--hidden must be >= 1, got {cfg.hidden}")
     need(cfg.heads >= 1, f"--heads must be >= 1, got {cfg.heads}")
     need(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
-    need(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
-    need(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
+    # inf passes a plain comparison and trains every weight to NaN
+    need(math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr must be finite and > 0, got {cfg.lr}")
+    need(math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0,
+         f"--weight-decay must be finite and >= 0, got {cfg.weight_decay}")
     need(cfg.epochs >= 0, f"--epochs must be >= 0, got {cfg.epochs}")
     need(cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}")
     need(cfg.clusters_per_batch >= 1, f"--clusters-per-batch must be >= 1, got {cfg.clusters_per_batch}")
