@@ -130,3 +130,12 @@ def test_non_finite_options_are_refused(store, tmp_path, opt, value):
     one_line_error(run("train", store, "-o", out, *FAST, opt, value, ok=False), opt)
     assert not out.exists()
 
+
+def test_a_budget_too_small_for_inference_is_refused_before_training(store, tmp_path):
+    """--memory-budget 1KiB trained every epoch, then failed in layer-wise inference: the training
+    time was lost and RUN_DIR was left without predictions. The budget is checked first."""
+    out = tmp_path / "run"
+    one_line_error(run("train", store, "-o", out, *FAST, "--memory-budget", "1KiB", ok=False),
+                   "--memory-budget")
+    assert not out.exists()
+

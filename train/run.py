@@ -232,6 +232,9 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
         rd.check_new(force)
     inputs = check_inputs(cfg)
     model = build_model(cfg, inputs)
+    from gstore.pipeline.inference.layerwise import check_inference_budget
+
+    check_inference_budget(inputs.store, model, cfg.memory_budget, cfg.inference_dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = Amp(cfg.amp, inputs.device)
     loader = train_loader(cfg, inputs)
