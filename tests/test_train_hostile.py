@@ -139,3 +139,20 @@ def test_a_budget_too_small_for_inference_is_refused_before_training(store, tmp_
                    "--memory-budget")
     assert not out.exists()
 
+
+# ---- predict ---------------------------------------------------------------------------------------
+def test_predict_on_a_store_that_does_not_fit_the_run_names_what_differs(trained, tmp_path):
+    """`gstore predict OTHER --run RUN` with other feature dims ended in
+    "Error(s) in loading state_dict for GNN:" and nothing else."""
+    other = community_store(tmp_path / "other.gstore", n=200, dim=12, classes=3)
+    line = one_line_error(run("predict", other, "--run", trained, "-q", ok=False), "12", "16")
+    assert "feature" in line
+    assert (trained / "predictions.parquet").exists()
+
+
+def test_predict_on_a_dir_that_is_not_a_run_names_run(tmp_path, store):
+    """The error for `predict --run DIR` (not a run) spoke of --resume, an option predict lacks."""
+    d = tmp_path / "notarun"
+    d.mkdir()
+    line = one_line_error(run("predict", store, "--run", d, "-q", ok=False), "--run")
+    assert "--resume" not in line

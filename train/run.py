@@ -406,7 +406,7 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
 
     t0 = time.perf_counter()
     rd = RunDir(Path(run_dir))
-    rd.check_resume()
+    rd.check_resume("--run")
     cfg = saved = TrainConfig.from_json(rd.read_config(), str(rd.config))
     changes = {"store": str(Path(store_path).resolve())}
     if memory_budget is not None:
@@ -428,8 +428,12 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
     try:
         model.load_state_dict(ckpt.model)
     except RuntimeError as exc:
-        raise OptionError(f"checkpoint {path} does not fit the model of {rd.config}: "
-                          f"{str(exc).splitlines()[0]}", hint="the run dir is inconsistent; retrain") from None
+        # torch's first line says only "Error(s) in loading state_dict"; the next names a shape
+        why = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise OptionError(f"store {cfg.store} ({inputs.in_dim} feature columns, {inputs.num_classes} "
+                          f"classes) does not fit the model of checkpoint {path}: {why}",
+                          hint="predict with a store like the one the run trained on (its config.json "
+                               "names it)") from None
     if into_store is not None:
         from gstore.store_update import NAME_RE
 

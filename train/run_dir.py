@@ -78,10 +78,11 @@ class RunDir:
             raise StoreExistsError("-o RUN_DIR holds an earlier training run", path=p,
                                    hint="pass --resume to continue it, or --force to replace it")
 
-    def check_resume(self) -> None:
+    def check_resume(self, option: str = "--resume") -> None:
+        """`option` names the flag that pointed here (--resume of train, --run of predict)."""
         p = self.path
         if not p.is_dir() or not self.is_run() or not self.config.exists():
-            raise OptionError("--resume needs the RUN_DIR of an earlier `gstore train` run (with its "
+            raise OptionError(f"{option} needs the RUN_DIR of an earlier `gstore train` run (with its "
                               "config.json)", path=p, hint="start a run with -o RUN_DIR first")
         self._refuse_live()
 
