@@ -156,3 +156,28 @@ def test_predict_on_a_dir_that_is_not_a_run_names_run(tmp_path, store):
     d.mkdir()
     line = one_line_error(run("predict", store, "--run", d, "-q", ok=False), "--run")
     assert "--resume" not in line
+
+
+def test_a_failed_predictions_write_leaves_the_earlier_predictions_whole(trained, tmp_path, monkeypatch):
+    """class.npy / score.npy were rewritten in place (open_memmap "w+") while the table went to a
+    temp file: a kill or a full disk during the write left new, partial classes beside the old
+    predictions.parquet. Now every file is written aside and renamed at the end."""
+    import pyarrow.parquet as pq
+
+    import gstore
+    from gstore.pipeline.inference.predictions import write_predictions
+
+    out = copy_run(trained, tmp_path / "run")
+    before = {p: (out / "predictions" / p).read_bytes() for p in ("class.npy", "score.npy")}
+    g = gstore.open(json.loads((out / "config.json").read_text())["store"])
+    logits = np.zeros((g.num_nodes, len(g.label_names)), np.float32)
+
+    def disk_full(self, table, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
+    with pytest.raises(OSError):
+        write_predictions(g, logits, out)
+    for p, data in before.items():
+        assert (out / "predictions" / p).read_bytes() == data, p
+    assert sorted(x.name for x in (out / "predictions").iterdir()) == ["class.npy", "score.npy"]
