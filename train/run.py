@@ -131,6 +131,16 @@ def check_inputs(cfg: TrainConfig) -> RunInputs:
     return RunInputs(store, num_classes, int(store.features.shape[1]), num_classes == 2, partition, device)
 
 
+def check_checkpoint_config(saved: TrainConfig, ckpt: Checkpoint, path: Path) -> None:
+    """Refuse a checkpoint trained with other options than config.json says (an edited or swapped
+    config.json), naming each: the checkpoint's own config is what its weights and state fit."""
+    diffs = saved.resume_differences(TrainConfig.from_json(ckpt.config, f"the config in {path}"))
+    if diffs:
+        raise OptionError(f"checkpoint {path} was trained with other options than config.json "
+                          "says (saved = the checkpoint's): " + "; ".join(diffs),
+                          hint="restore config.json (or pass --force to start a new run)")
+
+
 def build_model(cfg: TrainConfig, inputs: RunInputs) -> torch.nn.Module:
     from gstore.train.models import GNN
 
@@ -207,6 +217,9 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     """
     t_start = time.perf_counter()
     rd = RunDir(Path(run_dir))
+    from gstore.builder import check_output
+
+    check_output(rd.path, [cfg.store])      # --force / ingest --force would delete one with the other
     ckpt = None
     if resume:
         rd.check_resume()
@@ -216,10 +229,15 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
             raise OptionError("--resume with options that differ from the run's: " + "; ".join(diffs),
                               hint="pass the run's options (see its config.json), or start a new run")
         ckpt = load_checkpoint(rd.last) if rd.last.exists() else None
+        if ckpt is not None:
+            check_checkpoint_config(saved, ckpt, rd.last)
     else:
         rd.check_new(force)
     inputs = check_inputs(cfg)
     model = build_model(cfg, inputs)
+    from gstore.pipeline.inference.layerwise import check_inference_budget
+
+    check_inference_budget(inputs.store, model, cfg.memory_budget, cfg.inference_dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = Amp(cfg.amp, inputs.device)
     loader = train_loader(cfg, inputs)
@@ -386,8 +404,8 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
 
     t0 = time.perf_counter()
     rd = RunDir(Path(run_dir))
-    rd.check_resume()
-    cfg = TrainConfig.from_json(rd.read_config(), str(rd.config))
+    rd.check_resume("--run")
+    cfg = saved = TrainConfig.from_json(rd.read_config(), str(rd.config))
     changes = {"store": str(Path(store_path).resolve())}
     if memory_budget is not None:
         changes["memory_budget"] = memory_budget
@@ -402,13 +420,18 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
     if not path.exists():
         raise OptionError(f"run {rd.path} has no checkpoint yet", hint="train it first (gstore train ... --resume)")
     ckpt = load_checkpoint(path)            # checked (crc, format) before anything is written
+    check_checkpoint_config(saved, ckpt, path)
     inputs = check_inputs(cfg)
     model = build_model(cfg, inputs)
     try:
         model.load_state_dict(ckpt.model)
     except RuntimeError as exc:
-        raise OptionError(f"checkpoint {path} does not fit the model of {rd.config}: "
-                          f"{str(exc).splitlines()[0]}", hint="the run dir is inconsistent; retrain") from None
+        # torch's first line says only "Error(s) in loading state_dict"; the next names a shape
+        why = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+        raise OptionError(f"store {cfg.store} ({inputs.in_dim} feature columns, {inputs.num_classes} "
+                          f"classes) does not fit the model of checkpoint {path}: {why}",
+                          hint="predict with a store like the one the run trained on (its config.json "
+                               "names it)") from None
     if into_store is not None:
         from gstore.store_update import NAME_RE
 

@@ -6,6 +6,7 @@ except the few that only change how long or how fast a run goes (RESUME_FREE).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from gstore.errors import OptionError
@@ -74,10 +75,15 @@ class TrainConfig:
         if "store" not in d:
             raise OptionError(f"{where} lacks 'store'")
         d = dict(d)
-        if int(d.get("version", CONFIG_VERSION)) != CONFIG_VERSION:
+        for f in fields(TrainConfig):
+            if f.name in d and not _has_type(d[f.name], f.type):
+                raise OptionError(f"{where}: option {f.name!r} is {d[f.name]!r}, not {f.type}",
+                                  hint="the file was edited or damaged: restore it (the checkpoint's "
+                                       "config is the run's), or start a new run")
+        if d.get("version", CONFIG_VERSION) != CONFIG_VERSION:
             raise OptionError(f"{where} has config version {d.get('version')}, this gstore reads "
                               f"{CONFIG_VERSION}", hint="start a new run")
-        d["fanouts"] = tuple(int(f) for f in d.get("fanouts", ()))
+        d["fanouts"] = tuple(d.get("fanouts", ()))
         return TrainConfig(**d)
 
     def resume_differences(self, saved: "TrainConfig") -> list[str]:
@@ -90,6 +96,20 @@ class TrainConfig:
             if mine != old:
                 out.append(f"{option_name(f.name)}: saved {_show(old)}, now {_show(mine)}")
         return out
+
+
+def _has_type(v, annotation: str) -> bool:
+    """Whether JSON value `v` fits a TrainConfig field annotated `annotation` (the annotations are
+    strings: this module defers them). bool is not an int here: `true` for --layers is damage."""
+    def is_int(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    if annotation.endswith(" | None"):
+        return v is None or _has_type(v, annotation[:-len(" | None")])
+    if annotation == "tuple[int, ...]":
+        return isinstance(v, list) and all(is_int(x) for x in v)
+    return {"str": lambda: isinstance(v, str), "int": lambda: is_int(v), "bool": lambda: isinstance(v, bool),
+            "float": lambda: is_int(v) or isinstance(v, float)}[annotation]()
 
 
 # config fields whose command-line option has another name
@@ -121,8 +141,10 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.hidden >= 1, f"--hidden must be >= 1, got {cfg.hidden}")
     need(cfg.heads >= 1, f"--heads must be >= 1, got {cfg.heads}")
     need(0.0 <= cfg.dropout < 1.0, f"--dropout must be in [0, 1), got {cfg.dropout}")
-    need(cfg.lr > 0, f"--lr must be > 0, got {cfg.lr}")
-    need(cfg.weight_decay >= 0, f"--weight-decay must be >= 0, got {cfg.weight_decay}")
+    # inf passes a plain comparison and trains every weight to NaN
+    need(math.isfinite(cfg.lr) and cfg.lr > 0, f"--lr must be finite and > 0, got {cfg.lr}")
+    need(math.isfinite(cfg.weight_decay) and cfg.weight_decay >= 0,
+         f"--weight-decay must be finite and >= 0, got {cfg.weight_decay}")
     need(cfg.epochs >= 0, f"--epochs must be >= 0, got {cfg.epochs}")
     need(cfg.batch_size >= 1, f"--batch-size must be >= 1, got {cfg.batch_size}")
     need(cfg.clusters_per_batch >= 1, f"--clusters-per-batch must be >= 1, got {cfg.clusters_per_batch}")

@@ -78,10 +78,11 @@ class RunDir:
             raise StoreExistsError("-o RUN_DIR holds an earlier training run", path=p,
                                    hint="pass --resume to continue it, or --force to replace it")
 
-    def check_resume(self) -> None:
+    def check_resume(self, option: str = "--resume") -> None:
+        """`option` names the flag that pointed here (--resume of train, --run of predict)."""
         p = self.path
         if not p.is_dir() or not self.is_run() or not self.config.exists():
-            raise OptionError("--resume needs the RUN_DIR of an earlier `gstore train` run (with its "
+            raise OptionError(f"{option} needs the RUN_DIR of an earlier `gstore train` run (with its "
                               "config.json)", path=p, hint="start a run with -o RUN_DIR first")
         self._refuse_live()
 
@@ -94,6 +95,9 @@ class RunDir:
     def claim(self, fresh: bool) -> None:
         """Take the directory for this process (after every check passed): a fresh run empties an
         earlier run's directory first (it is gstore's: check_new verified the marker)."""
+        # checked again here: another run may have claimed the dir since check_new / check_resume
+        # (while this one opened the store), and re-marking it would let remove() delete its files
+        self._refuse_live()
         if fresh and self.path.is_dir() and self.is_run():
             scratch.mark(self.path, RUN_PURPOSE, self.path)     # ours now: remove() deletes only ours
             scratch.remove(self.path)

@@ -153,6 +153,16 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     return result
 
 
+def check_inference_budget(store, model: LayerwiseModel, memory_budget: int | str, dtype: str = "float32") -> None:
+    """BudgetError when `memory_budget` cannot hold one chunk of some layer: what layerwise_inference
+    checks first, for callers (gstore train) that must refuse before hours of work, not after."""
+    budget, dtype = parse_bytes(memory_budget), check_dtype(dtype)
+    features = check_store(store)
+    widths = check_model(model, int(features.shape[1]))
+    for layer, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
+        _layer_working_set(budget, layer, w_in, w_out, features, dtype, model)
+
+
 def _layer_working_set(budget: int, layer: int, w_in: int, w_out: int, features: np.ndarray,
                        dtype: str, model: LayerwiseModel):
     last = layer == model.num_layers - 1

@@ -53,9 +53,13 @@ def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes:
     rec = PredictionsRecord(num_nodes=n, num_classes=c,
                             positive_path="predictions/positive.npy" if c == 2 else None)
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-    cls = np.lib.format.open_memmap(out_dir / rec.class_path, "w+", np.int32, (n,))
-    score = np.lib.format.open_memmap(out_dir / rec.score_path, "w+", np.float32, (n,))
-    pos = (np.lib.format.open_memmap(out_dir / rec.positive_path, "w+", np.float32, (n,))
+    # written under temp names and renamed with the table: a kill or a full disk mid-write leaves
+    # the earlier predictions whole, never new classes beside an old table
+    finals = [rec.class_path, rec.score_path] + ([rec.positive_path] if rec.positive_path else [])
+    tmps = {rel: out_dir / f"{rel}.{os.getpid()}.tmp" for rel in finals}
+    cls = np.lib.format.open_memmap(tmps[rec.class_path], "w+", np.int32, (n,))
+    score = np.lib.format.open_memmap(tmps[rec.score_path], "w+", np.float32, (n,))
+    pos = (np.lib.format.open_memmap(tmps[rec.positive_path], "w+", np.float32, (n,))
            if rec.positive_path else None)
     names = store.label_names
     name_type = None
@@ -93,12 +97,16 @@ def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes:
         for a in (cls, score, pos):
             if a is not None:
                 a.flush()
+        for rel, tmp in tmps.items():
+            os.replace(tmp, out_dir / rel)
         os.replace(tmp_table, out_dir / rec.table_path)
     finally:
         if writer is not None:
             writer.close()
+        del cls, score, pos
         tmp_table.unlink(missing_ok=True)
-    del cls, score, pos
+        for tmp in tmps.values():
+            tmp.unlink(missing_ok=True)
     return rec
 
 
