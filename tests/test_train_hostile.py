@@ -181,3 +181,25 @@ def test_a_failed_predictions_write_leaves_the_earlier_predictions_whole(trained
     for p, data in before.items():
         assert (out / "predictions" / p).read_bytes() == data, p
     assert sorted(x.name for x in (out / "predictions").iterdir()) == ["class.npy", "score.npy"]
+
+
+def test_resume_after_the_store_was_rebuilt_is_refused(tmp_path):
+    s = community_store(tmp_path / "g.gstore", seed=0)
+    out = tmp_path / "run"
+    run("train", s, "-o", out, *FAST)
+    from store_factory import build_store
+    from train_graphs import community_graph
+
+    src, dst, x, y, splits = community_graph(seed=5)             # same sizes, other edges
+    build_store(s, src, dst, len(y), features=x, labels=y, splits=splits, force=True)
+    r = run("train", s, "-o", out, *FAST[2:], "--epochs", "2", "--resume", ok=False)
+    one_line_error(r, "changed since this run's last checkpoint")
+
+
+def test_resume_without_the_checkpoint_of_finished_epochs_is_refused(trained, tmp_path, store):
+    out = copy_run(trained, tmp_path / "run")
+    (out / "checkpoints" / "last.pt").unlink()
+    before = (out / "metrics.jsonl").read_text()
+    r = run("train", store, "-o", out, *FAST[2:], "--epochs", "2", "--resume", ok=False)
+    one_line_error(r, "finished epochs but no checkpoints/last.pt")
+    assert (out / "metrics.jsonl").read_text() == before

@@ -231,6 +231,12 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
         ckpt = load_checkpoint(rd.last) if rd.last.exists() else None
         if ckpt is not None:
             check_checkpoint_config(saved, ckpt, rd.last)
+        elif rd.read_metrics():
+            # epochs finished but their checkpoint is gone: restarting at epoch 0 would silently
+            # throw the run away (and a damaged checkpoint's hint says to delete it)
+            raise OptionError(f"run {rd.path} has finished epochs but no {rd.last.relative_to(rd.path)}",
+                              hint="restore the checkpoint (best.pt is a copy of the best epoch's), "
+                                   "or start the run again with --force")
     else:
         rd.check_new(force)
     inputs = check_inputs(cfg)
@@ -244,6 +250,11 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     best = BestState()
     epoch, epoch_progress = 0, None
     if ckpt is not None:
+        saved_store = (ckpt.loader.get("config") or {}).get("store") if isinstance(ckpt.loader, dict) else None
+        if saved_store is not None and saved_store != loader.config().store:
+            raise OptionError(f"the store {cfg.store} changed since this run's last checkpoint (rebuilt, "
+                              "reordered or replaced): resuming would not continue the same training",
+                              hint="train a new run on the store as it is now (--force)")
         try:
             model.load_state_dict(ckpt.model)
             optimizer.load_state_dict(ckpt.optimizer)
