@@ -176,3 +176,14 @@ def test_metrics_lines_of_recomputed_epochs_are_dropped(tmp_path):
         f.write('{"epoch": 4, "lo')                                 # a line cut by a kill
     assert [r["epoch"] for r in run.keep_metrics(2)] == [0, 1]
     assert [r["epoch"] for r in run.read_metrics()] == [0, 1]
+
+
+def test_metrics_lines_are_strict_json(tmp_path):
+    import json
+
+    run = RunDir(tmp_path / "run")
+    run.claim(fresh=True)
+    run.append_metrics({"epoch": 0, "loss": float("nan"), "train": {"accuracy": float("inf")}})
+    line = run.metrics.read_text()
+    assert "NaN" not in line and "Infinity" not in line
+    assert json.loads(line) == {"epoch": 0, "loss": None, "train": {"accuracy": None}}
