@@ -1,7 +1,7 @@
 """Plain-Python twins and reference models for the layer-wise inference tests.
 
 - `reference_plan`: the chunk plan by a per-node loop (twin of pipeline/inference/chunks.plan_chunks).
-- `reference_in_degrees`: twin of layerwise_kernels.in_degrees.
+- `reference_in_degrees`: twin of features/gather_kernels.in_degrees.
 - `RefModel`: a small GNN in plain torch implementing the LayerwiseModel protocol (SAGE-like mean
   or GCN-like layers, optional jumping-knowledge read-out), and `dense_forward`, the same model
   computed full-batch with dense adjacency matrices: code that shares nothing with the model's

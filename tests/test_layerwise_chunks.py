@@ -9,7 +9,7 @@ from reference_layerwise import reference_in_degrees, reference_plan
 
 from gstore.errors import BudgetError
 from gstore.pipeline.inference.chunks import MAX_CHUNK_EDGES, MAX_CHUNK_ROWS, plan_chunks, working_set
-from gstore.pipeline.inference.layerwise_kernels import in_degrees
+from gstore.pipeline.features.gather_kernels import in_degrees
 
 
 def _indptr(degrees) -> np.ndarray:

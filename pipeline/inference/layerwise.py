@@ -55,7 +55,7 @@ from gstore.pipeline.features.gather import gather_features, should_sort
 from gstore.pipeline.inference.checks import (check_device, check_dtype, check_model, check_out_dir,
                                               check_store, check_threads)
 from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks, working_set
-from gstore.pipeline.inference.layerwise_kernels import in_degrees
+from gstore.pipeline.features.gather_kernels import in_degrees
 from gstore.pipeline.inference.protocol import LayerwiseModel
 from gstore.pipeline.inference.result import LayerStats, LayerwiseResult
 from gstore.pipeline.loader.batch import LayerBlock
@@ -264,7 +264,10 @@ class _Run:
                         writer.abort()
                 if prev_dir is not None and not self.keep_layers:
                     src = None
-                    shutil.rmtree(prev_dir)        # inside our marked scratch dir
+                    # the layer array lives in this run's marked scratch dir: delete only while
+                    # the marker still says it is ours
+                    if scratch.owned_by_me(self.work):
+                        shutil.rmtree(prev_dir)
                 if writer is not None:
                     prev_dir = writer.array_dir
                     src = (np.memmap(writer.path, dtype=self.dtype, mode="r",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from gstore.pipeline.features.gather import FeatureSource, gather_labels
+from gstore.pipeline.features.gather_kernels import in_degrees as degree_kernel
 from gstore.pipeline.loader.pin import HostBufferPool
 from gstore.pipeline.loader.queues import PipelineControl, StageFailure, StageQueue, Stopped
 from gstore.pipeline.loader.sample_stage import DONE, SampledItem
@@ -50,10 +51,9 @@ def in_degrees(indptr: np.ndarray, nodes: np.ndarray, out: np.ndarray | None = N
     by the sampler), written into `out` when given. Two reads per node of the memmapped indptr."""
     if out is None:
         out = np.empty(len(nodes), dtype=np.float32)
-    if len(nodes):
-        # float32 is exact up to 2^24 in-edges, and a relative 6e-8 beyond: far below what a
-        # degree normalisation can notice
-        np.subtract(indptr[nodes + 1], indptr[nodes], out=out, casting="unsafe")
+    # float32 is exact up to 2^24 in-edges, and a relative 6e-8 beyond: far below what a degree
+    # normalisation can notice; the kernel (shared with layer-wise inference) makes no temporaries
+    degree_kernel(indptr, nodes, out)
     return out
 
 
