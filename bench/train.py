@@ -146,7 +146,7 @@ def child_gstore_train(args) -> dict:
     import torch
 
     from gstore.memory import peak_rss_bytes
-    from gstore.train.loop import Amp, forward, loss_rows
+    from gstore.train.loop import forward, loss_rows
     from gstore.train.run import build_model, check_inputs, train_loader
     from gstore.train.run_config import TrainConfig
 
@@ -162,7 +162,6 @@ def child_gstore_train(args) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loader = train_loader(cfg, inputs)
     model.train()
-    amp = Amp(False, inputs.device)
 
     def step(batch):
         logits, y = loss_rows(batch, forward(model, batch))
@@ -173,7 +172,6 @@ def child_gstore_train(args) -> dict:
         if inputs.device.type == "cuda":
             torch.cuda.synchronize()
 
-    del amp
     r = _timed_steps(loader, step, args.warmup, args.batches)
     r["peak_rss"] = peak_rss_bytes()
     return r

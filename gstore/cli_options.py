@@ -121,7 +121,7 @@ class JsonReport(Protocol):
     def to_json(self) -> dict: ...
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: reports and dataclasses as dicts, Paths as str, non-finite floats -> null
     (strict JSON: `jq` and most parsers reject NaN)."""
     if isinstance(value, JsonReport):
@@ -129,18 +129,18 @@ def _plain(value: Any) -> Any:
     elif is_dataclass(value) and not isinstance(value, type):
         value = asdict(value)
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, np.generic):
-        return _plain(value.item())
+        return json_safe(value.item())
     return value
 
 
 def emit_json(result: Any) -> None:
     """Print `result` (a dict, or a dataclass with to_json) as one line of strict JSON on stdout."""
-    click.echo(json.dumps(_plain(result), allow_nan=False, default=str))
+    click.echo(json.dumps(json_safe(result), allow_nan=False, default=str))

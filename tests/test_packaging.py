@@ -23,6 +23,6 @@ def test_every_package_folder_installs_under_gstore():
 
 def test_namespace_imports():
     import gstore.pipeline.loader
-    import gstore.train.trainer
+    import gstore.train.loop
 
     assert Path(gstore.pipeline.loader.__file__).parent.parent.name == "pipeline"

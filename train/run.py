@@ -271,8 +271,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     rd.claim(fresh=not resume)
     if not resume:
         rd.write_config(cfg.to_json())
-        rd.keep_metrics(0)
-    kept = rd.keep_metrics(epoch)
+    kept = rd.keep_metrics(epoch)            # a new run (epoch 0) starts an empty file
     resumed_from = epoch if resume else None
     evals = {s: eval_loader(cfg, inputs, s) for s in ("val", "test")}
     stopped_early = bool(kept) and cfg.patience > 0 and best.bad_evals >= cfg.patience
@@ -350,9 +349,9 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                          peak_rss_bytes=peak_rss_bytes(), run_dir=str(rd.path),
                          predictions=str(rd.path / pred.table_path), resumed_from=resumed_from)
     from gstore.shard_array import write_json_atomic
-    from gstore.cli_options import _plain
+    from gstore.cli_options import json_safe
 
-    write_json_atomic(rd.summary, _plain(result.to_json()))
+    write_json_atomic(rd.summary, json_safe(result.to_json()))
     return result
 
 

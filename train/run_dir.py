@@ -114,10 +114,10 @@ class RunDir:
             raise OptionError(f"cannot read {self.config}: {exc}", hint="start a new run") from None
 
     def append_metrics(self, record: dict) -> None:
-        from gstore.cli_options import _plain      # non-finite floats -> null: strict JSON lines
+        from gstore.cli_options import json_safe   # non-finite floats -> null: strict JSON lines
 
         with open(self.metrics, "a") as f:
-            f.write(json.dumps(_plain(record), allow_nan=False) + "\n")
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
 

@@ -62,9 +62,7 @@ def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes:
     pos = (np.lib.format.open_memmap(tmps[rec.positive_path], "w+", np.float32, (n,))
            if rec.positive_path else None)
     names = store.label_names
-    name_type = None
     if names:
-        name_type = pa.dictionary(pa.int32(), pa.string())
         name_dict = pa.array([str(x) for x in names], pa.string())
     step = _chunk_rows(c, budget_bytes)
     tmp_table = out_dir / f".{rec.table_path}.{os.getpid()}.tmp"
@@ -75,16 +73,16 @@ def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes:
             block = torch.from_numpy(np.array(logits[lo:hi], dtype=np.float32))  # a writable copy
             prob = torch.softmax(block, dim=1)
             top, arg = prob.max(dim=1)
-            cls[lo:hi] = arg.numpy().astype(np.int32)
-            score[lo:hi] = top.numpy()
+            chunk_cls, chunk_score = arg.numpy().astype(np.int32), top.numpy()
+            cls[lo:hi], score[lo:hi] = chunk_cls, chunk_score
             if pos is not None:
                 pos[lo:hi] = prob[:, 1].numpy()
             cols = {"node_id": _node_ids(store, lo, hi),
                     "dense_id": pa.array(np.arange(lo, hi, dtype=np.int64)),
-                    "class": pa.array(cls[lo:hi])}
-            if name_type is not None:
-                cols["label"] = pa.DictionaryArray.from_arrays(pa.array(cls[lo:hi]), name_dict)
-            cols["score"] = pa.array(score[lo:hi])
+                    "class": pa.array(chunk_cls)}
+            if names:
+                cols["label"] = pa.DictionaryArray.from_arrays(cols["class"], name_dict)
+            cols["score"] = pa.array(chunk_score)
             table = pa.table(cols)
             if writer is None:
                 writer = pq.ParquetWriter(tmp_table, table.schema)
