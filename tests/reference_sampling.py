@@ -136,3 +136,18 @@ def range_of(starts, stops, u):
             return k, offset + u - a
         offset += b - a
     return None, None
+
+
+def rows_first(indptr, indices, weight, first):
+    """Twin of cluster_kernels.rows_first: (order, new_indptr, new_indices, new_weight, k)."""
+    n = len(first)
+    order = [v for v in range(n) if first[v]] + [v for v in range(n) if not first[v]]
+    new_id = {v: i for i, v in enumerate(order)}
+    new_indptr, new_indices, new_weight = [0], [], []
+    for v in order:
+        for p in range(indptr[v], indptr[v + 1]):
+            new_indices.append(new_id[int(indices[p])])
+            if weight is not None:
+                new_weight.append(float(weight[p]))
+        new_indptr.append(len(new_indices))
+    return order, new_indptr, new_indices, new_weight if weight is not None else None, sum(map(bool, first))

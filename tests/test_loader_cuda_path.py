@@ -150,13 +150,17 @@ def cluster(store, **kw):
     return ClusterLoader(store, parts, 12, 3, seed=1, **kw)
 
 
+def cluster_seeds_first(store, **kw):
+    return cluster(store, seeds_first=True, **kw)
+
+
 def fields(b) -> dict[str, torch.Tensor]:
     out = {k: getattr(b, k) for k in ("nodes", "x", "y", "edge_index", "edge_weight", "mask", "degree")}
     out.update({f"block{i}": blk.edge_index for i, blk in enumerate(b.blocks)})
     return {k: v for k, v in out.items() if v is not None}
 
 
-@pytest.mark.parametrize("make", [neighbor, cluster])
+@pytest.mark.parametrize("make", [neighbor, cluster, cluster_seeds_first])
 @pytest.mark.parametrize("device", ["cuda", "cuda:0", torch.device("cuda")])
 def test_cuda_batches_equal_cpu_batches(gpu, store, make, device):
     """device="cuda" used to fail at its first batch: set_device(torch.device("cuda")) raises."""

@@ -317,11 +317,11 @@ class GATConv(nn.Module):
         peak = score.detach()
         ex = torch.exp(score - peak)  # 1, but it carries the self-loop score's gradient
         num = dropout(ex, self.dropout, self.training).repeat_interleave(self.channels, 1)
-        self_loop = Aggregate(xw_dst.reshape(nd, -1) * num, torch.ones_like(agg.count),
+        self_loop = Aggregate(xw_dst.reshape(nd, heads * self.channels) * num, torch.ones_like(agg.count),
                               peak=peak, weight=ex)
         m = self.merge(agg, self_loop)
         out = m.total.view(nd, heads, self.channels) / m.weight.unsqueeze(2)
-        out = out.reshape(nd, -1) if self.concat else out.mean(1)
+        out = out.reshape(nd, heads * self.channels) if self.concat else out.mean(1)
         return out + self.bias
 
     def finish(self, h_dst: torch.Tensor, agg: Aggregate,

@@ -25,12 +25,13 @@ from gstore.train.metrics import SplitMetrics
 def loss_rows(batch: Batch, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, labels) of the rows that carry the loss and the metrics: labelled rows (y >= 0) of
     the seeds (neighbor batches: logits are the seeds' rows) or of the split mask (cluster batches:
-    logits are every batch node's rows)."""
+    logits are every batch node's rows, or only the mask rows, first, of a seeds_first batch)."""
     if batch.kind == "cluster":
-        y = batch.y
+        rows = logits.shape[0]          # every node, or the mask prefix of a seeds_first batch
+        y = batch.y[:rows]
         keep = y >= 0
         if batch.mask is not None:
-            keep &= batch.mask
+            keep &= batch.mask[:rows]
     else:
         y = batch.y[:batch.num_seeds]
         keep = y >= 0
@@ -38,8 +39,10 @@ def loss_rows(batch: Batch, logits: torch.Tensor) -> tuple[torch.Tensor, torch.T
 
 
 def forward(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """The model on one batch: logits of the seeds (neighbor) or of every node (cluster)."""
-    return model(batch.x, batch.layer_blocks(model.num_layers), batch.degree)
+    """The model on one batch: logits of the seeds (neighbor), of every node (cluster) or of the
+    loss nodes (a seeds_first cluster batch, when the model's last layer is row-local)."""
+    seeds_only = batch.seeds_first and model.row_local_output
+    return model(batch.x, batch.layer_blocks(model.num_layers, seeds_only), batch.degree)
 
 
 class Amp:

@@ -136,6 +136,14 @@ class GNN(nn.Module):
             return GATConv(d_in, d_out // cfg.heads, cfg.heads, concat=True, dropout=cfg.dropout)
         return GATConv(d_in, d_out, cfg.heads, concat=False, dropout=cfg.dropout)
 
+    @property
+    def row_local_output(self) -> bool:
+        """Whether a row of the last layer's output depends only on its own in-edges, not on which
+        other rows are computed: false with batch norm on the last layer (jk + batch_norm), whose
+        training statistics are over every row. Then a cluster batch's last layer must run on all
+        of its nodes rather than only on the loss rows (Batch.layer_blocks(seeds_only=...))."""
+        return not (self.norms is not None and self._hidden_layers == self.num_layers)
+
     # ---- LayerwiseModel protocol -------------------------------------------------------------
     @property
     def num_layers(self) -> int:

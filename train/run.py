@@ -172,7 +172,7 @@ def train_loader(cfg: TrainConfig, inputs: RunInputs):
                              partptr=part.partptr, contiguous=part.contiguous, pos=part.pos,
                              kernel_threads=1 if cfg.num_workers > 1 else None, edge_ids=False)
     return ClusterLoader(inputs.store, clusters_per_batch=cfg.clusters_per_batch, split="train",
-                         sampler=sampler, normalize=gcn, self_loops=gcn, **common)
+                         sampler=sampler, normalize=gcn, self_loops=gcn, seeds_first=True, **common)
 
 
 def eval_loader(cfg: TrainConfig, inputs: RunInputs, split: str):

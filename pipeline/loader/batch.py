@@ -108,6 +108,8 @@ class Batch:
     mask: cluster batches: bool (n,) nodes of the loader's split (the loss nodes), or None.
     degree: float32 (n,) in-degree of every batch node in the full store graph (indptr difference),
         or None (a batch built without the store); GCN's normalisation on neighbor blocks uses it.
+    seeds_first: cluster batches: the mask nodes are the first num_seeds nodes (the loader was
+        built with seeds_first=True), so a model's last layer runs only on those rows.
     """
 
     kind: str
@@ -124,7 +126,9 @@ class Batch:
     degree: torch.Tensor | None = None
     stats: BatchStats = field(default_factory=BatchStats)
     ready: Any = field(default=None, repr=False)   # CUDA event of the async copy, or None
+    seeds_first: bool = False
     _cluster_block: LayerBlock | None = field(default=None, init=False, repr=False, compare=False)
+    _seeds_block: LayerBlock | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_nodes(self) -> int:
@@ -150,12 +154,16 @@ class Batch:
             out += [b.edge_index, b.edge_weight]
         return [t for t in out if t is not None]
 
-    def layer_blocks(self, num_layers: int) -> list[LayerBlock]:
+    def layer_blocks(self, num_layers: int, seeds_only: bool = True) -> list[LayerBlock]:
         """The `num_layers` blocks a model runs on, input layer first.
 
         Neighbor batches: `blocks` (there must be exactly num_layers: one fanout per layer).
         Cluster batches: the same LayerBlock(edge_index, n, n, edge_weight) for every layer (one
-        object, so its csr() is built once per batch)."""
+        object, so its csr() is built once per batch); with seeds_first, the last layer's block
+        keeps only the edges into the num_seeds loss nodes (their prefix: edges are grouped by
+        destination), so the model's output is those rows' logits and the rows no loss reads are
+        not computed; seeds_only=False keeps every row (a model whose last layer normalises over
+        its rows, GNN.row_local_output)."""
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise OptionError(f"num_layers must be an integer >= 1, got {num_layers!r}")
         if self.kind == "cluster":
@@ -167,7 +175,16 @@ class Batch:
                 n = self.num_nodes
                 blk = LayerBlock(self.edge_index, n, n, edge_weight=self.edge_weight)
                 self._cluster_block = blk
-            return [blk] * num_layers
+                self._seeds_block = None
+            if not (seeds_only and self.seeds_first) or self.num_seeds >= self.num_nodes:
+                return [blk] * num_layers
+            last = self._seeds_block
+            if last is None:
+                k = self.num_seeds
+                e = int(blk.csr().crow[k])
+                w = None if self.edge_weight is None else self.edge_weight[:e]
+                last = self._seeds_block = LayerBlock(self.edge_index[:, :e], self.num_nodes, k, edge_weight=w)
+            return [blk] * (num_layers - 1) + [last]
         if len(self.blocks) != num_layers:
             raise OptionError(f"batch has {len(self.blocks)} sampled layers but the model has "
                               f"{num_layers}", hint="give the loader one fanout per model layer")

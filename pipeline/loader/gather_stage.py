@@ -44,6 +44,7 @@ class GatheredItem:
     gather_s: float
     staging: Staging | None = None
     degree: np.ndarray | None = None
+    seeds_first: bool = False    # cluster batch relabelled so its mask nodes come first
 
 
 def in_degrees(indptr: np.ndarray, nodes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -98,13 +99,14 @@ class Gatherer:
     budget: pinned mode (every batch staged, see the module docstring); pool: pageable feature
     buffers otherwise. upcast: also stage a float32 copy of float16 features ("x32"), for batches
     that stay on the CPU (a GPU upcasts after the copy). degree: fill GatheredItem.degree from the
-    store's indptr (source.store.indptr).
+    store's indptr (source.store.indptr). seeds_first: relabel each cluster batch so its mask
+    nodes come first (ClusterSubgraph.rows_first), before anything is gathered.
     """
 
     def __init__(self, source: FeatureSource, pool: HostBufferPool | None, with_labels: bool,
                  mask_ids: np.ndarray | None, *, features: bool = True,
                  budget: PinnedBudget | None = None, upcast: bool = False,
-                 degree: bool = True) -> None:
+                 degree: bool = True, seeds_first: bool = False) -> None:
         self.source = source
         self.indptr = source.store.indptr if degree else None
         self.pool = pool
@@ -113,12 +115,26 @@ class Gatherer:
         self.mask_ids = mask_ids
         self.budget = budget
         self.upcast = upcast
+        self.seeds_first = bool(seeds_first) and mask_ids is not None
+
+    def _mask(self, sub):
+        """(subgraph, mask): the batch's split mask, the subgraph relabelled mask-first if asked."""
+        if self.mask_ids is None:
+            return sub, None
+        mask = split_mask(sub.nodes, self.mask_ids)
+        if not self.seeds_first or hasattr(sub, "blocks"):
+            return sub, mask
+        sub, k = sub.rows_first(mask)
+        mask[:k] = True
+        mask[k:] = False
+        return sub, mask
 
     def gather(self, s: SampledItem, control: PipelineControl | None = None) -> GatheredItem:
         if self.budget is not None:
             return self._gather_staged(s, control)
         t0 = time.perf_counter()
-        nodes = s.subgraph.nodes
+        sub, mask = self._mask(s.subgraph)
+        nodes = sub.nodes
         x = buffer = None
         hits = 0
         if self.pool is not None:
@@ -126,10 +142,9 @@ class Gatherer:
             res = self.source.gather(nodes, buffer)
             x, hits = res.rows, res.cache_hits
         y = gather_labels(self.source.labels, nodes) if self.with_labels else None
-        mask = split_mask(nodes, self.mask_ids) if self.mask_ids is not None else None
         degree = in_degrees(self.indptr, nodes) if self.indptr is not None else None
-        return GatheredItem(s.item, s.subgraph, x, buffer, y, mask, hits, s.sample_s,
-                            time.perf_counter() - t0, degree=degree)
+        return GatheredItem(s.item, sub, x, buffer, y, mask, hits, s.sample_s,
+                            time.perf_counter() - t0, degree=degree, seeds_first=self.seeds_first)
 
     def staging_specs(self, sub) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
         """(name, dtype, shape) of every array of batch `sub` (SampledSubgraph or ClusterSubgraph)."""
@@ -156,7 +171,7 @@ class Gatherer:
 
     def _gather_staged(self, s: SampledItem, control: PipelineControl | None) -> GatheredItem:
         t0 = time.perf_counter()
-        sub = s.subgraph
+        sub, split = self._mask(s.subgraph)
         nodes = sub.nodes
         st = Staging(self.staging_specs(sub), self.budget, s.item.seq, control)
         np.copyto(st.array("nodes"), nodes)
@@ -169,7 +184,7 @@ class Gatherer:
             y = gather_labels(self.source.labels, nodes, st.array("y"))
         if self.mask_ids is not None:
             mask = st.array("mask")
-            mask[:] = split_mask(nodes, self.mask_ids)
+            mask[:] = split
         degree = in_degrees(self.indptr, nodes, st.array("degree")) if self.indptr is not None else None
         blocks = getattr(sub, "blocks", None)
         if blocks is not None:
@@ -181,7 +196,8 @@ class Gatherer:
             if sub.edge_weight is not None:
                 np.copyto(st.array("edge_weight"), sub.edge_weight)
         return GatheredItem(s.item, sub, x, None, y, mask, hits, s.sample_s,
-                            time.perf_counter() - t0, staging=st, degree=degree)
+                            time.perf_counter() - t0, staging=st, degree=degree,
+                            seeds_first=self.seeds_first)
 
 
 def gather_worker(gatherer: Gatherer, inq: StageQueue, out: StageQueue,

@@ -129,7 +129,7 @@ class StagedLoader:
     def __init__(self, store, sampler, plan, *, seed: int, prefetch: int, device, pin_memory,
                  cache_bytes: int, num_workers: int, features: bool, labels: bool,
                  mask_ids: np.ndarray | None, sort_ids: bool | None = None,
-                 pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT, seeds_first: bool = False) -> None:
         check_int("pinned_bytes", pinned_bytes, 1)
         check_int("prefetch", prefetch, 1)
         check_int("num_workers", num_workers, 1, MAX_WORKERS)
@@ -151,7 +151,8 @@ class StagedLoader:
             self.pool = HostBufferPool(self.source.dim, self.source.dtype,
                                        max_buffers=self.prefetch + 2 * self.num_workers + 2)
         self.gatherer = Gatherer(self.source, self.pool, labels, mask_ids, features=features,
-                                 budget=self.budget, upcast=self.device.type == "cpu")
+                                 budget=self.budget, upcast=self.device.type == "cpu",
+                                 seeds_first=seeds_first)
         self._epoch = 0
         self._consumed = 0
         self._config: LoaderConfig | None = None
@@ -287,6 +288,8 @@ class ClusterLoader(StagedLoader):
     parts: int (N,) cluster of every node (default: the store's partition). `split` picks the loss
     nodes (`Batch.mask`); None for no mask. `sampler`: any object with `.sample(cluster_ids, seed)
     -> ClusterSubgraph`, `.num_batches`, `.epoch_batches(epoch)` (default: ClusterSampler).
+    seeds_first: relabel each batch so its `split` nodes are its first `num_seeds` nodes; a
+    model's last layer then computes only the rows the loss reads (Batch.layer_blocks).
     """
 
     kind = "cluster"
@@ -297,7 +300,9 @@ class ClusterLoader(StagedLoader):
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  normalize: bool = True, self_loops: bool = True, sampler=None,
                  features: bool = True, labels: bool = True, sort_ids: bool | None = None,
-                 pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT, seeds_first: bool = False) -> None:
+        if seeds_first and not split:
+            raise OptionError("seeds_first needs a split (the loss nodes to put first)")
         if sampler is None:
             from gstore.pipeline.sampling.cluster import ClusterSampler
 
@@ -310,10 +315,11 @@ class ClusterLoader(StagedLoader):
         mask_ids = np.asarray(store.split(split), dtype=np.int64) if split else None
         self.clusters_per_batch = int(clusters_per_batch)
         self.normalize, self.self_loops = bool(normalize), bool(self_loops)
+        self.seeds_first = bool(seeds_first)
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
                          features=features, labels=labels, mask_ids=mask_ids, sort_ids=sort_ids,
-                         pinned_bytes=pinned_bytes)
+                         pinned_bytes=pinned_bytes, seeds_first=seeds_first)
 
     def _make_config(self) -> LoaderConfig:
         s = self.sampler
@@ -327,4 +333,5 @@ class ClusterLoader(StagedLoader):
                             num_parts=None if num_parts is None else int(num_parts),
                             clusters_per_batch=self.clusters_per_batch, clusters=clusters,
                             normalize=bool(getattr(s, "normalize", self.normalize)),
-                            self_loops=bool(getattr(s, "self_loops", self.self_loops)))
+                            self_loops=bool(getattr(s, "self_loops", self.self_loops)),
+                            seeds_first=True if self.seeds_first else None)

@@ -85,6 +85,7 @@ class LoaderConfig:
     clusters: str | None = None          # array_fingerprint of the cluster index (partptr, perm)
     normalize: bool | None = None
     self_loops: bool | None = None
+    seeds_first: bool | None = None      # True: cluster batches put their loss nodes first (None: not)
 
     def to_json(self) -> dict:
         d = asdict(self)

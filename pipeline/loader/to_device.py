@@ -124,7 +124,8 @@ class DeviceCopier:
         return Batch(kind=kind, epoch=g.item.epoch, index=g.item.index, nodes=_tensor(sub.nodes),
                      num_seeds=self._num_seeds(g, kind), x=_tensor(g.x), y=_tensor(g.y),
                      blocks=blocks, edge_index=edge_index, edge_weight=edge_weight,
-                     mask=_tensor(g.mask), degree=_tensor(g.degree), stats=self._stats(g, sub, False))
+                     mask=_tensor(g.mask), degree=_tensor(g.degree), stats=self._stats(g, sub, False),
+                     seeds_first=g.seeds_first)
 
     def _staged_fields(self, g: GatheredItem, st: Staging, kind: str) -> Batch:
         """Pinned mode: every tensor is a view of the staging buffer (never a from_numpy alias,
@@ -143,7 +144,8 @@ class DeviceCopier:
         return Batch(kind=kind, epoch=g.item.epoch, index=g.item.index, nodes=st.tensor("nodes"),
                      num_seeds=self._num_seeds(g, kind), x=x, y=get("y"), blocks=blocks,
                      edge_index=get("edge_index"), edge_weight=get("edge_weight"), mask=get("mask"),
-                     degree=get("degree"), stats=self._stats(g, sub, st.pinned))
+                     degree=get("degree"), stats=self._stats(g, sub, st.pinned),
+                     seeds_first=g.seeds_first)
 
     def _copy_to_cuda(self, batch: Batch, st: Staging | None) -> None:
         with torch.cuda.stream(self.stream):

@@ -257,6 +257,48 @@ def inverse_permutation(perm: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(**NJIT)
+def rows_first(indptr: np.ndarray, indices: np.ndarray, weight: np.ndarray, edge_ids: np.ndarray,
+               first: np.ndarray, order: np.ndarray, new_indptr: np.ndarray, new_indices: np.ndarray,
+               new_weight: np.ndarray, new_edge_ids: np.ndarray) -> np.int64:
+    """Relabel a local CSR so the rows with first[v] come first (both groups keep their order).
+
+    indptr: int64 (n+1,), indices: int64 (m,) local CSR over destinations; weight: float32 (m,) and
+    edge_ids: int64 (m,), each (0,) for none; first: bool (n,). Writes order[i] = old id of new row
+    i (int64 (n,)), the permuted CSR with relabelled sources into new_indptr (n+1,) / new_indices
+    (m,), and the weights and edge ids in the new edge order into new_weight / new_edge_ids. Edges stay grouped by ascending new
+    destination, so the first k rows' edges are the prefix new_indices[:new_indptr[k]].
+    Returns k, the number of rows with first set."""
+    n = len(first)
+    k = 0
+    for v in range(n):
+        if first[v]:
+            order[k] = v
+            k += 1
+    j = k
+    for v in range(n):
+        if not first[v]:
+            order[j] = v
+            j += 1
+    new_id = np.empty(n, dtype=np.int64)
+    inverse_permutation(order, new_id)
+    has_weight = len(weight) > 0
+    has_ids = len(edge_ids) > 0
+    e = 0
+    new_indptr[0] = 0
+    for i in range(n):
+        v = order[i]
+        for p in range(indptr[v], indptr[v + 1]):
+            new_indices[e] = new_id[indices[p]]
+            if has_weight:
+                new_weight[e] = weight[p]
+            if has_ids:
+                new_edge_ids[e] = edge_ids[p]
+            e += 1
+        new_indptr[i + 1] = e
+    return k
+
+
+@njit(**NJIT)
 def gcn_norm(sub_indptr: np.ndarray, sub_indices: np.ndarray) -> np.ndarray:
     """float32 (m,) weights D^-1/2 A D^-1/2 of a local CSR (rows = destinations), D = in-degree.
 

@@ -115,3 +115,26 @@ class ClusterSubgraph:
         """int64 (2, m): [src; dst] local ids."""
         dst = np.repeat(np.arange(self.num_nodes, dtype=np.int64), np.diff(self.indptr))
         return np.stack([self.indices.astype(np.int64, copy=False), dst])
+
+    def rows_first(self, first: np.ndarray) -> tuple["ClusterSubgraph", int]:
+        """(this subgraph with the nodes where `first` (bool (n,)) holds relabelled to come first,
+        their count k). Same nodes, edges and weights; edges stay grouped by destination, so the
+        edges into the first k nodes are a prefix. A model whose last layer needs only the loss
+        nodes' rows computes it on that prefix (Batch.layer_blocks)."""
+        from gstore.pipeline.sampling.cluster_kernels import rows_first
+
+        n, m = self.num_nodes, self.num_edges
+        first = np.ascontiguousarray(first, dtype=np.bool_)
+        order = np.empty(n, dtype=np.int64)
+        indptr = np.empty(n + 1, dtype=np.int64)
+        indices = np.empty(m, dtype=np.int64)
+        none_f, none_i = np.empty(0, np.float32), np.empty(0, np.int64)
+        weight = none_f if self.edge_weight is None else self.edge_weight
+        new_weight = none_f if self.edge_weight is None else np.empty(m, dtype=self.edge_weight.dtype)
+        ids = self.edge_ids if len(self.edge_ids) else none_i
+        new_ids = np.empty(m, dtype=np.int64) if len(ids) else none_i
+        k = rows_first(self.indptr, self.indices.astype(np.int64, copy=False), weight, ids, first,
+                       order, indptr, indices, new_weight, new_ids)
+        sub = ClusterSubgraph(self.nodes[order], indptr, indices, new_ids if len(ids) else self.edge_ids,
+                              None if self.edge_weight is None else new_weight, self.clusters)
+        return sub, int(k)
