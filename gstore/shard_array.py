@@ -215,11 +215,16 @@ def write_json_atomic(path: Path, obj: dict) -> None:
         raise
 
 
+def group_metadata(attributes: dict | None = None) -> dict:
+    """The zarr.json of a zarr v3 group with `attributes` (none: what gstore writes for the
+    partition/ and derived/ roots)."""
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes or {}}
+
+
 def write_group_metadata(group_dir: Path, attributes: dict | None = None) -> None:
     """Make `group_dir` a zarr v3 group (atomically)."""
     group_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(group_dir / ZARR_JSON,
-                      {"zarr_format": 3, "node_type": "group", "attributes": attributes or {}})
+    write_json_atomic(group_dir / ZARR_JSON, group_metadata(attributes))
 
 
 class ShardArrayWriter:

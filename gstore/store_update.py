@@ -26,6 +26,7 @@ features, histories) goes through it, so the safety rules below exist once:
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -42,7 +43,8 @@ from gstore.builder import _fsync_dir, temp_path_for
 from gstore.errors import OptionError, StoreError
 from gstore.faults import fault_point
 from gstore.manifest import DerivedRecord, StoreManifest, read_manifest, write_manifest
-from gstore.shard_array import ArrayRecord, ShardArrayWriter, write_array, write_group_metadata
+from gstore.shard_array import (ArrayRecord, ShardArrayWriter, group_metadata, write_array,
+                                write_group_metadata)
 
 log = logging.getLogger(__name__)
 
@@ -376,12 +378,19 @@ def _unmark_quietly(path: Path) -> None:
 
 
 def _remove_empty_root(root: Path) -> None:
-    """Undo a root group (`partition/`, `derived/`) left holding nothing but its zarr.json."""
+    """Undo a root group (`partition/`, `derived/`) left holding nothing but the zarr.json gstore
+    writes for it (an empty group's metadata); any other content, a zarr.json with attributes or a
+    file gstore did not write included, keeps the directory."""
+    meta = root / "zarr.json"
     try:
-        if not root.is_symlink() and set(os.listdir(root)) <= {"zarr.json"}:
-            (root / "zarr.json").unlink(missing_ok=True)
-            root.rmdir()
-    except OSError:
+        if root.is_symlink() or set(os.listdir(root)) - {"zarr.json"}:
+            return
+        if meta.exists():
+            if meta.is_symlink() or json.loads(meta.read_text()) != group_metadata():
+                return
+            meta.unlink()
+        root.rmdir()
+    except (OSError, ValueError):
         pass
 
 

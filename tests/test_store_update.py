@@ -366,3 +366,14 @@ def test_reorder_drops_node_keyed_groups_and_keeps_the_others(store, caplog):
     assert set(g.manifest.derived) == {"hist"} and not (store / "derived/emb").exists()
     np.testing.assert_array_equal(g.derived("hist").arrays["loss"], np.arange(N))
     assert not any(n.startswith("derived/emb") for n in g.manifest.arrays)
+
+
+@pytest.mark.parametrize("meta", ['{"zarr_format": 3, "node_type": "group", "attributes": {"mine": 1}}',
+                                  "not json"])
+def test_an_emptied_root_whose_zarr_json_gstore_did_not_write_is_kept(store, meta):
+    """The derived/ root is removed with its last group only when its zarr.json is the empty group
+    metadata gstore writes (it used to delete any zarr.json there)."""
+    _add(store)
+    (store / "derived/zarr.json").write_text(meta)
+    assert remove_derived(store, "emb")
+    assert (store / "derived/zarr.json").read_text() == meta

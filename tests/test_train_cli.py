@@ -284,3 +284,12 @@ def test_cluster_gcn_with_two_workers_resumes_exactly(tmp_path):
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
     assert _metrics(a) == _metrics(b)
+
+
+def test_without_a_val_split_the_best_checkpoint_is_said_to_follow_train(tmp_path, caplog):
+    src, dst, x, y, splits = community_graph(n=200)
+    path = build_store(tmp_path / "g.gstore", src, dst, len(y), features=x, labels=y,
+                       splits={"train": splits["train"], "test": splits["test"]})
+    with caplog.at_level("WARNING", logger="gstore.train.run"):
+        run("train", path, "-o", tmp_path / "run", *FAST)
+    assert any("no val split" in r.getMessage() and "train" in r.getMessage() for r in caplog.records)

@@ -274,6 +274,10 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     kept = rd.keep_metrics(epoch)            # a new run (epoch 0) starts an empty file
     resumed_from = epoch if resume else None
     evals = {s: eval_loader(cfg, inputs, s) for s in ("val", "test")}
+    if evals["val"] is None:
+        log.warning("store %s has no val split: the best checkpoint and early stopping follow the "
+                    "train %s (of sampled training batches), which rewards overfitting",
+                    cfg.store, cfg.metric)
     stopped_early = bool(kept) and cfg.patience > 0 and best.bad_evals >= cfg.patience
     totals = {"batches": 0, "seconds": 0.0, "wait": 0.0}
     t_train = time.perf_counter()
