@@ -77,7 +77,7 @@ def forced_plan(panel_rows: int, max_rows: int, max_edges: int):
         n = max(store.num_nodes, 1)
         pr = min(panel_rows, n)
         panels = -(-n // pr)
-        return HopPlan(panel_rows=pr, panels=panels, buffers=1 if panels == 1 else 2, max_rows=max_rows,
+        return HopPlan(panel_rows=pr, panels=panels, buffers=1 if panels == 1 else 3, max_rows=max_rows,
                        max_edges=max_edges, planned_bytes=0)
     with mock.patch.object(propagate_module, "_plan", fake):
         yield
@@ -322,7 +322,7 @@ def test_plan_respects_budget():
     one = plan_hop(2 << 30, **kw)
     assert one.panels == 1 and one.buffers == 1 and one.planned_bytes <= 2 << 30
     many = plan_hop(256 << 20, **kw)
-    assert many.panels > 1 and many.buffers == 2 and many.planned_bytes <= 256 << 20
+    assert many.panels > 1 and many.buffers == 3 and many.planned_bytes <= 256 << 20
     f16 = plan_hop(256 << 20, **{**kw, "in_itemsize": 2, "out_itemsize": 2, "weighted": True})
     assert f16.planned_bytes <= 256 << 20
     with pytest.raises(BudgetError, match="MiB"):

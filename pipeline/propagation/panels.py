@@ -3,14 +3,13 @@
 The rows are read into reused buffers (never memory-mapped: a random gather over a mapped file
 larger than the budget would map page after page into the process), upcast to float32 and
 multiplied by the source scale. With one panel (the input fits the plan) it is read once and
-served to every block; otherwise a reader thread (the loader's StageQueue/StageThread) fills the
-next of two buffers while the kernel consumes the other, in the order the blocks ask for them
-(panels 0..P-1, once per block).
+served to every block; otherwise a reader thread (pipeline/ingest/read_ahead.py: light, unlike
+the loader's queues, whose package imports torch) fills the next buffer while the kernel consumes
+the current one, in the order the blocks ask for them (panels 0..P-1, once per block).
 """
 from __future__ import annotations
 
 import os
-import queue
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from gstore.errors import StoreError
-from gstore.pipeline.loader.queues import PipelineControl, StageQueue, StageThread, Stopped
+from gstore.pipeline.ingest.read_ahead import read_ahead
 from gstore.pipeline.propagation.plan import HopPlan
 from gstore.shard_array import ArrayRecord, shard_path
 
@@ -116,46 +115,32 @@ class _OnePanel(_Stream):
 
 
 class _ReadAhead(_Stream):
-    """Panels 0..P-1 once per block, read by a thread into two alternating buffers."""
+    """Panels 0..P-1 once per block, read one ahead by a thread (pipeline/ingest/read_ahead.py).
+
+    Three buffers in rotation: the consumer holds panel j-1 at most, the queue (depth 1) holds
+    panel j, and the thread fills panel j+1 only after handing over j, i.e. after the consumer
+    took j-1 and so finished j-2, whose buffer panel j+1 reuses.
+    """
 
     def __init__(self, source, plan, scale, blocks: int) -> None:
         super().__init__(source, plan, scale)
-        self.control = PipelineControl()
-        self._free = StageQueue(plan.buffers, self.control)
-        self._ready = StageQueue(plan.buffers, self.control)
-        for _ in range(plan.buffers):
-            self._free.put(self._new_buffer())
+        buffers = [self._new_buffer() for _ in range(plan.buffers)]
         total = blocks * plan.panels
 
-        def produce() -> None:
-            for i in range(total):
-                self._ready.put(self.load(i % plan.panels, self._free.get()))
+        def produce() -> Iterator[Panel]:
+            for j in range(total):
+                yield self.load(j % plan.panels, buffers[j % len(buffers)])
 
-        self._thread = StageThread("propagate-panels", produce, self.control)
-        self._thread.start()
+        self._panels = read_ahead(produce(), depth=1, name="gstore-propagate-panels")
 
     def next(self) -> Panel:
-        while True:
-            if self.control.failure is not None:
-                raise self.control.failure.exc
-            try:
-                return self._ready.poll()
-            except queue.Empty:
-                continue
+        return next(self._panels)
 
     def done(self, panel: Panel) -> None:
-        try:
-            self._free.put(panel.buf)
-        except Stopped:
-            if self.control.failure is not None:
-                raise self.control.failure.exc from None
-            raise
+        pass
 
     def close(self) -> None:
-        self.control.stop.set()
-        self._thread.join()
-        self._ready.drain()
-        self._free.drain()
+        self._panels.close()          # stops and joins the reader thread
         super().close()
 
 

@@ -11,8 +11,8 @@ released after each block.
 
 If hop k-1 fits in half of what the scales leave, it is one panel read once per hop (the common
 case: time = one pass over the CSR plus the compute). Otherwise the input is cut into panels of
-a quarter of that each, double-buffered so the reader thread fills one while the kernel uses the
-other, and every block sweeps all panels: the input is read once per block, so blocks take as
+a sixth of that each, three in rotation so the reader thread fills one while the kernel uses
+another, and every block sweeps all panels: the input is read once per block, so blocks take as
 many rows as the rest allows (fewer blocks, fewer re-reads).
 """
 from __future__ import annotations
@@ -32,8 +32,8 @@ _SLACK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class HopPlan:
-    """panel_rows: source rows per panel (= N: one panel, read once); buffers: panel buffers (1 or
-    2); max_rows / max_edges: a block's destination rows and in-edges (hubs are split in slices of
+    """panel_rows: source rows per panel (= N: one panel, read once); buffers: panel buffers (1, or
+    3 for the reader thread's rotation, panels.py); max_rows / max_edges: a block's destination rows and in-edges (hubs are split in slices of
     max_edges); planned_bytes: what the plan allocates at most (scales included)."""
 
     panel_rows: int
@@ -70,7 +70,7 @@ def plan_hop(budget: int, *, num_nodes: int, width: int, in_itemsize: int, out_i
         rest = avail - n * panel_row
         row_share, edge_share = rest * 3 // 4, rest // 4
     else:
-        panel_rows, buffers = max(1, (avail // 4) // panel_row), 2
+        panel_rows, buffers = max(1, (avail // 6) // panel_row), 3
         row_share, edge_share = avail * 3 // 8, avail // 8
     max_rows = int(max(1, min(MAX_BLOCK_ROWS, row_share // block_row)))
     max_edges = int(max(1, min(MAX_BLOCK_EDGES, edge_share // edge)))

@@ -29,7 +29,6 @@ disk and writing hop k through the store-update transaction (gstore/store_update
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
