@@ -78,7 +78,7 @@ def forced_plan(panel_rows: int, max_rows: int, max_edges: int):
         pr = min(panel_rows, n)
         panels = -(-n // pr)
         return HopPlan(panel_rows=pr, panels=panels, buffers=1 if panels == 1 else 3, max_rows=max_rows,
-                       max_edges=max_edges, planned_bytes=0)
+                       accumulators=2 if panels == 1 else 1, max_edges=max_edges, planned_bytes=0)
     with mock.patch.object(propagate_module, "_plan", fake):
         yield
 

@@ -1,4 +1,5 @@
-"""Panels of a hop's input: source rows [c0, c1) of an (N, F) store array, read with pread.
+"""I/O of one hop: panels of the input (source rows [c0, c1) of an (N, F) store array, read with
+pread) and finished blocks of the output (written by a writer thread).
 
 The rows are read into reused buffers (never memory-mapped: a random gather over a mapped file
 larger than the budget would map page after page into the process), upcast to float32 and
@@ -6,21 +7,27 @@ multiplied by the source scale. With one panel (the input fits the plan) it is r
 served to every block; otherwise a reader thread (pipeline/ingest/read_ahead.py: light, unlike
 the loader's queues, whose package imports torch) fills the next buffer while the kernel consumes
 the current one, in the order the blocks ask for them (panels 0..P-1, once per block).
+
+Buffers come from the caller's `alloc(name, shape, dtype)`, which keeps them across hops: the
+first touch of fresh memory runs at about 0.5 GB/s, a visible part of a hop.
 """
 from __future__ import annotations
 
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from gstore.errors import StoreError
 from gstore.pipeline.ingest.read_ahead import read_ahead
 from gstore.pipeline.propagation.plan import HopPlan
-from gstore.shard_array import ArrayRecord, shard_path
+from gstore.shard_array import ArrayRecord, ShardArrayWriter, shard_path
+
+Alloc = Callable[[str, tuple, np.dtype], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -69,15 +76,15 @@ def read_rows(fd: int, source: PanelSource, start: int, out: np.ndarray) -> None
 
 
 class _Stream:
-    def __init__(self, source: PanelSource, plan: HopPlan, scale: np.ndarray | None) -> None:
-        self.source, self.plan, self.scale = source, plan, scale
+    def __init__(self, source: PanelSource, plan: HopPlan, scale: np.ndarray | None, alloc: Alloc) -> None:
+        self.source, self.plan, self.scale, self._alloc = source, plan, scale, alloc
         self.read_bytes = 0
         self._fd = os.open(source.path, os.O_RDONLY)
 
-    def _new_buffer(self) -> _Buffer:
+    def _new_buffer(self, i: int) -> _Buffer:
         shape = (self.plan.panel_rows, self.source.width)
-        raw = None if self.source.dtype == np.float32 else np.empty(shape, dtype=self.source.dtype)
-        return _Buffer(rows=np.empty(shape, dtype=np.float32), raw=raw)
+        raw = None if self.source.dtype == np.float32 else self._alloc(f"raw{i}", shape, self.source.dtype)
+        return _Buffer(rows=self._alloc(f"panel{i}", shape, np.dtype(np.float32)), raw=raw)
 
     def load(self, p: int, buf: _Buffer) -> Panel:
         start = p * self.plan.panel_rows
@@ -101,13 +108,13 @@ class _Stream:
 class _OnePanel(_Stream):
     """The whole input as one panel, read on first use and served to every block."""
 
-    def __init__(self, source, plan, scale) -> None:
-        super().__init__(source, plan, scale)
+    def __init__(self, source, plan, scale, alloc) -> None:
+        super().__init__(source, plan, scale, alloc)
         self._panel: Panel | None = None
 
     def next(self) -> Panel:
         if self._panel is None:
-            self._panel = self.load(0, self._new_buffer())
+            self._panel = self.load(0, self._new_buffer(0))
         return self._panel
 
     def done(self, panel: Panel) -> None:
@@ -122,9 +129,9 @@ class _ReadAhead(_Stream):
     took j-1 and so finished j-2, whose buffer panel j+1 reuses.
     """
 
-    def __init__(self, source, plan, scale, blocks: int) -> None:
-        super().__init__(source, plan, scale)
-        buffers = [self._new_buffer() for _ in range(plan.buffers)]
+    def __init__(self, source, plan, scale, alloc, blocks: int) -> None:
+        super().__init__(source, plan, scale, alloc)
+        buffers = [self._new_buffer(i) for i in range(plan.buffers)]
         total = blocks * plan.panels
 
         def produce() -> Iterator[Panel]:
@@ -145,11 +152,49 @@ class _ReadAhead(_Stream):
 
 
 @contextmanager
-def panel_stream(source: PanelSource, plan: HopPlan, scale: np.ndarray | None, blocks: int) -> Iterator[_Stream]:
+def panel_stream(source: PanelSource, plan: HopPlan, scale: np.ndarray | None, blocks: int,
+                 alloc: Alloc) -> Iterator[_Stream]:
     """The panels `blocks` blocks ask for, in order: `next()` then `done(panel)` for each.
     scale: float32 (N,) source scale (None: rows as stored, upcast)."""
-    stream = _OnePanel(source, plan, scale) if plan.panels == 1 else _ReadAhead(source, plan, scale, blocks)
+    stream = (_OnePanel(source, plan, scale, alloc) if plan.panels == 1
+              else _ReadAhead(source, plan, scale, alloc, blocks))
     try:
         yield stream
     finally:
         stream.close()
+
+
+class BlockWriter:
+    """Writes finished blocks of hop k through `writer`, on one thread when `background` (pwrite
+    and the block checksums release the GIL, so the kernel computes the next block meanwhile).
+
+    Blocks are written in submission order (row order: the writer checksums on the fly). The
+    caller rotates its accumulators and calls `wait(slot)` before reusing one; `close()` waits for
+    every write and re-raises the first failure.
+    """
+
+    def __init__(self, writer: ShardArrayWriter, background: bool) -> None:
+        self._writer = writer
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gstore-propagate-write") if background else None
+        self._pending: dict[int, Future] = {}
+
+    def write(self, slot: int, start: int, rows: np.ndarray) -> None:
+        """Write `rows` (left untouched until `wait(slot)`) at row `start`."""
+        if self._pool is None:
+            self._writer.write_rows(start, rows)
+        else:
+            self._pending[slot] = self._pool.submit(self._writer.write_rows, start, rows)
+
+    def wait(self, slot: int) -> None:
+        fut = self._pending.pop(slot, None)
+        if fut is not None:
+            fut.result()
+
+    def close(self) -> None:
+        """Wait for every write (also after a failure: nothing may write into an aborted file)."""
+        try:
+            for slot in sorted(self._pending):
+                self.wait(slot)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)

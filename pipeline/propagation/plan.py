@@ -4,8 +4,9 @@ What a hop holds in memory (anonymous, owned by the process):
     scales        float32 (N,)                   the degree scale of every node (computed once)
     panels        buffers x panel_rows x F x 4   source rows of hop k-1, float32 (+ F x 2 per row
                                                  for the raw rows when hop k-1 is float16)
-    block         max_rows x (F x 4 + 8)         the float32 accumulator and the row cursors
-                  + max_rows x F x 2             the float16 copy of a block being written
+    blocks        accumulators x max_rows x      the float32 accumulators (2: one is written while
+                  (F x 4 + 8 [+ F x 2])          the next fills), the row cursors, the float16
+                                                 copy of a block being written
 and, mapped from the store, the indices (and weights) of one block (max_edges x 4..12 bytes),
 released after each block.
 
@@ -33,13 +34,15 @@ _SLACK_BYTES = 1 << 20
 @dataclass(frozen=True)
 class HopPlan:
     """panel_rows: source rows per panel (= N: one panel, read once); buffers: panel buffers (1, or
-    3 for the reader thread's rotation, panels.py); max_rows / max_edges: a block's destination rows and in-edges (hubs are split in slices of
+    3 for the reader thread's rotation, panels.py); accumulators: block buffers (2 when one is
+    written by the writer thread while the kernel fills the other); max_rows / max_edges: a block's destination rows and in-edges (hubs are split in slices of
     max_edges); planned_bytes: what the plan allocates at most (scales included)."""
 
     panel_rows: int
     panels: int
     buffers: int
     max_rows: int
+    accumulators: int
     max_edges: int
     planned_bytes: int
 
@@ -66,18 +69,21 @@ def plan_hop(budget: int, *, num_nodes: int, width: int, in_itemsize: int, out_i
                           f"features (the degree scales alone take {format_bytes(scales)})",
                           hint=f"use --memory-budget {_round_up_mib(2 * minimum)}MiB or more")
     if n * panel_row <= avail // 2:
-        panel_rows, buffers = n, 1
+        # the write of a block overlaps the next block's compute: two accumulators
+        panel_rows, buffers, accumulators = n, 1, 2
         rest = avail - n * panel_row
         row_share, edge_share = rest * 3 // 4, rest // 4
     else:
-        panel_rows, buffers = max(1, (avail // 6) // panel_row), 3
+        # one accumulator, as large as possible: every block re-reads the whole input
+        panel_rows, buffers, accumulators = max(1, (avail // 6) // panel_row), 3, 1
         row_share, edge_share = avail * 3 // 8, avail // 8
-    max_rows = int(max(1, min(MAX_BLOCK_ROWS, row_share // block_row)))
+    max_rows = int(max(1, min(MAX_BLOCK_ROWS, row_share // (accumulators * block_row))))
     max_edges = int(max(1, min(MAX_BLOCK_EDGES, edge_share // edge)))
     panels = -(-n // panel_rows)
-    planned = scales + buffers * panel_rows * panel_row + max_rows * block_row + max_edges * edge
+    planned = (scales + buffers * panel_rows * panel_row + accumulators * max_rows * block_row
+               + max_edges * edge)
     return HopPlan(panel_rows=int(panel_rows), panels=int(panels), buffers=buffers, max_rows=max_rows,
-                   max_edges=max_edges, planned_bytes=int(planned))
+                   accumulators=accumulators, max_edges=max_edges, planned_bytes=int(planned))
 
 
 def _round_up_mib(n: int) -> int:

@@ -24,7 +24,8 @@ disk and writing hop k through the store-update transaction (gstore/store_update
   (madvise) after every block. peak_anon_bytes is what the process owned; peak_rss_bytes also
   counts the mapped CSR pages of a block.
 - **Overlap.** With more than one panel a reader thread fills the next panel buffer while the
-  kernel (nogil) consumes the current one.
+  kernel (nogil) consumes the current one; with one panel a writer thread writes block b while
+  the kernel computes block b+1. Buffers are kept across hops.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ from gstore.memory import (DEFAULT_MEMORY_BUDGET, anon_rss_bytes, current_rss_by
                            parse_bytes, peak_rss_bytes, release_pages)
 from gstore.pipeline.inference.chunks import ChunkPlan, plan_chunks
 from gstore.pipeline.propagation import propagate_kernels as K
-from gstore.pipeline.propagation.panels import PanelSource, panel_stream
+from gstore.pipeline.propagation.panels import BlockWriter, PanelSource, panel_stream
 from gstore.pipeline.propagation.params import KIND, HopStats, PropagationParams, PropagationResult
 from gstore.pipeline.propagation.plan import HopPlan, plan_hop
 from gstore.progress import NULL_PROGRESS, Progress
@@ -231,6 +232,7 @@ class _Run:
         self.stats: list[HopStats] = []
         self.plans: list[HopPlan] = []
         self.scales: np.ndarray | None = None
+        self._buffers: dict[str, np.ndarray] = {}
 
     def compute(self, hops: list[int]) -> None:
         if not hops:
@@ -297,50 +299,69 @@ class _Run:
         log.info("hop %d: %d blocks x %d panels, %d edges in %.2f s (waited %.2f s on reads)", k,
                  stats.blocks, stats.panels, stats.edges, stats.seconds, stats.wait_s)
 
+    def _buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A buffer kept across hops (fresh pages are slow to touch): same name, shape, dtype ->
+        the same array."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != tuple(shape) or buf.dtype != np.dtype(dtype):
+            self._buffers.pop(name, None)
+            buf = self._buffers[name] = np.empty(shape, dtype=dtype)
+        return buf
+
     def _blocks(self, chunks: ChunkPlan, plan: HopPlan, source: PanelSource, src_scale, writer, stats, bar) -> None:
-        """Every block of the chunk plan: sweep the panels, finish the rows, write them."""
+        """Every block of the chunk plan: sweep the panels, finish the rows, hand them to the
+        writer (a thread with two accumulators in rotation, when the plan has them)."""
         if self.num_nodes == 0:
             return                        # nothing to read: the array has no data file
         f = self.width
-        acc = np.empty((plan.max_rows, f), dtype=np.float32)
-        cursor = np.empty(plan.max_rows, dtype=np.int64)
-        with panel_stream(source, plan, src_scale, len(chunks)) as panels:
-            for i in range(len(chunks)):
-                start, stop = int(chunks.starts[i]), int(chunks.stops[i])
-                lo, hi = int(chunks.edge_lo[i]), int(chunks.edge_hi[i])
-                rows = stop - start
-                first = not chunks.hub[i] or i == 0 or chunks.starts[i - 1] != start
-                last = chunks.last_slice(i)
-                if first:
-                    acc[:rows] = 0.0
-                K.start_cursors(self.indptr, start, stop, lo, cursor)
-                kernel = K.accumulate_panel if (hi - lo) * f >= _PARALLEL_WORK else K.accumulate_panel_serial
-                bad = 0
-                for _ in range(plan.panels):
-                    t = time.perf_counter()
-                    panel = panels.next()
-                    stats.wait_s += time.perf_counter() - t
-                    t = time.perf_counter()
-                    bad += kernel(self.indptr, self.indices, self._w, self.use_weights, start, stop,
-                                              lo, hi, panel.rows, panel.start, self.self_weight if last else 0.0,
-                                              cursor, acc)
-                    stats.compute_s += time.perf_counter() - t
-                    panels.done(panel)
-                if bad:
-                    raise StoreError(f"rows of nodes [{start}, {stop}) list their in-neighbors out of "
-                                     "ascending order", path=self.store.path,
-                                     hint="the store is damaged; run `gstore verify`, then rebuild it")
-                stats.edges += hi - lo
-                if last:
-                    t = time.perf_counter()
-                    out = acc[:rows]
-                    np.multiply(out, self.scales[start:stop, None], out=out)
-                    writer.write_rows(start, out)
-                    stats.write_s += time.perf_counter() - t
-                    bar.advance(rows)
-                self._release()
-                self.peak_anon = max(self.peak_anon, anon_rss_bytes())
-            stats.read_bytes = panels.read_bytes
+        accs = [self._buffer(f"acc{j}", (plan.max_rows, f), np.float32) for j in range(plan.accumulators)]
+        cursor = self._buffer("cursor", (plan.max_rows,), np.int64)
+        slot = 0
+        out_writer = BlockWriter(writer, background=plan.accumulators > 1)
+        try:
+            with panel_stream(source, plan, src_scale, len(chunks), self._buffer) as panels:
+                for i in range(len(chunks)):
+                    start, stop = int(chunks.starts[i]), int(chunks.stops[i])
+                    lo, hi = int(chunks.edge_lo[i]), int(chunks.edge_hi[i])
+                    rows = stop - start
+                    first = not chunks.hub[i] or i == 0 or chunks.starts[i - 1] != start
+                    last = chunks.last_slice(i)
+                    acc = accs[slot]
+                    if first:
+                        t = time.perf_counter()
+                        out_writer.wait(slot)         # its previous block is on disk
+                        stats.write_s += time.perf_counter() - t
+                        acc[:rows] = 0.0
+                    K.start_cursors(self.indptr, start, stop, lo, cursor)
+                    kernel = K.accumulate_panel if (hi - lo) * f >= _PARALLEL_WORK else K.accumulate_panel_serial
+                    bad = 0
+                    for _ in range(plan.panels):
+                        t = time.perf_counter()
+                        panel = panels.next()
+                        stats.wait_s += time.perf_counter() - t
+                        t = time.perf_counter()
+                        bad += kernel(self.indptr, self.indices, self._w, self.use_weights, start, stop, lo, hi,
+                                      panel.rows, panel.start, self.self_weight if last else 0.0, cursor, acc)
+                        stats.compute_s += time.perf_counter() - t
+                        panels.done(panel)
+                    if bad:
+                        raise StoreError(f"rows of nodes [{start}, {stop}) list their in-neighbors out of "
+                                         "ascending order", path=self.store.path,
+                                         hint="the store is damaged; run `gstore verify`, then rebuild it")
+                    stats.edges += hi - lo
+                    if last:
+                        out = acc[:rows]
+                        np.multiply(out, self.scales[start:stop, None], out=out)
+                        out_writer.write(slot, start, out)
+                        slot = (slot + 1) % len(accs)
+                        bar.advance(rows)
+                    self._release()
+                    self.peak_anon = max(self.peak_anon, anon_rss_bytes())
+                stats.read_bytes = panels.read_bytes
+        finally:
+            t = time.perf_counter()
+            out_writer.close()
+            stats.write_s += time.perf_counter() - t
 
     def _edit(self, k: int):
         """The manifest edit of hop k: the group keeps hops 1..k-1 (when k > 1) and gains hop k;
