@@ -327,3 +327,45 @@ def test_plan_respects_budget():
     assert f16.planned_bytes <= 256 << 20
     with pytest.raises(BudgetError, match="MiB"):
         plan_hop(5 << 20, **{**kw, "num_nodes": 10**7})
+
+
+def test_a_failing_panel_read_rolls_the_hop_back(tmp_path):
+    """A read error on the reader thread (here: the 4th panel) reaches the caller; the hop's
+    transaction rolls back and the store is as before."""
+    path, _ = random_store(tmp_path / "g", 30, 120, 2, 4)
+    before = gstore.open(path).manifest.to_json()
+    panels_module = sys.modules["gstore.pipeline.propagation.panels"]
+    real, calls = panels_module.read_rows, []
+
+    def failing(fd, source, start, out):
+        calls.append(start)
+        if len(calls) == 4:
+            raise StoreError("simulated short read", path=source.path)
+        real(fd, source, start, out)
+
+    with forced_plan(panel_rows=8, max_rows=5, max_edges=9), mock.patch.object(panels_module, "read_rows", failing):
+        with pytest.raises(StoreError, match="simulated"):
+            propagate(path, PropagationParams(hops=2))
+    assert gstore.open(path).manifest.to_json() == before
+    assert not (path / "derived").exists() and not (path / "_partition_scratch").exists()
+
+
+def test_not_enough_disk_is_refused_before_writing(tmp_path):
+    path, _ = random_store(tmp_path / "g", 30, 120, 2, 4)
+    usage = sys.modules["shutil"].disk_usage(path)
+    with mock.patch.object(propagate_module.shutil, "disk_usage", lambda p: usage._replace(free=100)):
+        with pytest.raises(OptionError, match="on disk"):
+            propagate(path, PropagationParams(hops=3))
+    assert not (path / "derived").exists()
+
+
+def test_a_group_of_another_kind_under_the_key_is_not_replaced(tmp_path):
+    from gstore.store_update import StoreUpdate
+
+    path, _ = random_store(tmp_path / "g", 10, 20, 2, 1)
+    with StoreUpdate(path, "derived/propagate-sym-loops-float32", purpose="a user's group") as up:
+        up.write_array("pred", np.zeros(10, np.int32))
+        up.commit_derived("predictions")
+    with pytest.raises(OptionError, match="predictions"):
+        propagate(path, PropagationParams(hops=1))
+    assert gstore.open(path).manifest.derived["propagate-sym-loops-float32"].kind == "predictions"
