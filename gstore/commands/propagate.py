@@ -52,4 +52,5 @@ def command(store: str, hops: int, norm: str, self_loops: bool, dtype: str, memo
     click.echo(f"written:       {format_bytes(r.bytes_written)} in {r.seconds:.1f} s")
     click.echo(f"peak RSS:      {format_bytes(r.peak_rss_bytes)} (anon {format_bytes(r.peak_anon_bytes)}, "
                f"budget {format_bytes(r.memory_budget)})")
-    click.echo(f"arrays:        {r.arrays[0]} ... {r.arrays[-1]}" if len(r.arrays) > 1 else f"arrays:        {r.arrays[0]}")
+    shown = f"{r.arrays[0]} ... {r.arrays[-1]}" if len(r.arrays) > 1 else r.arrays[0]
+    click.echo(f"arrays:        {shown}")

@@ -35,8 +35,8 @@ _SLACK_BYTES = 1 << 20
 class HopPlan:
     """panel_rows: source rows per panel (= N: one panel, read once); buffers: panel buffers (1, or
     3 for the reader thread's rotation, panels.py); accumulators: block buffers (2 when one is
-    written by the writer thread while the kernel fills the other); max_rows / max_edges: a block's destination rows and in-edges (hubs are split in slices of
-    max_edges); planned_bytes: what the plan allocates at most (scales included)."""
+    written by the writer thread while the kernel fills the other); max_rows / max_edges: a
+    block's destination rows and in-edges (hubs are split in slices of max_edges); planned_bytes: what the plan allocates at most (scales included)."""
 
     panel_rows: int
     panels: int

@@ -176,8 +176,9 @@ def propagate(store_path: str | Path, params: PropagationParams, *,
 def _check_threads(threads) -> int | None:
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= numba.config.NUMBA_NUM_THREADS:
-        raise OptionError(f"threads must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}], got {threads!r}")
+    most = numba.config.NUMBA_NUM_THREADS
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= most:
+        raise OptionError(f"threads must be an integer in [1, {most}], got {threads!r}")
     return threads
 
 
