@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -145,7 +144,9 @@ def main() -> None:
                 runs["gstore-small"].append(run_child(common + ["--child", "gstore", "--child-budget", a.small_budget]))
                 print(json.dumps(runs["gstore-small"][-1]), flush=True)
             diff_small = max_abs_diff(str(store), a.hops, a.norm, scipy_out)
-        feats = os.path.getsize(next((store / "features").rglob("0")))
+        import gstore
+
+        feats = gstore.open(store).manifest.arrays["features"].logical_bytes
         med = {k: {m: statistics.median(r[m] for r in v) for m in ("seconds", "peak_rss_bytes")}
                for k, v in runs.items() if v}
         gib = 2 ** 30
