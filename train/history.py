@@ -94,10 +94,10 @@ class HistoryStep:
         """loss + sum_l sum(z_l[B] * grad_l[B]) for scalable-gcn; the loss itself for gas."""
         if not self.gradients or not batch.grad_rows:
             return loss
-        extra = loss.new_zeros(())
+        objective = loss
         for z, g in zip(self._pushes, batch.grad_rows):
-            extra = extra + (z.float() * torch.from_numpy(g).to(z.device)).sum()
-        return loss + extra
+            objective = objective + (z.float() * torch.from_numpy(g).to(z.device)).sum()
+        return objective
 
     def after_backward(self, batch) -> None:
         """Hand this batch's pushes and gradient adds to the writer (and keep them to overlay)."""

@@ -85,12 +85,22 @@ class HistoryArrays:
 
     @staticmethod
     def create(root: Path, layout: HistoryLayout) -> "HistoryArrays":
-        """New zero-filled (sparse) files under `root`; an OSError (disk full) names the file."""
+        """New zero-filled files under `root`, their blocks allocated now: a write through a map of
+        a sparse file on a full disk is a SIGBUS, an allocation here is an OSError (ENOSPC) naming
+        the file, before any training."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         for name, dt, w in layout.files():
+            size = layout.num_nodes * w * dt.itemsize
             with open(root / name, "wb") as fh:
-                fh.truncate(layout.num_nodes * w * dt.itemsize)
+                fh.truncate(size)
+                if size:
+                    try:
+                        os.posix_fallocate(fh.fileno(), 0, size)
+                    except OSError as exc:
+                        if exc.filename is None:
+                            exc.filename = str(root / name)
+                        raise
         return HistoryArrays(root, layout)
 
     def _map(self, path: Path, dt: np.dtype, width: int) -> np.ndarray:
@@ -164,7 +174,3 @@ def history_bytes_hint(layout: HistoryLayout, root: Path) -> str:
     return (f"{format_bytes(layout.nbytes)} of history ({len(layout.widths)} layer(s), {layout.dtype}"
             f"{', + gradient stores' if layout.gradients else ''}) under {root}")
 
-
-def free_disk_bytes(path: Path) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
