@@ -206,6 +206,11 @@ class HistoryRun:
 
         prune_snapshots(self.ckpt_dir, getattr(self, "_keep", None))
 
+    def summary(self) -> dict:
+        """For TrainResult.extra: the history files' size and what filling them cost."""
+        return {"history_bytes": self.layout.nbytes, "history_files": [n for n, _, _ in self.layout.files()],
+                "history_dtype": self.layout.dtype, "fills": self.fills}
+
     def close(self) -> None:
         if self.loader.arrays is not None:
             self.loader.arrays.close()

@@ -361,7 +361,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                          batches_per_s=totals["batches"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          wait_share=totals["wait"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          peak_rss_bytes=peak_rss_bytes(), run_dir=str(rd.path),
-                         predictions=str(rd.path / pred.table_path), resumed_from=resumed_from)
+                         predictions=str(rd.path / pred.table_path), resumed_from=resumed_from,
+                         extra={} if hist is None else hist.summary())
     from gstore.shard_array import write_json_atomic
     from gstore.cli_options import json_safe
 

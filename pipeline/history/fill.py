@@ -11,6 +11,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from gstore import scratch
 from gstore.memory import DEFAULT_MEMORY_BUDGET
 from gstore.pipeline.history.arrays import HistoryLayout
@@ -43,7 +45,7 @@ def fill_embeddings(store, model, root: Path, layout: HistoryLayout, *,
             data = shard_path(work / LAYERS_DIR / f"layer_{l}", 2)
             if layout.num_nodes and width:
                 with open(data, "r+b") as fh:
-                    fh.truncate(layout.num_nodes * width * layout_itemsize(layout))
+                    fh.truncate(layout.num_nodes * width * np.dtype(layout.dtype).itemsize)
                 os.replace(data, root / f"emb_{l}")
             else:
                 (root / f"emb_{l}").write_bytes(b"")
@@ -57,8 +59,3 @@ def fill_embeddings(store, model, root: Path, layout: HistoryLayout, *,
     finally:
         scratch.remove(work)
 
-
-def layout_itemsize(layout: HistoryLayout) -> int:
-    import numpy as np
-
-    return np.dtype(layout.dtype).itemsize

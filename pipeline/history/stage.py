@@ -27,8 +27,6 @@ import threading
 from dataclasses import dataclass, field, fields
 
 import numpy as np
-import torch
-
 from gstore.errors import LoaderError
 from gstore.pipeline.history.arrays import HistoryArrays
 from gstore.pipeline.loader.batch import Batch
@@ -309,13 +307,3 @@ class HistoryLoader:
             run.close()
             self._run = None
 
-
-def to_device_rows(rows: list, device: torch.device, grad: bool) -> list[torch.Tensor]:
-    """float32 numpy rows as tensors on `device` (leaves that keep their gradient when `grad`)."""
-    out = []
-    for r in rows:
-        t = torch.from_numpy(r).to(device)
-        if grad:
-            t.requires_grad_(True)
-        out.append(t)
-    return out
