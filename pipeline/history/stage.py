@@ -148,7 +148,7 @@ class _Run:
                 hb.applied = self.applied
                 hb.halo_rows = [a.read_emb(l, hb.halo_ids) for l in range(a.num_layers)]
                 if self.gradients:
-                    hb.grad_rows = [a.read_grad(l, hb.batch_ids).copy() for l in range(a.num_layers)]
+                    hb.grad_rows = [a.read_grad(l, hb.batch_ids) for l in range(a.num_layers)]
                 a.release()
                 with self.cond:
                     self.pulled = k + 1
