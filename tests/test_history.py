@@ -163,3 +163,28 @@ def test_a_failing_writer_reaches_the_trainer(store, tmp_path):
         train_epoch(model, loader, torch.optim.Adam(model.parameters()), epoch=0, seed=0,
                     amp=Amp(False, torch.device("cpu")), progress=EpochProgress(SplitMetrics(binary=False)),
                     step=step)
+
+
+def test_pulled_and_written_pages_are_released(tmp_path):
+    """After a batch's reads and writes, release() unmaps the touched pages: the process keeps no
+    mapped history pages (a history larger than RAM stays page cache, not resident memory)."""
+    from gstore.memory import _proc_kib
+
+    layout = HistoryLayout(1 << 16, (256,), "float32", True)        # 64 MiB per file
+    arrays = HistoryArrays.create(tmp_path / "h", layout)
+    ids = np.arange(0, 1 << 16, 2, dtype=np.int64)
+    arrays.read_emb(0, ids[:4])                   # loads the kernels (shared libraries are file pages too)
+    arrays.release()
+    before = _proc_kib("/proc/self/status", "RssFile:")
+    arrays.write_emb(0, ids, np.ones((len(ids), 256), np.float32))
+    arrays.add_grad(0, ids, np.ones((len(ids), 256), np.float32))
+    rows = arrays.read_emb(0, ids)
+    touched = _proc_kib("/proc/self/status", "RssFile:")
+    arrays.release()
+    after = _proc_kib("/proc/self/status", "RssFile:")
+    assert rows.sum() == len(ids) * 256
+    assert touched - before > 48 << 20            # the pages were mapped while in use
+    assert after - before < 8 << 20               # and are not any more
+    arrays.close()
+    again = HistoryArrays(tmp_path / "h", layout)    # the writes reached the files
+    assert float(np.asarray(again.grad[0][2])[0]) == 1.0 and float(np.asarray(again.emb[0][1])[0]) == 0.0
