@@ -149,6 +149,7 @@ class HistoryRun:
                                     cfg.variant == "scalable-gcn")
         self.step = HistoryStep(loader, self.layout.gradients, inputs.device, cfg.history_dtype)
         self.fills: list[dict] = []
+        self._keep: str | None = None       # the snapshot the last checkpoint refers to
 
     # ---- start ------------------------------------------------------------------------------------
     def start(self, ckpt) -> None:
@@ -204,7 +205,7 @@ class HistoryRun:
     def prune(self) -> None:
         from gstore.pipeline.history.snapshot import prune_snapshots
 
-        prune_snapshots(self.ckpt_dir, getattr(self, "_keep", None))
+        prune_snapshots(self.ckpt_dir, self._keep)
 
     def summary(self) -> dict:
         """For TrainResult.extra: the history files' size and what filling them cost."""
