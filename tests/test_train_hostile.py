@@ -203,3 +203,27 @@ def test_resume_without_the_checkpoint_of_finished_epochs_is_refused(trained, tm
     r = run("train", store, "-o", out, *FAST[2:], "--epochs", "2", "--resume", ok=False)
     one_line_error(r, "finished epochs but no checkpoints/last.pt")
     assert (out / "metrics.jsonl").read_text() == before
+
+
+# ---- --method history (issue 10) ------------------------------------------------------------------
+@pytest.mark.parametrize("args,needle", [
+    (["--variant", "gas"], "--variant gas needs --method history"),
+    (["--method", "history"], "needs --variant"),
+    (["--method", "history", "--variant", "gas"], "gstore partition"),
+    (["--method", "history", "--variant", "scalable-gcn", "--amp"], "--amp"),
+    (["--method", "history", "--variant", "scalable-gcn", "--history-refresh", "-1"], "--history-refresh"),
+    (["--method", "history", "--variant", "scalable-gcn", "--history-dtype", "float64"], "float64"),
+    (["--method", "history", "--variant", "sage"], "sage"),
+])
+def test_bad_history_options_are_one_line_and_write_nothing(store, tmp_path, args, needle):
+    out = tmp_path / "run"
+    one_line_error(run("train", store, "-o", out, *FAST, *args, ok=False), needle)
+    assert not out.exists()
+
+
+def test_a_history_resume_of_another_method_names_the_options(trained):
+    """--resume of a sage run with --method history is refused, naming both options."""
+    cfg = json.loads((trained / "config.json").read_text())
+    r = run("train", cfg["store"], "-o", trained, *FAST, "--method", "history", "--variant",
+            "scalable-gcn", "--resume", ok=False)
+    one_line_error(r, "--method", "--variant")

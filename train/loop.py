@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,18 @@ def forward(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     loss nodes (a seeds_first cluster batch, when the model's last layer is row-local)."""
     seeds_only = batch.seeds_first and model.row_local_output
     return model(batch.x, batch.layer_blocks(model.num_layers, seeds_only), batch.degree)
+
+
+class StepHooks(Protocol):
+    """What a training method may change in a step (history methods, train/history.py): the
+    forward (logits of the rows loss_rows selects), the objective that is back-propagated (the
+    reported loss stays the cross-entropy), and work after backward (hand gradients on)."""
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> torch.Tensor: ...
+
+    def objective(self, batch: Batch, loss: torch.Tensor) -> torch.Tensor: ...
+
+    def after_backward(self, batch: Batch) -> None: ...
 
 
 class Amp:
@@ -103,9 +115,11 @@ class EpochStats:
 
 def train_epoch(model: torch.nn.Module, batches: Iterable[Batch], optimizer: torch.optim.Optimizer,
                 *, epoch: int, seed: int, amp: Amp, progress: EpochProgress,
-                on_batch: Callable[[Batch, EpochProgress], None] | None = None) -> EpochStats:
+                on_batch: Callable[[Batch, EpochProgress], None] | None = None,
+                step: StepHooks | None = None) -> EpochStats:
     """Train over `batches` (the rest of epoch `epoch`); `progress` holds the sums so far and is
-    updated in place. `on_batch(batch, progress)` runs after every step (bars, mid-epoch checkpoints)."""
+    updated in place. `on_batch(batch, progress)` runs after every step (bars, mid-epoch checkpoints);
+    `step` replaces the plain forward (history methods)."""
     model.train()
     it = iter(batches)
     while True:
@@ -118,10 +132,14 @@ def train_epoch(model: torch.nn.Module, batches: Iterable[Batch], optimizer: tor
             break
         torch.manual_seed(derive_seed(seed, "torch", epoch, batch.index))
         with amp.autocast():
-            logits, y = loss_rows(batch, forward(model, batch))
+            out = forward(model, batch) if step is None else step.forward(model, batch)
+            logits, y = loss_rows(batch, out)
             loss = F.cross_entropy(logits.float(), y) if len(y) else logits.sum() * 0.0
+            objective = loss if step is None else step.objective(batch, loss)
         optimizer.zero_grad(set_to_none=True)
-        amp.scaler.scale(loss).backward()
+        amp.scaler.scale(objective).backward()
+        if step is not None:
+            step.after_backward(batch)
         amp.scaler.step(optimizer)
         amp.scaler.update()
         progress.metrics.update(logits.detach().float(), y, float(loss.detach()))

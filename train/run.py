@@ -111,12 +111,13 @@ def check_inputs(cfg: TrainConfig) -> RunInputs:
     num_classes = len(store.label_names)
     check_metric(cfg.metric, num_classes)
     partition = None
-    if cfg.method == "cluster-gcn":
+    if cfg.method == "cluster-gcn" or (cfg.method == "history" and cfg.variant == "gas"):
+        label = "cluster-gcn" if cfg.method == "cluster-gcn" else "history --variant gas"
         partition = store.partition if cfg.partition is None else store.partitions().get(int(cfg.partition))
         if partition is None:
             k = cfg.partition or max(2, min(1500, store.num_nodes // 1000))
             which = "no partition" if cfg.partition is None else f"no {cfg.partition}-way partition"
-            raise OptionError(f"--method cluster-gcn needs the store's clusters, and {where} has {which}",
+            raise OptionError(f"--method {label} needs the store's clusters, and {where} has {which}",
                               hint=f"run `gstore partition {cfg.store} -k {k} --reorder` first")
         if cfg.clusters_per_batch > partition.num_parts:
             raise OptionError(f"--clusters-per-batch {cfg.clusters_per_batch} is more than the "
@@ -159,6 +160,10 @@ def batch_fanouts(cfg: TrainConfig) -> list[int]:
 def train_loader(cfg: TrainConfig, inputs: RunInputs):
     from gstore.pipeline.loader import ClusterLoader, NeighborLoader
 
+    if cfg.method == "history":
+        from gstore.train.history import history_loader
+
+        return history_loader(cfg, inputs)
     common = dict(seed=cfg.seed, prefetch=cfg.prefetch, device=inputs.device, num_workers=cfg.num_workers)
     if cfg.method == "sage":
         return NeighborLoader(inputs.store, batch_fanouts(cfg), cfg.batch_size, "train", **common)
@@ -271,6 +276,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     rd.claim(fresh=not resume)
     if not resume:
         rd.write_config(cfg.to_json())
+    hist = start_history(cfg, inputs, rd, model, loader, ckpt, progress)
     kept = rd.keep_metrics(epoch)            # a new run (epoch 0) starts an empty file
     resumed_from = epoch if resume else None
     evals = {s: eval_loader(cfg, inputs, s) for s in ("val", "test")}
@@ -286,15 +292,21 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
         state = {"best": best.to_state()}
         if ep is not None:
             state["epoch"] = ep.to_state()
+        if hist is not None and path == rd.last:
+            state["history"] = hist.snapshot(epoch_now, batches_done)
         save_checkpoint(path, Checkpoint(epoch_now, batches_done, model.state_dict(), optimizer.state_dict(),
                                          amp.scaler.state_dict() if amp.scaler.is_enabled() else None,
                                          loader.state_dict(), state, cfg.to_json(), torch.get_rng_state()))
+        if hist is not None and path == rd.last:
+            hist.prune()
 
     while epoch < cfg.epochs and not stopped_early:
         ep = epoch_progress or EpochProgress(SplitMetrics(binary=inputs.binary))
         epoch_progress = None
         if ep.batches == 0:
             loader.set_epoch(epoch)
+            if hist is not None:
+                hist.before_epoch(epoch)
         with progress.phase(f"epoch {epoch}", total=len(loader), unit="batches") as bar:
             if ep.batches:
                 bar.advance(ep.batches)
@@ -307,7 +319,7 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                     checkpoint(epoch, p.batches, p, rd.last)
 
             stats = train_epoch(model, loader, optimizer, epoch=epoch, seed=cfg.seed, amp=amp,
-                                progress=ep, on_batch=on_batch)
+                                progress=ep, on_batch=on_batch, step=None if hist is None else hist.step)
         totals["batches"] += stats.batches
         totals["seconds"] += stats.seconds
         totals["wait"] += stats.wait_s
@@ -336,6 +348,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
         if on_epoch is not None:
             on_epoch(record)
     train_seconds = time.perf_counter() - t_train
+    if hist is not None:
+        hist.close()
     if cfg.plot:
         from gstore.train.plot import plot_curve
 
@@ -351,12 +365,25 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                          batches_per_s=totals["batches"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          wait_share=totals["wait"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          peak_rss_bytes=peak_rss_bytes(), run_dir=str(rd.path),
-                         predictions=str(rd.path / pred.table_path), resumed_from=resumed_from)
+                         predictions=str(rd.path / pred.table_path), resumed_from=resumed_from,
+                         extra={} if hist is None else hist.summary())
     from gstore.shard_array import write_json_atomic
     from gstore.cli_options import json_safe
 
     write_json_atomic(rd.summary, json_safe(result.to_json()))
     return result
+
+
+def start_history(cfg: TrainConfig, inputs: RunInputs, rd: RunDir, model, loader, ckpt, progress):
+    """--method history: the run's history files, restored from the checkpoint's snapshot or filled
+    by layer-wise inference (train/history.py); None for the other methods."""
+    if cfg.method != "history":
+        return None
+    from gstore.train.history import HistoryRun
+
+    hist = HistoryRun(cfg, inputs, rd.path, model, loader, progress)
+    hist.start(ckpt)
+    return hist
 
 
 def _epoch_record(stats: EpochStats, train: SplitMetrics) -> dict:

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 from gstore.errors import OptionError
 
-METHODS = ("sage", "cluster-gcn")
+METHODS = ("sage", "cluster-gcn", "history")
+HISTORY_VARIANTS = ("gas", "scalable-gcn")   # --method history: GNNAutoScale, ScalableGCN
+HISTORY_DTYPES = ("float16", "float32")
 MODELS = ("sage", "gcn", "gat", "mlp")   # mlp: the features-only baseline
 JK_MODES = ("none", "cat", "max")
 INFERENCE_DTYPES = ("float32", "float16")
@@ -56,6 +58,9 @@ class TrainConfig:
     inference_dtype: str = "float32"
     checkpoint_every: int = 0
     plot: bool = False
+    variant: str | None = None          # --method history only
+    history_dtype: str = "float16"
+    history_refresh: int = 0            # refill the histories every N epochs (0 = never)
     version: int = field(default=CONFIG_VERSION)
 
     def to_json(self) -> dict:
@@ -154,7 +159,24 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.patience >= 0, f"--patience must be >= 0 (0 = no early stopping), got {cfg.patience}")
     need(cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}")
     need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
+    validate_history(cfg, need)
     if len(cfg.fanouts) != cfg.layers:
         raise OptionError(f"--fanouts has {len(cfg.fanouts)} hop(s) ({_show(tuple(cfg.fanouts))}) but "
                           f"--layers is {cfg.layers}: give one fanout per layer",
                           hint=f"e.g. --fanouts {','.join(['10'] * cfg.layers)}")
+
+
+def validate_history(cfg: TrainConfig, need) -> None:
+    """The options of --method history (and that no other method takes them)."""
+    if cfg.method != "history":
+        need(cfg.variant is None, f"--variant {cfg.variant} needs --method history",
+             "pass --method history --variant gas|scalable-gcn, or drop --variant")
+        return
+    need(cfg.variant in HISTORY_VARIANTS, f"--method history needs --variant gas or scalable-gcn, "
+         f"got {cfg.variant!r}" if cfg.variant is not None else "--method history needs --variant",
+         "pass --variant gas (clusters + halo, GNNAutoScale) or --variant scalable-gcn")
+    need(cfg.history_dtype in HISTORY_DTYPES, f"unknown --history-dtype {cfg.history_dtype!r}",
+         "use float16 or float32")
+    need(cfg.history_refresh >= 0, f"--history-refresh must be >= 0 (0 = never), got {cfg.history_refresh}")
+    need(not cfg.amp, "--amp is not supported with --method history (the gradient store would "
+         "collect scaled and skipped-step gradients)", "drop --amp")

@@ -5,6 +5,7 @@
     RUN_DIR/metrics.jsonl       one JSON object per finished epoch
     RUN_DIR/checkpoints/last.pt the latest checkpoint (every epoch, and every N batches on request)
     RUN_DIR/best.pt             the checkpoint with the best validation score
+    RUN_DIR/history/            --method history: history arrays (train/history.py)
     RUN_DIR/predictions/...     layer-wise inference of the final model (pipeline/inference)
     RUN_DIR/predictions.parquet
     RUN_DIR/summary.json        the final TrainResult

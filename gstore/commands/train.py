@@ -35,12 +35,29 @@ def parse_fanouts_option(text: str | None, layers: int) -> tuple[int, ...]:
     return tuple(check_fanouts(values, "--fanouts", text))
 
 
+def history_options() -> list:
+    """--method history's options (docs/training.md, "History methods")."""
+    return [
+        click.option("--variant", type=click.Choice(["gas", "scalable-gcn"]), default=None,
+                     help="--method history: gas (GNNAutoScale: clusters of the partition + their "
+                          "halo, gradients stop at the halo) or scalable-gcn (train seed batches, "
+                          "--fanouts[0] sampled neighbors, gradient stores)."),
+        click.option("--history-dtype", type=click.Choice(["float16", "float32"]), default="float16",
+                     show_default=True, help="Dtype of the on-disk history arrays (--method history)."),
+        click.option("--history-refresh", type=int, default=0, show_default=True,
+                     help="Refill the histories by layer-wise inference every N epochs (0 = never; "
+                          "--method history)."),
+    ]
+
+
 def train_options(f):
     """The model and loader options `gstore train` has (shared with nothing else: one place)."""
     opts = [
-        click.option("--method", type=click.Choice(["sage", "cluster-gcn"]), default="sage", show_default=True,
+        click.option("--method", type=click.Choice(["sage", "cluster-gcn", "history"]), default="sage",
+                     show_default=True,
                      help="sage: sampled neighborhoods of seed batches; cluster-gcn: subgraphs of "
-                          "--clusters-per-batch clusters of the store's partition."),
+                          "--clusters-per-batch clusters of the store's partition; history: 1-hop "
+                          "batches with historical embeddings on disk (--variant)."),
         click.option("--model", type=click.Choice(["sage", "gcn", "gat", "mlp"]), default="sage", show_default=True,
                      help="Layer type: GraphSAGE (mean), GCN (symmetric normalisation), GAT, or mlp "
                           "(features only: the baseline that shows what the graph adds)."),
@@ -85,6 +102,7 @@ def train_options(f):
         click.option("--inference-dtype", type=click.Choice(["float32", "float16"]), default="float32",
                      show_default=True, help="Dtype of the per-layer embedding arrays of layer-wise inference."),
         memory_budget_option("layer-wise inference chunks and prediction writing."),
+        *history_options(),
         click.option("--plot", is_flag=True, help="Write RUN_DIR/curve.png (needs matplotlib: pip install 'gstore[plot]')."),
     ]
     for opt in reversed(opts):

@@ -1,0 +1,176 @@
+"""History arrays of a `--method history` run: per hidden layer an (N, width) memory-mapped file.
+
+    RUN_DIR/history/emb_<l>     float16|float32 (N, layer_dim(l)) layer l's last known rows (l = 0..L-2)
+    RUN_DIR/history/grad_<l>    float32 (N, layer_dim(l)) scalable-gcn's gradient store of layer l
+
+Files are raw little-endian rows (no header), created sparse (truncate: unwritten rows read as 0).
+Rows are read with the feature gather kernel and written with numpy fancy assignment through a
+MAP_SHARED mapping; after every batch the touched mappings are released with madvise(MADV_DONTNEED)
+(pipeline/inference/layerwise.py does the same), so the pages go back to the page cache and RSS
+stays bounded however large the arrays are (the kernel writes dirty pages back by itself).
+Reads and writes of one HistoryArrays are never concurrent: the pull and write stages take turns
+(stage.py), which is what makes them race-free.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gstore.errors import OptionError
+from gstore.pipeline.features.gather import gather_features, should_sort
+
+HISTORY_DTYPES = ("float16", "float32")
+GRAD_DTYPE = np.float32
+
+
+@dataclass(frozen=True)
+class HistoryLayout:
+    """What a run's history files are: node count, per-layer widths, dtype, gradient stores."""
+
+    num_nodes: int
+    widths: tuple[int, ...]          # one per hidden layer (model.layer_dim(l), l = 0..L-2)
+    dtype: str                       # "float16" | "float32" of the embedding stores
+    gradients: bool                  # scalable-gcn: a float32 gradient store per layer too
+
+    def files(self) -> list[tuple[str, np.dtype, int]]:
+        """(file name, dtype, width) of every file, embedding stores first."""
+        out = [(f"emb_{l}", np.dtype(self.dtype), w) for l, w in enumerate(self.widths)]
+        if self.gradients:
+            out += [(f"grad_{l}", np.dtype(GRAD_DTYPE), w) for l, w in enumerate(self.widths)]
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.num_nodes * w * dt.itemsize for _, dt, w in self.files())
+
+    def to_json(self) -> dict:
+        return {"num_nodes": self.num_nodes, "widths": list(self.widths), "dtype": self.dtype,
+                "gradients": self.gradients}
+
+    @staticmethod
+    def from_json(d: dict) -> "HistoryLayout":
+        return HistoryLayout(int(d["num_nodes"]), tuple(int(w) for w in d["widths"]), str(d["dtype"]),
+                             bool(d["gradients"]))
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Drop this process's mapping of a shared file map's pages (they stay in the page cache)."""
+    mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
+    if mm is None:
+        return
+    try:
+        mm.madvise(mmap.MADV_DONTNEED)
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+class HistoryArrays:
+    """The open history files of one run (see the module docstring)."""
+
+    def __init__(self, root: Path, layout: HistoryLayout) -> None:
+        if layout.dtype not in HISTORY_DTYPES:
+            raise OptionError(f"unknown --history-dtype {layout.dtype!r}", hint="use float16 or float32")
+        self.root = Path(root)
+        self.layout = layout
+        self.emb: list[np.ndarray] = []
+        self.grad: list[np.ndarray] = []
+        for name, dt, w in layout.files():
+            arr = self._map(self.root / name, dt, w)
+            (self.emb if name.startswith("emb_") else self.grad).append(arr)
+        self._sort = [should_sort(a) for a in self.emb]
+
+    @staticmethod
+    def create(root: Path, layout: HistoryLayout) -> "HistoryArrays":
+        """New zero-filled files under `root`, their blocks allocated now: a write through a map of
+        a sparse file on a full disk is a SIGBUS, an allocation here is an OSError (ENOSPC) naming
+        the file, before any training."""
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        for name, dt, w in layout.files():
+            size = layout.num_nodes * w * dt.itemsize
+            with open(root / name, "wb") as fh:
+                fh.truncate(size)
+                if size:
+                    try:
+                        os.posix_fallocate(fh.fileno(), 0, size)
+                    except OSError as exc:
+                        if exc.filename is None:
+                            exc.filename = str(root / name)
+                        raise
+        return HistoryArrays(root, layout)
+
+    def _map(self, path: Path, dt: np.dtype, width: int) -> np.ndarray:
+        n = self.layout.num_nodes
+        want = n * width * dt.itemsize
+        size = path.stat().st_size if path.exists() else -1
+        if size != want:
+            raise OptionError(f"history file {path} has {size} bytes, expected {want}",
+                              hint="the run directory was damaged: start the run again with --force")
+        if n == 0 or width == 0:
+            return np.zeros((n, width), dtype=dt)
+        return np.memmap(path, dtype=dt, mode="r+", shape=(n, width))
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.emb)
+
+    # ---- rows ---------------------------------------------------------------------------------
+    def read_emb(self, layer: int, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 (n, width) rows `ids` (int64, in [0, N)) of embedding store `layer`."""
+        src = self.emb[layer]
+        raw = gather_features(src, ids, sort=self._sort[layer]).rows
+        if raw.dtype == np.float32:
+            return raw
+        if out is None:
+            out = np.empty(raw.shape, dtype=np.float32)
+        np.copyto(out, raw)
+        return out
+
+    def read_grad(self, layer: int, ids: np.ndarray) -> np.ndarray:
+        """float32 (n, width) rows `ids` of gradient store `layer`."""
+        return gather_features(self.grad[layer], ids, sort=False).rows
+
+    def write_emb(self, layer: int, ids: np.ndarray, rows: np.ndarray) -> None:
+        """emb[layer][ids] = rows (already in the store's dtype: quantised by the caller once)."""
+        if len(ids):
+            self.emb[layer][ids] = rows
+
+    def reset_grad(self, layer: int, ids: np.ndarray) -> None:
+        if len(ids):
+            self.grad[layer][ids] = 0.0
+
+    def add_grad(self, layer: int, ids: np.ndarray, rows: np.ndarray) -> None:
+        """grad[layer][ids] += rows; ids must be unique (a block's sources are)."""
+        if len(ids):
+            g = self.grad[layer]
+            g[ids] = g[ids] + rows
+
+    def release(self) -> None:
+        for a in self.emb + self.grad:
+            release_pages(a)
+
+    def flush(self) -> None:
+        """Write dirty pages to the files (before a snapshot copies them)."""
+        for a in self.emb + self.grad:
+            if isinstance(a, np.memmap):
+                a.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self.emb, self.grad = [], []
+
+    def paths(self) -> list[Path]:
+        return [self.root / name for name, _, _ in self.layout.files()]
+
+
+def history_bytes_hint(layout: HistoryLayout, root: Path) -> str:
+    """'N bytes of history (K layers ...) under root' for log lines and errors."""
+    from gstore.memory import format_bytes
+
+    return (f"{format_bytes(layout.nbytes)} of history ({len(layout.widths)} layer(s), {layout.dtype}"
+            f"{', + gradient stores' if layout.gradients else ''}) under {root}")
+
