@@ -71,7 +71,7 @@ class RowSelection:
     def sample(self, payload, seed: int) -> RowSubgraph:
         if isinstance(payload, range):
             return RowSubgraph(np.arange(payload.start, payload.stop, dtype=np.int64), payload)
-        return RowSubgraph(np.ascontiguousarray(payload, dtype=np.int64))
+        return RowSubgraph(np.array(payload, dtype=np.int64))   # its own: a batch may keep it (torch tensor)
 
 
 class _Ranges(Sequence):
