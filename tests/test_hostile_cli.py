@@ -173,6 +173,9 @@ CASES = [
     Case("train-resume-a-users-dir", ["train", "t", "-o", "home", "--resume", "-q"], _train_store_and_home),
     Case("train-cuda-without-gpu", ["train", "t", "-o", "run", "--device", "cuda:7", "-q"], _train_store),
     Case("predict-not-a-run", ["predict", "t", "--run", "home", "-q"], _train_store_and_home),
+    Case("train-sgc-zero-hops", ["train", "t", "-o", "run", "--method", "sgc", "--hops", "0", "-q"], _train_store),
+    Case("train-sign-with-fanouts", ["train", "t", "-o", "run", "--method", "sign", "--fanouts", "5,5", "-q"],
+         _train_store),
 ]
 
 if "verify" in COMMANDS:          # `gstore verify` lands with the corruption-detection branch
