@@ -124,9 +124,7 @@ def method_options(options: dict, fanouts: str | None) -> None:
 @click.command("train", short_help="Train a GNN (GraphSAGE / Cluster-GCN / SGC / SIGN) from a store.", epilog=examples(
     "gstore train g.gstore -o runs/sage",
     "gstore train g.gstore --method cluster-gcn --model gcn -o runs/cgcn --epochs 20",
-    "gstore train g.gstore --method sgc --hops 2 -o runs/sgc",
-    "gstore train g.gstore --method sign --hops 3 --hidden 512 -o runs/sign",
-    "gstore train g.gstore --layers 3 --fanouts 15,10,5 --hidden 256 -o runs/big --resume"))
+    "gstore train g.gstore --method sign --hops 3 -o runs/sign --resume"))
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @output_option("the run directory (config.json, metrics.jsonl, checkpoints, best.pt, predictions); "
                "new or empty, or an earlier run's with --resume / --force.", required=True)
