@@ -25,6 +25,7 @@ COMMANDS = {
     "verify": "verify",
     "train": "train",
     "predict": "predict",
+    "propagate": "propagate",
 }
 
 

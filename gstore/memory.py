@@ -1,9 +1,12 @@
 """Byte sizes and resident-memory measurement (peak RSS) for budgets and reports."""
 from __future__ import annotations
 
+import mmap
 import re
 import resource
 import sys
+
+import numpy as np
 
 from gstore.errors import OptionError
 
@@ -87,3 +90,19 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+def release_pages(arr: np.ndarray | None) -> None:
+    """Unmap the pages of a file mapping from this process (they stay in the page cache), so reading
+    a memory-mapped array larger than RAM does not grow RSS (layer-wise inference, propagation).
+
+    Only for np.memmap objects opened 'r' or 'r+' (MAP_SHARED): MADV_DONTNEED on private or
+    anonymous memory would discard data, so anything else is left alone.
+    """
+    mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
+    if mm is None or getattr(arr, "mode", None) not in ("r", "r+"):
+        return
+    try:
+        mm.madvise(mmap.MADV_DONTNEED)
+    except (AttributeError, OSError, ValueError):
+        pass

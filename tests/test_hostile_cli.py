@@ -137,7 +137,20 @@ def _train_store_and_home(d: Path, mp) -> None:
     _user_home(d, mp)
 
 
+def _full_disk_from_the_start(d: Path, mp) -> None:
+    # propagate commits hop by hop: a disk that fills up in hop 2 keeps hop 1 (reused by the rerun,
+    # tests/test_propagate_cli.py); a disk that is full from the first write leaves nothing
+    _store(d)
+    DiskFullAfter(mp, 0)
+
+
+def _store_without_features(d: Path, mp=None) -> None:
+    src, dst = random_graph(30, 90, seed=2)
+    build_store(d / "s", src, dst, 30)
+
+
 ING = ["ingest", "-q"]
+PROP = ["propagate", "-q"]
 CASES = [
     Case("ingest-binary-junk", ING + ["junk.csv", "-o", "s"], _binary, subprocess=True),
     Case("ingest-cr-only", ING + ["cr.csv", "-o", "s"], _cr_only),
@@ -176,6 +189,15 @@ CASES = [
     Case("train-sgc-zero-hops", ["train", "t", "-o", "run", "--method", "sgc", "--hops", "0", "-q"], _train_store),
     Case("train-sign-with-fanouts", ["train", "t", "-o", "run", "--method", "sign", "--fanouts", "5,5", "-q"],
          _train_store),
+    Case("propagate-missing-store", PROP + ["nosuch", "--hops", "2"]),
+    Case("propagate-not-a-store", PROP + ["s", "--hops", "2"], _not_a_store),
+    Case("propagate-no-features", PROP + ["s", "--hops", "2"], _store_without_features),
+    Case("propagate-zero-hops", PROP + ["s", "--hops", "0"], _store),
+    Case("propagate-huge-hops", PROP + ["s", "--hops", "99999999999999999999"], _store),
+    Case("propagate-bad-budget", PROP + ["s", "--hops", "2", "--memory-budget", "lots"], _store),
+    Case("propagate-tiny-budget", PROP + ["s", "--hops", "2", "--memory-budget", "1KiB"], _store),
+    Case("propagate-user-scratch", PROP + ["s", "--hops", "2"], _user_partition_scratch),
+    Case("propagate-full-disk", PROP + ["s", "--hops", "2"], _full_disk_from_the_start),
 ]
 
 if "verify" in COMMANDS:          # `gstore verify` lands with the corruption-detection branch

@@ -33,7 +33,6 @@ only at the end, so a failed run leaves out_dir as it was.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import queue
 import shutil
@@ -51,6 +50,7 @@ from gstore import scratch
 from gstore.errors import OptionError, StoreError
 from gstore.memory import (DEFAULT_MEMORY_BUDGET, anon_rss_bytes, current_rss_bytes, parse_bytes,
                            peak_rss_bytes)
+from gstore.memory import release_pages as _release_pages
 from gstore.pipeline.features.gather import gather_features, should_sort
 from gstore.pipeline.inference.checks import (check_device, check_dtype, check_model, check_out_dir,
                                               check_store, check_threads)
@@ -199,21 +199,6 @@ def _publish(work: Path, out_dir: Path, targets: list[str], overwrite: bool) -> 
             if os.path.lexists(aside):
                 os.replace(aside, dest)     # the earlier output stays where it was
             raise
-
-
-def _release_pages(arr: np.ndarray | None) -> None:
-    """Unmap the pages of a read-only file mapping from this process (they stay in the page cache).
-
-    Only for np.memmap objects opened 'r' or 'r+' (MAP_SHARED): MADV_DONTNEED on private or
-    anonymous memory would discard data, so anything else is left alone.
-    """
-    mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
-    if mm is None or getattr(arr, "mode", None) not in ("r", "r+"):
-        return
-    try:
-        mm.madvise(mmap.MADV_DONTNEED)
-    except (AttributeError, OSError, ValueError):
-        pass
 
 
 # ---- the run ----------------------------------------------------------------------------------
