@@ -199,3 +199,13 @@ def test_the_loop_runs_row_models_on_row_batches(store, arrays):
     assert forward(m, b).shape == (len(b.nodes), 4)
     with pytest.raises(OptionError):
         SIGN(6, 0, 8, 4)
+
+
+def test_mapped_pages_are_released_as_the_loader_reads(store, arrays, monkeypatch):
+    import gstore.pipeline.loader.rows as rows
+
+    released = []
+    monkeypatch.setattr(rows, "RELEASE_EVERY_BYTES", 1000)
+    monkeypatch.setattr(rows, "release_pages", lambda a: released.append(id(a)))
+    got = [b.x.numpy().copy() for b in RowLoader(store, arrays, 40, "train", seed=1)]
+    assert len(released) >= len(arrays) * (len(got) - 1) and set(released) == {id(a) for a in arrays}
