@@ -168,7 +168,8 @@ def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, 
         return
     m = r.metrics
     line = ", ".join(f"{s} {m[s]['accuracy']:.4f}" for s in ("train", "val", "test") if s in m)
-    click.echo(f"accuracy (layer-wise inference over every node): {line}")
+    how = "row batches" if r.method in ("sgc", "sign") else "layer-wise inference"
+    click.echo(f"accuracy ({how} over every node): {line}")
     if any("roc_auc" in v for v in m.values()):
         click.echo("roc_auc: " + ", ".join(f"{s} {m[s]['roc_auc']:.4f}" for s in ("train", "val", "test")
                                           if s in m and "roc_auc" in m[s]))
