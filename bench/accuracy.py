@@ -62,7 +62,7 @@ class RowRecipe:
 
     hops: int = 2
     sgc_lr: float = 0.2
-    sgc_weight_decay: float = 5e-5
+    sgc_weight_decay: float = 5e-4
     sgc_dropout: float = 0.0
     sign_lr: float = 0.01
     sign_weight_decay: float = 5e-4
