@@ -156,6 +156,7 @@ def test_resume_with_other_hops_names_them(store, tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["--method", "sgc", "--hops", "0"], "--hops must be"),
     (["--method", "sign", "--hops", "-2"], "--hops must be"),
+    (["--method", "sign", "--hops", "65"], "--hops must be an integer in [1, 64]"),
     (["--method", "sgc", "--fanouts", "5,5"], "--fanouts does not apply to --method sgc"),
     (["--method", "sgc", "--hidden", "64"], "--hidden does not apply to --method sgc"),
     (["--method", "sign", "--clusters-per-batch", "3"], "--clusters-per-batch does not apply"),

@@ -172,8 +172,11 @@ def validate(cfg: TrainConfig) -> None:
 
 def validate_rows(cfg: TrainConfig) -> None:
     """The options of sgc / sign (precomputed hops instead of sampled blocks: no fanouts check)."""
-    if isinstance(cfg.hops, bool) or not isinstance(cfg.hops, int) or cfg.hops < 1:
-        raise OptionError(f"--hops must be an integer >= 1, got {cfg.hops!r}", hint="e.g. --hops 2")
+    from gstore.pipeline.propagation.params import MAX_HOPS
+
+    if isinstance(cfg.hops, bool) or not isinstance(cfg.hops, int) or not 1 <= cfg.hops <= MAX_HOPS:
+        raise OptionError(f"--hops must be an integer in [1, {MAX_HOPS}], got {cfg.hops!r}",
+                          hint="SGC uses 2-3 hops, SIGN up to 5")
     if cfg.norm not in NORMS:
         raise OptionError(f"unknown --norm {cfg.norm!r}", hint=f"use one of {', '.join(NORMS)}")
     if cfg.propagate_dtype not in INFERENCE_DTYPES:
