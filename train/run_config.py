@@ -208,6 +208,6 @@ def refuse_unused(method: str, given: set[str]) -> None:
     for name in UNUSED_OPTIONS.get(method, ()):
         if name in given:
             raise OptionError(f"{option_name(name)} does not apply to --method {method}",
-                              hint="leave it out" + (" (sgc/sign train on precomputed hops: no sampling)"
-                                                     if method in ROW_METHODS else
-                                                     " (it sets the propagation of --method sgc/sign)"))
+                              hint="leave it out: " + ("sgc/sign train on precomputed hops, without "
+                                                       "sampling or graph layers" if method in ROW_METHODS
+                                                       else "it sets the propagation of --method sgc/sign"))
