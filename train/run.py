@@ -362,7 +362,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     final = rd.best if rd.best.exists() else rd.last
     pred = predict_into(inputs, cfg, model, final if final.exists() else None, rd, progress)
     inference_seconds = time.perf_counter() - t_inf
-    result = TrainResult(method=cfg.method, model=cfg.method if cfg.method in ROW_METHODS else cfg.model, epochs=epoch, best_epoch=best.epoch,
+    model_name = cfg.method if cfg.method in ROW_METHODS else cfg.model
+    result = TrainResult(method=cfg.method, model=model_name, epochs=epoch, best_epoch=best.epoch,
                          stopped_early=stopped_early, metrics=pred.metrics,
                          seconds=time.perf_counter() - t_start, train_seconds=train_seconds,
                          inference_seconds=inference_seconds,
@@ -414,7 +415,8 @@ def _predictions_from_logits(inputs: RunInputs, cfg: TrainConfig, rd: RunDir, lo
 
     try:
         with progress.phase("predictions", total=None):
-            rec = write_predictions(inputs.store, logits, rd.path, budget_bytes=parse_bytes(cfg.memory_budget) // 4)
+            rec = write_predictions(inputs.store, logits, rd.path,
+                                    budget_bytes=parse_bytes(cfg.memory_budget) // 4)
             rec.metrics = split_metrics(inputs.store, rd.path, rec)
     finally:
         # the logits (N x classes float32) are in the predictions now; at 10^9 nodes they are
