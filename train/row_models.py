@@ -6,11 +6,12 @@ plain MLPs over rows and train with the loop's `model(x, blocks, degree)` call w
 
     SGC  (Wu et al. 2019):   logits = Linear(F -> C)(dropout(A_hat^K X))
     SIGN (Rossi et al. 2020): for each hop k = 0..K (x holds [X, A X, ..., A^K X] side by side)
-             h_k = dropout(relu(batch_norm(Linear_k(F -> hidden)(x_k))))
+             h_k = dropout(relu(batch_norm(Linear_k(F -> hidden)(dropout(x_k)))))
          h = concat(h_0, ..., h_K)                       ((K+1) * hidden)
          head: `layers - 1` blocks Linear -> batch_norm -> relu -> dropout, then Linear(-> C)
 (as PyG's examples/sign.py and the SIGN authors' ogbn code: one "inception" branch per operator,
-concatenated, then a feed-forward head).
+concatenated, then a feed-forward head). `dropout` applies to the inputs and between layers, as in
+the GNN models (train/models.py); the authors' code has an input dropout too.
 """
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class SIGN(nn.Module):
     def forward(self, x: torch.Tensor, blocks=(), degree=None) -> torch.Tensor:
         _check_input(self, x, (self.hops + 1) * self.in_dim)
         hs = []
+        x = F.dropout(x, self.dropout, self.training)
         for k, (lin, norm) in enumerate(zip(self.branches, self.branch_norms)):
             h = lin(x[:, k * self.in_dim:(k + 1) * self.in_dim])
             hs.append(F.dropout(F.relu(_normed(norm, h)), self.dropout, self.training))
