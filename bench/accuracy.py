@@ -57,8 +57,9 @@ class Recipe:
 @dataclass
 class RowRecipe:
     """sgc / sign: the papers' recipes (SGC: lr 0.2, no dropout, weight decay tuned, 100 epochs;
-    SIGN: per-hop branches of `hidden`, dropout, Adam 0.01 / 5e-4). One batch holds Cora's 140
-    training nodes, as SGC's full-batch training does."""
+    SIGN: per-hop branches of `hidden`, dropout, Adam 0.01 / 5e-4; the values are picked in
+    docs/benchmarks.md, "Training (issue 10)"). One batch holds Cora's 140 training nodes, as
+    SGC's full-batch training does."""
 
     hops: int = 2
     sgc_lr: float = 0.2

@@ -198,7 +198,7 @@ for _m in ("sage", "cluster-gcn"):
 # what the papers train SGC / SIGN with (docs/training.md): used for options left at their default
 METHOD_DEFAULTS = {
     "sgc": {"lr": 0.2, "weight_decay": 5e-4, "dropout": 0.0, "epochs": 100},
-    "sign": {"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "epochs": 100, "hidden": 256},
+    "sign": {"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "epochs": 100, "hidden": 256, "layers": 1},
 }
 
 
