@@ -1,7 +1,8 @@
 """Accuracy side by side: gstore's mini-batch training vs full-batch training of the same model.
 
 Usage:
-    python bench/accuracy.py [--seeds 5] [--graphs cora,sbm] [--json out.json]
+    python bench/accuracy.py [--seeds 5] [--graphs cora,sbm] [--methods all] [--json out.json]
+    python bench/accuracy.py --methods sgc,sign,full-gcn,full-sgc      # issue 10: SGC / SIGN
 
 For each graph (Cora from ../shared/data with its given split, stored undirected; a generated SBM)
 and each of 5 seeds, trains
@@ -10,7 +11,10 @@ and each of 5 seeds, trains
     by its layer-wise inference over every node;
   * the full-batch reference of the same architecture in plain torch in this script (SAGE: mean
     aggregator + root weight; GCN: D^-1/2 (A+I) D^-1/2), same depth, width, dropout, optimiser;
-  * PyG's full-batch SAGEConv / GCNConv when torch_geometric is importable.
+  * PyG's full-batch SAGEConv / GCNConv when torch_geometric is importable;
+  * gstore `sgc` and `sign` (row batches of the precomputed hops, K = the reference's depth), and
+    an in-RAM SGC (A_hat^K X by torch.sparse, the same linear model, full batch) that isolates what
+    the out-of-core pipeline could lose; these are compared with full-batch GCN of the same depth.
 Every model picks its test accuracy at its best validation epoch. Prints mean +- std per method and
 the gap to the reference in points (goal: |gap| <= 1.5; sage and cluster-gcn >= 0.78 on Cora).
 """
@@ -30,7 +34,9 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-CORA = ROOT.parent / "shared" / "data" / "cora"
+# ../shared/data/cora beside the checkout (or beside the folder of worktrees holding it)
+CORA = next((p / "shared" / "data" / "cora" for p in (ROOT.parent, ROOT.parent.parent)
+             if (p / "shared" / "data" / "cora").is_dir()), ROOT.parent / "shared" / "data" / "cora")
 WORK = Path(tempfile.gettempdir()) / "gstore-bench-accuracy"
 
 
@@ -46,6 +52,27 @@ class Recipe:
     fanouts: tuple = (10, 10)
     parts: int = 32
     clusters_per_batch: int = 8
+
+
+@dataclass
+class RowRecipe:
+    """sgc / sign: the papers' recipes (SGC: lr 0.2, no dropout, weight decay tuned, 100 epochs;
+    SIGN: per-hop branches of `hidden`, dropout, Adam 0.01 / 5e-4; the values are picked in
+    docs/benchmarks.md, "Training (issue 10)"). One batch holds Cora's 140 training nodes, as
+    SGC's full-batch training does."""
+
+    hops: int = 2
+    sgc_lr: float = 0.2
+    sgc_weight_decay: float = 5e-4
+    sgc_dropout: float = 0.0
+    sign_lr: float = 0.01
+    sign_weight_decay: float = 5e-4
+    sign_dropout: float = 0.5
+    sign_hidden: int = 256
+    sign_layers: int = 1
+    sign_batch_norm: bool = False
+    epochs: int = 100
+    batch_size: int = 512
 
 
 # ---- graphs ---------------------------------------------------------------------------------------
@@ -197,9 +224,43 @@ def train_gstore(store_path: Path, method: str, model: str, r: Recipe, seed: int
     return float(res.metrics["test"]["accuracy"])
 
 
-ROWS = [("gstore sage (SAGE)", "sage"), ("gstore cluster-gcn (GCN)", "gcn"),
-        ("full-batch SAGE (torch)", "sage"), ("full-batch GCN (torch)", "gcn"),
-        ("full-batch SAGEConv (PyG)", "sage"), ("full-batch GCNConv (PyG)", "gcn")]
+def train_gstore_rows(store_path: Path, method: str, rr: RowRecipe, seed: int) -> float:
+    from gstore.train.run import train_run
+    from gstore.train.run_config import TrainConfig
+
+    if method == "sgc":
+        opts = dict(lr=rr.sgc_lr, weight_decay=rr.sgc_weight_decay, dropout=rr.sgc_dropout)
+    else:
+        opts = dict(lr=rr.sign_lr, weight_decay=rr.sign_weight_decay, dropout=rr.sign_dropout,
+                    hidden=rr.sign_hidden, layers=rr.sign_layers, batch_norm=rr.sign_batch_norm)
+    cfg = TrainConfig(store=str(store_path), method=method, hops=rr.hops, epochs=rr.epochs,
+                      batch_size=rr.batch_size, num_workers=1, seed=seed, device="cpu", **opts)
+    res = train_run(cfg, WORK / "runs" / f"{store_path.stem}-{method}-{seed}", force=True)
+    return float(res.metrics["test"]["accuracy"])
+
+
+def train_full_sgc(store, rr: RowRecipe, seed: int) -> float:
+    """SGC in RAM: A_hat^K X with torch.sparse (A_hat as full-batch GCN's), Linear, full batch."""
+    torch.manual_seed(seed)
+    x = torch.from_numpy(np.asarray(store.features, dtype=np.float32))
+    adj = adjacency(store, "gcn")
+    for _ in range(rr.hops):
+        x = torch.sparse.mm(adj, x)
+    y = torch.from_numpy(np.asarray(store.labels, dtype=np.int64))
+    split = {s: torch.from_numpy(np.asarray(store.split(s), dtype=np.int64)) for s in ("train", "val", "test")}
+    lin = torch.nn.Linear(x.shape[1], len(store.label_names))
+    opt = torch.optim.Adam(lin.parameters(), lr=rr.sgc_lr, weight_decay=rr.sgc_weight_decay)
+    return _fit(lambda: lin(F.dropout(x, rr.sgc_dropout, lin.training)), lin, opt, y, split, rr.epochs)
+
+
+# (label, --methods key, reference kind); the reference of every row is the full-batch model of
+# its kind: SAGE, or GCN of the same depth (sgc / sign: K hops = the GCN's layers)
+ROWS = [("gstore sage (SAGE)", "sage", "sage"), ("gstore cluster-gcn (GCN)", "cluster-gcn", "gcn"),
+        ("full-batch SAGE (torch)", "full-sage", "sage"), ("full-batch GCN (torch)", "full-gcn", "gcn"),
+        ("full-batch SAGEConv (PyG)", "pyg-sage", "sage"), ("full-batch GCNConv (PyG)", "pyg-gcn", "gcn"),
+        ("gstore sgc (K=2)", "sgc", "gcn"), ("gstore sign (K=2)", "sign", "gcn"),
+        ("in-RAM SGC (torch, K=2)", "full-sgc", "gcn")]
+REFERENCE = {"sage": "full-batch SAGE (torch)", "gcn": "full-batch GCN (torch)"}
 
 
 def main() -> None:
@@ -207,6 +268,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--graphs", default="cora,sbm")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (quick runs)")
+    ap.add_argument("--methods", default="all",
+                    help="comma-separated keys of the rows to run: " + ",".join(k for _, k, _ in ROWS))
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     import gstore
@@ -222,34 +285,48 @@ def main() -> None:
         # SBM: 32 parts of 625 nodes, 8 per batch (a quarter of the graph per batch); with 64 parts
         # cluster-gcn lost 3.6 points to full-batch GCN here (docs/benchmarks.md)
         r = Recipe() if name == "cora" else Recipe(epochs=60, parts=32, clusters_per_batch=8, batch_size=1024)
+        rr = RowRecipe() if name == "cora" else RowRecipe(epochs=60, batch_size=1024)
         if args.epochs:
-            r.epochs = args.epochs
-        ensure_partition(path, r.parts)
+            r.epochs = rr.epochs = args.epochs
+        keys = [k for _, k, _ in ROWS] if args.methods == "all" else args.methods.split(",")
+        unknown = set(keys) - {k for _, k, _ in ROWS}
+        if unknown:
+            ap.error(f"unknown --methods {sorted(unknown)}")
+        rows = [row for row in ROWS if row[1] in keys]
+        if "cluster-gcn" in keys:
+            ensure_partition(path, r.parts)
         store = gstore.open(path)
-        acc: dict[str, list[float]] = {row: [] for row, _ in ROWS}
+        runners = {
+            "sage": lambda seed: train_gstore(path, "sage", "sage", r, seed),
+            "cluster-gcn": lambda seed: train_gstore(path, "cluster-gcn", "gcn", r, seed),
+            "full-sage": lambda seed: train_full(store, "sage", r, seed),
+            "full-gcn": lambda seed: train_full(store, "gcn", r, seed),
+            "pyg-sage": lambda seed: train_pyg(store, "sage", r, seed),
+            "pyg-gcn": lambda seed: train_pyg(store, "gcn", r, seed),
+            "sgc": lambda seed: train_gstore_rows(path, "sgc", rr, seed),
+            "sign": lambda seed: train_gstore_rows(path, "sign", rr, seed),
+            "full-sgc": lambda seed: train_full_sgc(store, rr, seed),
+        }
+        acc: dict[str, list[float]] = {row: [] for row, _, _ in rows}
         t0 = time.perf_counter()
         for seed in range(args.seeds):
-            acc[ROWS[0][0]].append(train_gstore(path, "sage", "sage", r, seed))
-            acc[ROWS[1][0]].append(train_gstore(path, "cluster-gcn", "gcn", r, seed))
-            acc[ROWS[2][0]].append(train_full(store, "sage", r, seed))
-            acc[ROWS[3][0]].append(train_full(store, "gcn", r, seed))
-            for row, kind in ROWS[4:]:
-                v = train_pyg(store, kind, r, seed)
+            for row, key, _ in rows:
+                v = runners[key](seed)
                 if v is not None:
                     acc[row].append(v)
         results[name] = {k: v for k, v in acc.items() if v}
         print(f"\n{name}: {store.num_nodes:,} nodes, {store.num_edges:,} stored edges, {args.seeds} seeds, "
-              f"{r.epochs} epochs ({time.perf_counter() - t0:.0f} s)")
+              f"{r.epochs} epochs (sgc/sign {rr.epochs}) ({time.perf_counter() - t0:.0f} s)")
         print(f"  {'method':28s} {'test acc':>16s} {'gap to full-batch (points)':>28s}")
-        ref = {"sage": statistics.mean(acc[ROWS[2][0]]), "gcn": statistics.mean(acc[ROWS[3][0]])}
-        for row, kind in ROWS:
+        ref = {kind: statistics.mean(acc[row]) for kind, row in REFERENCE.items() if acc.get(row)}
+        for row, _, kind in rows:
             v = acc[row]
             if not v:
                 print(f"  {row:28s} {'(not installed)':>16s}")
                 continue
             sd = statistics.stdev(v) if len(v) > 1 else 0.0
-            gap = 100 * (statistics.mean(v) - ref[kind])
-            print(f"  {row:28s} {statistics.mean(v):8.4f} +- {sd:.4f} {gap:+27.2f}")
+            gap = f"{100 * (statistics.mean(v) - ref[kind]):+27.2f}" if kind in ref else f"{'(no reference run)':>27s}"
+            print(f"  {row:28s} {statistics.mean(v):8.4f} +- {sd:.4f} {gap}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

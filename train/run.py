@@ -30,7 +30,7 @@ from gstore.seeding import derive_seed
 from gstore.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gstore.train.loop import Amp, EpochProgress, EpochStats, evaluate, train_epoch
 from gstore.train.metrics import SplitMetrics, check_metric, split_metrics
-from gstore.train.run_config import TrainConfig, validate
+from gstore.train.run_config import ROW_METHODS, TrainConfig, validate
 from gstore.train.run_dir import RunDir
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ class RunInputs:
     binary: bool
     partition: object | None      # Partition (cluster-gcn), else None
     device: torch.device
+    rows: object | None = None    # PropagatedFeatures (sgc, sign: train/row_run.py), else None
 
 
 def with_split_metrics(d: dict, metrics: dict) -> dict:
@@ -95,8 +96,9 @@ def resolve_device(name: str) -> torch.device:
     return loader_device(name)
 
 
-def check_inputs(cfg: TrainConfig) -> RunInputs:
-    """Open the store and check everything the run needs; OptionError/StoreError in one line."""
+def check_inputs(cfg: TrainConfig, progress: Progress = NULL_PROGRESS) -> RunInputs:
+    """Open the store and check everything the run needs; OptionError/StoreError in one line.
+    sgc / sign: also the propagated features (computed into the store when missing)."""
     validate(cfg)
     store = gstore.open(cfg.store)
     where = f"store {cfg.store}"
@@ -129,7 +131,12 @@ def check_inputs(cfg: TrainConfig) -> RunInputs:
                         "(about 4x the batches/s)", partition.num_parts, cfg.store, partition.num_parts)
     parse_bytes(cfg.memory_budget)
     device = resolve_device(cfg.device)
-    return RunInputs(store, num_classes, int(store.features.shape[1]), num_classes == 2, partition, device)
+    inputs = RunInputs(store, num_classes, int(store.features.shape[1]), num_classes == 2, partition, device)
+    if cfg.method in ROW_METHODS:
+        from gstore.train.row_run import attach_rows
+
+        attach_rows(cfg, inputs, progress)
+    return inputs
 
 
 def check_checkpoint_config(saved: TrainConfig, ckpt: Checkpoint, path: Path) -> None:
@@ -144,6 +151,11 @@ def check_checkpoint_config(saved: TrainConfig, ckpt: Checkpoint, path: Path) ->
 
 def build_model(cfg: TrainConfig, inputs: RunInputs) -> torch.nn.Module:
     from gstore.train.models import GNN
+
+    if cfg.method in ROW_METHODS:
+        from gstore.train.row_run import build_row_model
+
+        return build_row_model(cfg, inputs)
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     model = GNN(cfg.model, inputs.in_dim, cfg.hidden, inputs.num_classes, cfg.layers,
@@ -165,6 +177,10 @@ def train_loader(cfg: TrainConfig, inputs: RunInputs):
 
         return history_loader(cfg, inputs)
     common = dict(seed=cfg.seed, prefetch=cfg.prefetch, device=inputs.device, num_workers=cfg.num_workers)
+    if cfg.method in ROW_METHODS:
+        from gstore.train.row_run import row_loader
+
+        return row_loader(cfg, inputs, "train", batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
     if cfg.method == "sage":
         return NeighborLoader(inputs.store, batch_fanouts(cfg), cfg.batch_size, "train", **common)
     from gstore.pipeline.sampling.cluster import ClusterSampler
@@ -186,6 +202,11 @@ def eval_loader(cfg: TrainConfig, inputs: RunInputs, split: str):
 
     if not len(inputs.store.split(split)):
         return None
+    if cfg.method in ROW_METHODS:           # exact: a row's x holds its whole (propagated) neighborhood
+        from gstore.train.row_run import row_loader
+
+        return row_loader(cfg, inputs, split, batch_size=cfg.batch_size * EVAL_BATCH_FACTOR, shuffle=False,
+                          seed=derive_seed(cfg.seed, "eval") % (2**31))
     return NeighborLoader(inputs.store, batch_fanouts(cfg), cfg.batch_size * EVAL_BATCH_FACTOR, split,
                           shuffle=False, seed=derive_seed(cfg.seed, "eval") % (2**31),
                           prefetch=cfg.prefetch, device=inputs.device, num_workers=cfg.num_workers)
@@ -244,11 +265,12 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                                    "or start the run again with --force")
     else:
         rd.check_new(force)
-    inputs = check_inputs(cfg)
+    inputs = check_inputs(cfg, progress)
     model = build_model(cfg, inputs)
     from gstore.pipeline.inference.layerwise import check_inference_budget
 
-    check_inference_budget(inputs.store, model, cfg.memory_budget, cfg.inference_dtype)
+    if cfg.method not in ROW_METHODS:       # row methods predict by row batches, no layer pass
+        check_inference_budget(inputs.store, model, cfg.memory_budget, cfg.inference_dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = Amp(cfg.amp, inputs.device)
     loader = train_loader(cfg, inputs)
@@ -358,7 +380,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     final = rd.best if rd.best.exists() else rd.last
     pred = predict_into(inputs, cfg, model, final if final.exists() else None, rd, progress)
     inference_seconds = time.perf_counter() - t_inf
-    result = TrainResult(method=cfg.method, model=cfg.model, epochs=epoch, best_epoch=best.epoch,
+    model_name = cfg.method if cfg.method in ROW_METHODS else cfg.model
+    result = TrainResult(method=cfg.method, model=model_name, epochs=epoch, best_epoch=best.epoch,
                          stopped_early=stopped_early, metrics=pred.metrics,
                          seconds=time.perf_counter() - t_start, train_seconds=train_seconds,
                          inference_seconds=inference_seconds,
@@ -395,26 +418,42 @@ def _epoch_record(stats: EpochStats, train: SplitMetrics) -> dict:
 def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ckpt_path: Path | None,
                  rd: RunDir, progress: Progress = NULL_PROGRESS):
     """Layer-wise inference of `model` (weights from `ckpt_path` when given) over every node, into
-    rd's predictions; returns the PredictionsRecord with split metrics filled in."""
+    rd's predictions; returns the PredictionsRecord with split metrics filled in. sgc / sign: row
+    batches of every node through the model instead (train/row_run.py: the graph is in the hops)."""
     from gstore.pipeline.inference.layerwise import layerwise_inference
-    from gstore.pipeline.inference.predictions import write_predictions
 
     if ckpt_path is not None:
         model.load_state_dict(load_checkpoint(ckpt_path, map_location=inputs.device).model)
     model.eval()
-    out = layerwise_inference(inputs.store, model, rd.inference, memory_budget=cfg.memory_budget,
-                              dtype=cfg.inference_dtype, device=inputs.device, progress=progress,
-                              overwrite=True)
+    if cfg.method in ROW_METHODS:
+        from gstore.train.row_run import row_logits
+
+        logits, logits_path = row_logits(cfg, inputs, model, rd.path, cfg.batch_size * EVAL_BATCH_FACTOR,
+                                         progress)
+    else:
+        out = layerwise_inference(inputs.store, model, rd.inference, memory_budget=cfg.memory_budget,
+                                  dtype=cfg.inference_dtype, device=inputs.device, progress=progress,
+                                  overwrite=True)
+        logits, logits_path = out.open_output(), out.output_path
+    return _predictions_from_logits(inputs, cfg, rd, logits, logits_path, progress)
+
+
+def _predictions_from_logits(inputs: RunInputs, cfg: TrainConfig, rd: RunDir, logits, logits_path: Path,
+                             progress: Progress):
+    """rd's predictions and split metrics from `logits` (float32 (N, C), a memory map of the array
+    at `logits_path` under rd.inference), which is deleted afterwards."""
+    from gstore.pipeline.inference.predictions import write_predictions
+
     try:
         with progress.phase("predictions", total=None):
-            rec = write_predictions(inputs.store, out.open_output(), rd.path,
+            rec = write_predictions(inputs.store, logits, rd.path,
                                     budget_bytes=parse_bytes(cfg.memory_budget) // 4)
             rec.metrics = split_metrics(inputs.store, rd.path, rec)
     finally:
         # the logits (N x classes float32) are in the predictions now; at 10^9 nodes they are
         # hundreds of GB, so they are not kept (marked first: scratch.remove deletes only its own)
-        scratch.mark(out.output_path, "layer-wise logits", rd.path)
-        scratch.remove(out.output_path)
+        scratch.mark(logits_path, "logits", rd.path)
+        scratch.remove(logits_path)
         _remove_if_empty(rd.inference)
     return rec
 
@@ -462,7 +501,7 @@ def predict_run(store_path: Path, run_dir: Path, *, checkpoint: str = "best", me
         raise OptionError(f"run {rd.path} has no checkpoint yet", hint="train it first (gstore train ... --resume)")
     ckpt = load_checkpoint(path)            # checked (crc, format) before anything is written
     check_checkpoint_config(saved, ckpt, path)
-    inputs = check_inputs(cfg)
+    inputs = check_inputs(cfg, progress)
     model = build_model(cfg, inputs)
     try:
         model.load_state_dict(ckpt.model)

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 from gstore.errors import OptionError
 
-METHODS = ("sage", "cluster-gcn", "history")
+METHODS = ("sage", "cluster-gcn", "sgc", "sign", "history")
+ROW_METHODS = ("sgc", "sign")            # train on precomputed hops (row batches), no sampling
+NORMS = ("sym", "rw")                    # propagation: D^-1/2 (A+I) D^-1/2, or D^-1 (A+I)
 HISTORY_VARIANTS = ("gas", "scalable-gcn")   # --method history: GNNAutoScale, ScalableGCN
 HISTORY_DTYPES = ("float16", "float32")
 MODELS = ("sage", "gcn", "gat", "mlp")   # mlp: the features-only baseline
@@ -58,6 +60,11 @@ class TrainConfig:
     inference_dtype: str = "float32"
     checkpoint_every: int = 0
     plot: bool = False
+    # sgc / sign: the propagated features A_hat^k X, k <= hops (pipeline/propagation)
+    hops: int = 2
+    norm: str = "sym"
+    self_loops: bool = True
+    propagate_dtype: str = "float32"
     variant: str | None = None          # --method history only
     history_dtype: str = "float16"
     history_refresh: int = 0            # refill the histories every N epochs (0 = never)
@@ -160,6 +167,9 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}")
     need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
     validate_history(cfg, need)
+    if cfg.method in ROW_METHODS:
+        validate_rows(cfg)
+        return
     if len(cfg.fanouts) != cfg.layers:
         raise OptionError(f"--fanouts has {len(cfg.fanouts)} hop(s) ({_show(tuple(cfg.fanouts))}) but "
                           f"--layers is {cfg.layers}: give one fanout per layer",
@@ -180,3 +190,49 @@ def validate_history(cfg: TrainConfig, need) -> None:
     need(cfg.history_refresh >= 0, f"--history-refresh must be >= 0 (0 = never), got {cfg.history_refresh}")
     need(not cfg.amp, "--amp is not supported with --method history (the gradient store would "
          "collect scaled and skipped-step gradients)", "drop --amp")
+
+
+def validate_rows(cfg: TrainConfig) -> None:
+    """The options of sgc / sign (precomputed hops instead of sampled blocks: no fanouts check)."""
+    from gstore.pipeline.propagation.params import MAX_HOPS
+
+    if isinstance(cfg.hops, bool) or not isinstance(cfg.hops, int) or not 1 <= cfg.hops <= MAX_HOPS:
+        raise OptionError(f"--hops must be an integer in [1, {MAX_HOPS}], got {cfg.hops!r}",
+                          hint="SGC uses 2-3 hops, SIGN up to 5")
+    if cfg.norm not in NORMS:
+        raise OptionError(f"unknown --norm {cfg.norm!r}", hint=f"use one of {', '.join(NORMS)}")
+    if cfg.propagate_dtype not in INFERENCE_DTYPES:
+        raise OptionError(f"unknown --propagate-dtype {cfg.propagate_dtype!r}", hint="use float32 or float16")
+
+
+# options a method does not read: given explicitly on the command line they are refused (a user
+# who types --fanouts for sgc expects it to change something); their defaults are ignored
+UNUSED_OPTIONS = {
+    "sgc": ("model", "layers", "hidden", "fanouts", "clusters_per_batch", "partition", "batch_norm",
+            "residual", "jk", "heads", "inference_dtype"),
+    "sign": ("model", "fanouts", "clusters_per_batch", "partition", "residual", "jk", "heads",
+             "inference_dtype"),
+}
+ROW_OPTIONS = ("hops", "norm", "self_loops", "propagate_dtype")
+HISTORY_OPTIONS = ("history_dtype", "history_refresh")     # --variant has its own check
+for _m in ("sage", "cluster-gcn", "history"):
+    UNUSED_OPTIONS[_m] = ROW_OPTIONS
+for _m in ("sage", "cluster-gcn", "sgc", "sign"):
+    UNUSED_OPTIONS[_m] = UNUSED_OPTIONS[_m] + HISTORY_OPTIONS
+
+# what the papers train SGC / SIGN with (docs/training.md): used for options left at their default
+METHOD_DEFAULTS = {
+    "sgc": {"lr": 0.2, "weight_decay": 5e-4, "dropout": 0.0, "epochs": 100},
+    "sign": {"lr": 0.01, "weight_decay": 5e-4, "dropout": 0.5, "epochs": 100, "hidden": 256, "layers": 1},
+}
+
+
+def refuse_unused(method: str, given: set[str]) -> None:
+    """OptionError naming the first option in `given` (config field names the user typed) that
+    `method` does not read."""
+    for name in UNUSED_OPTIONS.get(method, ()):
+        if name in given:
+            raise OptionError(f"{option_name(name)} does not apply to --method {method}",
+                              hint="leave it out: " + ("sgc/sign train on precomputed hops, without "
+                                                       "sampling or graph layers" if method in ROW_METHODS
+                                                       else "it sets the propagation of --method sgc/sign"))

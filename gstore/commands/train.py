@@ -1,4 +1,4 @@
-"""`gstore train STORE --method sage|cluster-gcn -o RUN_DIR`: train a GNN from the store (docs/training.md)."""
+"""`gstore train STORE --method sage|cluster-gcn|sgc|sign -o RUN_DIR`: train a GNN from the store (docs/training.md)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,11 +53,13 @@ def history_options() -> list:
 def train_options(f):
     """The model and loader options `gstore train` has (shared with nothing else: one place)."""
     opts = [
-        click.option("--method", type=click.Choice(["sage", "cluster-gcn", "history"]), default="sage",
-                     show_default=True,
+        click.option("--method", type=click.Choice(["sage", "cluster-gcn", "sgc", "sign", "history"]),
+                     default="sage", show_default=True,
                      help="sage: sampled neighborhoods of seed batches; cluster-gcn: subgraphs of "
-                          "--clusters-per-batch clusters of the store's partition; history: 1-hop "
-                          "batches with historical embeddings on disk (--variant)."),
+                          "--clusters-per-batch clusters of the store's partition; sgc / sign: row "
+                          "batches of the precomputed hops A^k X (no sampling; computed into the store "
+                          "when missing, as `gstore propagate` does); history: 1-hop batches with "
+                          "historical embeddings on disk (--variant)."),
         click.option("--model", type=click.Choice(["sage", "gcn", "gat", "mlp"]), default="sage", show_default=True,
                      help="Layer type: GraphSAGE (mean), GCN (symmetric normalisation), GAT, or mlp "
                           "(features only: the baseline that shows what the graph adds)."),
@@ -101,7 +103,15 @@ def train_options(f):
                      help="Also checkpoint every N batches inside an epoch (0 = at epoch ends only)."),
         click.option("--inference-dtype", type=click.Choice(["float32", "float16"]), default="float32",
                      show_default=True, help="Dtype of the per-layer embedding arrays of layer-wise inference."),
-        memory_budget_option("layer-wise inference chunks and prediction writing."),
+        click.option("--hops", type=int, default=2, show_default=True,
+                     help="sgc / sign: propagation depth K (sgc trains on A^K X, sign on X, AX, ..., A^K X)."),
+        click.option("--norm", type=click.Choice(["sym", "rw"]), default="sym", show_default=True,
+                     help="sgc / sign: A's normalisation, sym = D^-1/2 (A+I) D^-1/2, rw = D^-1 (A+I)."),
+        click.option("--self-loops/--no-self-loops", default=True, show_default=True,
+                     help="sgc / sign: add I to A before normalising."),
+        click.option("--propagate-dtype", type=click.Choice(["float32", "float16"]), default="float32",
+                     show_default=True, help="sgc / sign: dtype of the stored hop arrays."),
+        memory_budget_option("layer-wise inference chunks, propagation and prediction writing."),
         *history_options(),
         click.option("--plot", is_flag=True, help="Write RUN_DIR/curve.png (needs matplotlib: pip install 'gstore[plot]')."),
     ]
@@ -110,10 +120,28 @@ def train_options(f):
     return f
 
 
-@click.command("train", short_help="Train a GNN (GraphSAGE / Cluster-GCN) from a store.", epilog=examples(
+def method_options(options: dict, fanouts: str | None) -> None:
+    """Refuse options typed for another method (run_config.UNUSED_OPTIONS) and put the method's
+    own defaults (run_config.METHOD_DEFAULTS) into the options left at gstore train's defaults."""
+    from click.core import ParameterSource
+
+    from gstore.train.run_config import METHOD_DEFAULTS, refuse_unused
+
+    ctx = click.get_current_context()
+    given = {name for name in ctx.params
+             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+    if fanouts is not None:
+        given.add("fanouts")
+    refuse_unused(options["method"], given)
+    for name, value in METHOD_DEFAULTS.get(options["method"], {}).items():
+        if name not in given:
+            options[name] = value
+
+
+@click.command("train", short_help="Train a GNN (GraphSAGE / Cluster-GCN / SGC / SIGN) from a store.", epilog=examples(
     "gstore train g.gstore -o runs/sage",
     "gstore train g.gstore --method cluster-gcn --model gcn -o runs/cgcn --epochs 20",
-    "gstore train g.gstore --layers 3 --fanouts 15,10,5 --hidden 256 -o runs/big --resume"))
+    "gstore train g.gstore --method sign --hops 3 -o runs/sign --resume"))
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
 @output_option("the run directory (config.json, metrics.jsonl, checkpoints, best.pt, predictions); "
                "new or empty, or an earlier run's with --resume / --force.", required=True)
@@ -134,6 +162,7 @@ def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, 
 
     if resume and force:
         raise OptionError("--resume and --force contradict each other", hint="pass one of them")
+    method_options(options, fanouts)
     cfg = TrainConfig(store=str(Path(store).resolve()), fanouts=parse_fanouts_option(fanouts, options["layers"]),
                       **options)
 
@@ -156,7 +185,8 @@ def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, 
         return
     m = r.metrics
     line = ", ".join(f"{s} {m[s]['accuracy']:.4f}" for s in ("train", "val", "test") if s in m)
-    click.echo(f"accuracy (layer-wise inference over every node): {line}")
+    how = "row batches" if r.method in ("sgc", "sign") else "layer-wise inference"
+    click.echo(f"accuracy ({how} over every node): {line}")
     if any("roc_auc" in v for v in m.values()):
         click.echo("roc_auc: " + ", ".join(f"{s} {m[s]['roc_auc']:.4f}" for s in ("train", "val", "test")
                                           if s in m and "roc_auc" in m[s]))

@@ -60,13 +60,15 @@ def gather_features(features: np.ndarray, ids: np.ndarray, out: np.ndarray | Non
     """Copy features[ids] into out[:len(ids)] and return that prefix with the cache hit count.
 
     features: (N, F) float32/float16 (memmap or array). ids: int64 (n,), already validated.
-    out: (>= n, F) array of features.dtype, C-contiguous; allocated when None.
+    out: (>= n, F) array of features.dtype whose rows are contiguous (C-contiguous, or a column
+        block out[:, a:b] of a wider C-contiguous buffer: the row loader puts several arrays side
+        by side); allocated when None.
     """
     n = len(ids)
     if out is None:
         out = np.empty((n, features.shape[1]), dtype=features.dtype)
     if out.dtype != features.dtype or out.ndim != 2 or out.shape[1] != features.shape[1] \
-            or out.shape[0] < n or not out.flags.c_contiguous:
+            or out.shape[0] < n or not _rows_contiguous(out):
         raise OptionError(f"output buffer {out.shape} {out.dtype} cannot hold {n} rows of "
                           f"{features.shape[1]} x {features.dtype}")
     dst = out[:n]
@@ -89,6 +91,11 @@ def gather_features(features: np.ndarray, ids: np.ndarray, out: np.ndarray | Non
     if cache is not None:
         cache.record(0, n)
     return GatheredRows(dst, 0, nbytes)
+
+
+def _rows_contiguous(out: np.ndarray) -> bool:
+    """Each row a contiguous run of items (the kernels index out[i, j]; any row stride works)."""
+    return out.flags.c_contiguous or (out.strides[1] == out.itemsize and out.strides[0] > 0)
 
 
 def gather_labels(labels: np.ndarray, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

@@ -97,9 +97,11 @@ class BatchStats:
 class Batch:
     """A mini-batch.
 
-    kind: "neighbor" or "cluster". epoch / index: where it sits in the loader's schedule.
-    nodes: int64 (n,) dense store ids; neighbor batches put the `num_seeds` seeds first.
-    x: float32 (n, F) features (float16 stores are upcast on the device), or None.
+    kind: "neighbor", "cluster" or "rows". epoch / index: where it sits in the loader's schedule.
+    nodes: int64 (n,) dense store ids; neighbor batches put the `num_seeds` seeds first; row
+        batches (pipeline/loader/rows.py) are seeds only (num_seeds = n) and carry no graph.
+    x: float32 (n, F) features (float16 stores are upcast on the device), or None; row batches:
+        float32 (n, width), the rows of several (N, F_i) arrays side by side.
     y: int64 (n,) labels of all nodes (-1 unknown), or None; the loss uses y[:num_seeds] (neighbor)
         or y[mask] (cluster).
     blocks: neighbor batches: one LayerBlock per layer, input layer first (blocks[-1] ends at seeds).
@@ -163,7 +165,13 @@ class Batch:
         keeps only the edges into the num_seeds loss nodes (their prefix: edges are grouped by
         destination), so the model's output is those rows' logits and the rows no loss reads are
         not computed; seeds_only=False keeps every row (a model whose last layer normalises over
-        its rows, GNN.row_local_output)."""
+        its rows, GNN.row_local_output). Row batches: [] for num_layers 0 (a model
+        on precomputed rows, train/row_models.py, has no graph layers)."""
+        if self.kind == "rows":
+            if num_layers != 0 or isinstance(num_layers, bool):
+                raise OptionError(f"row batches carry no graph, but the model has {num_layers!r} graph "
+                                  "layers", hint="train a row model (sgc, sign) on row batches")
+            return []
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
             raise OptionError(f"num_layers must be an integer >= 1, got {num_layers!r}")
         if self.kind == "cluster":

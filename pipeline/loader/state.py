@@ -64,7 +64,7 @@ def sampler_name(sampler) -> str:
 class LoaderConfig:
     """Every loader option that changes which batches come out, or what is in them.
 
-    kind: "neighbor" or "cluster". store: store_fingerprint. seeds: array_fingerprint of the seed
+    kind: "neighbor", "cluster" or "rows". store: store_fingerprint. seeds: array_fingerprint of the seed
     node ids (neighbor) or of the loss-split ids (cluster, "none" without a split). sampler:
     sampler_name. Options of the other kind stay None.
     """
@@ -86,11 +86,13 @@ class LoaderConfig:
     normalize: bool | None = None
     self_loops: bool | None = None
     seeds_first: bool | None = None      # True: cluster batches put their loss nodes first (None: not)
+    arrays: tuple[str, ...] | None = None   # row batches: the (N, F_i) arrays side by side, in order
 
     def to_json(self) -> dict:
         d = asdict(self)
-        if self.fanouts is not None:
-            d["fanouts"] = list(self.fanouts)
+        for name in ("fanouts", "arrays"):
+            if d[name] is not None:
+                d[name] = list(d[name])
         return d
 
     @staticmethod
@@ -107,6 +109,8 @@ class LoaderConfig:
         d = dict(d)
         if d.get("fanouts") is not None:
             d["fanouts"] = tuple(int(f) for f in d["fanouts"])
+        if d.get("arrays") is not None:
+            d["arrays"] = tuple(str(a) for a in d["arrays"])
         return LoaderConfig(**d)
 
     def differences(self, other: "LoaderConfig") -> list[str]:

@@ -87,7 +87,7 @@ class DeviceCopier:
     def to_batch(self, g: GatheredItem) -> Batch:
         t0 = time.perf_counter()
         sub = g.subgraph
-        kind = "neighbor" if hasattr(sub, "blocks") else "cluster"
+        kind = getattr(sub, "batch_kind", None) or ("neighbor" if hasattr(sub, "blocks") else "cluster")
         st = g.staging
         if st is not None:
             batch = self._staged_fields(g, st, kind)
@@ -108,7 +108,7 @@ class DeviceCopier:
 
     def _num_seeds(self, g: GatheredItem, kind: str) -> int:
         sub = g.subgraph
-        if kind == "neighbor":
+        if kind != "cluster":
             return int(sub.num_seeds)
         return int(g.mask.sum()) if g.mask is not None else int(sub.num_nodes)
 
