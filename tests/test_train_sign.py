@@ -163,6 +163,11 @@ def test_resume_with_other_hops_names_them(store, tmp_path):
     (["--method", "sign", "--model", "gat"], "--model does not apply to --method sign"),
     (["--hops", "3"], "--hops does not apply to --method sage"),
     (["--method", "cluster-gcn", "--no-self-loops"], "--self-loops does not apply"),
+    (["--method", "history", "--variant", "scalable-gcn", "--hops", "3"],
+     "--hops does not apply to --method history (leave it out: it sets the propagation"),
+    (["--history-refresh", "2"], "--history-refresh does not apply to --method sage (leave it out: "
+                                 "it sets the histories of --method history"),
+    (["--method", "sgc", "--history-dtype", "float32"], "--history-dtype does not apply to --method sgc"),
     (["--method", "sign", "--layers", "0"], "--layers must be >= 1"),
     (["--method", "sgc", "--lr", "inf"], "--lr must be finite"),
 ])

@@ -232,7 +232,11 @@ def refuse_unused(method: str, given: set[str]) -> None:
     `method` does not read."""
     for name in UNUSED_OPTIONS.get(method, ()):
         if name in given:
+            if name in HISTORY_OPTIONS:
+                why = "it sets the histories of --method history"
+            elif name in ROW_OPTIONS:
+                why = "it sets the propagation of --method sgc/sign"
+            else:
+                why = "sgc/sign train on precomputed hops, without sampling or graph layers"
             raise OptionError(f"{option_name(name)} does not apply to --method {method}",
-                              hint="leave it out: " + ("sgc/sign train on precomputed hops, without "
-                                                       "sampling or graph layers" if method in ROW_METHODS
-                                                       else "it sets the propagation of --method sgc/sign"))
+                              hint="leave it out: " + why)
