@@ -166,24 +166,29 @@ def test_a_failing_writer_reaches_the_trainer(store, tmp_path):
 
 
 def test_pulled_and_written_pages_are_released(tmp_path):
-    """After a batch's reads and writes, release() unmaps the touched pages: the process keeps no
-    mapped history pages (a history larger than RAM stays page cache, not resident memory)."""
+    """Once release_bytes of rows were touched, release() unmaps the pages: the process keeps no
+    mapped history pages (a history larger than RAM stays page cache, not resident memory); below
+    that it keeps them (releasing after every batch re-faulted every page)."""
     from gstore.memory import _proc_kib
 
     layout = HistoryLayout(1 << 16, (256,), "float32", True)        # 64 MiB per file
     arrays = HistoryArrays.create(tmp_path / "h", layout)
     ids = np.arange(0, 1 << 16, 2, dtype=np.int64)
     arrays.read_emb(0, ids[:4])                   # loads the kernels (shared libraries are file pages too)
-    arrays.release()
+    arrays.release(force=True)
+    arrays.release_bytes = 300 << 20               # _touch counts a page per row of under a page
     before = _proc_kib("/proc/self/status", "RssFile:")
     arrays.write_emb(0, ids, np.ones((len(ids), 256), np.float32))
     arrays.add_grad(0, ids, np.ones((len(ids), 256), np.float32))
+    arrays.release()                              # 2 x 32k rows counted as 4 KiB each: 256 MiB
+    kept = _proc_kib("/proc/self/status", "RssFile:")
     rows = arrays.read_emb(0, ids)
     touched = _proc_kib("/proc/self/status", "RssFile:")
-    arrays.release()
+    arrays.release()                              # now 384 MiB: past it
     after = _proc_kib("/proc/self/status", "RssFile:")
     assert rows.sum() == len(ids) * 256
-    assert touched - before > 48 << 20            # the pages were mapped while in use
+    assert kept - before > 48 << 20 and touched - before > 48 << 20   # mapped while in use
+    assert arrays._touched == 0
     assert after - before < 8 << 20               # and are not any more
     arrays.close()
     again = HistoryArrays(tmp_path / "h", layout)    # the writes reached the files
