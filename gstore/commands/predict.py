@@ -31,7 +31,7 @@ def command(store: str, run_dir: Path, checkpoint: str, memory_budget: str, infe
             device: str | None, derived_group: str | None, as_json: bool, quiet: bool) -> None:
     """Run the layer-wise inference of RUN_DIR's model over every node of STORE into RUN_DIR's
     predictions (class and score per node, and a table keyed by the original ids)."""
-    from gstore.train.run import predict_run
+    from gstore.train.predict_run import predict_run
 
     r = predict_run(Path(store), run_dir, checkpoint=checkpoint, memory_budget=memory_budget,
                     inference_dtype=inference_dtype, device=device, into_store=derived_group,
