@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gstore.errors import OptionError
+from gstore.memory import release_pages
 from gstore.pipeline.features.gather import gather_features, should_sort
 
 HISTORY_DTYPES = ("float16", "float32")
@@ -60,17 +61,6 @@ class HistoryLayout:
     def from_json(d: dict) -> "HistoryLayout":
         return HistoryLayout(int(d["num_nodes"]), tuple(int(w) for w in d["widths"]), str(d["dtype"]),
                              bool(d["gradients"]))
-
-
-def release_pages(arr: np.ndarray) -> None:
-    """Drop this process's mapping of a shared file map's pages (they stay in the page cache)."""
-    mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
-    if mm is None:
-        return
-    try:
-        mm.madvise(mmap.MADV_DONTNEED)
-    except (AttributeError, OSError, ValueError):
-        pass
 
 
 class HistoryArrays:

@@ -122,7 +122,7 @@ class Gatherer:
         if self.mask_ids is None:
             return sub, None
         mask = split_mask(sub.nodes, self.mask_ids)
-        if not self.seeds_first or hasattr(sub, "blocks"):
+        if not self.seeds_first:      # only ClusterLoader sets it: its batches are ClusterSubgraphs
             return sub, mask
         sub, k = sub.rows_first(mask)
         mask[:k] = True
