@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from gstore.cli import main
 from train_graphs import community_store
+from cli_checks import one_line_error
 
 FAST = ["--epochs", "1", "--hidden", "8", "--batch-size", "128", "--fanouts", "5,5", "--num-workers", "1", "-q"]
 
@@ -37,16 +38,6 @@ def run(*args, ok: bool = True):
     if ok:
         assert r.exit_code == 0, r.output + repr(r.exception)
     return r
-
-
-def one_line_error(r, *needles) -> str:
-    assert r.exit_code in (1, 2), (r.exit_code, r.output, repr(r.exception))
-    assert "Traceback" not in r.output, r.output
-    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
-    assert len(lines) == 1, r.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def copy_run(src: Path, dst: Path) -> Path:

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 import gstore
 from gstore.cli import main
 from train_graphs import community_store
+from cli_checks import one_line_error
 
 COMMON = ["--batch-size", "64", "--num-workers", "1", "-q"]
 SGC = ["--method", "sgc", "--epochs", "8", *COMMON]
@@ -36,16 +37,6 @@ def run(*args, ok: bool = True):
 
 def result(r) -> dict:
     return json.loads(r.output.strip().splitlines()[-1])
-
-
-def one_line_error(r, *needles) -> str:
-    assert r.exit_code in (1, 2), (r.exit_code, r.output)
-    assert "Traceback" not in r.output, r.output
-    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
-    assert len(lines) == 1, r.output
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def _weights(run_dir: Path) -> dict:
