@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import gstore
 from gstore.cli import main
+from cli_checks import one_line_error
 from store_factory import build_store
 from train_graphs import community_graph, community_store
 
@@ -31,16 +32,6 @@ def run(*args, ok: bool = True):
     if ok:
         assert r.exit_code == 0, r.output + repr(r.exception)
     return r
-
-
-def one_line_error(r, *needles):
-    assert r.exit_code != 0
-    assert "Traceback" not in r.output, r.output
-    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
-    assert len(lines) == 1, r.output
-    for n in needles:
-        assert n in lines[0], r.output
-    return lines[0]
 
 
 def test_sage_trains_far_above_chance_and_fills_the_run_dir(store, tmp_path):
