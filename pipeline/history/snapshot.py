@@ -7,6 +7,8 @@ temp directory, fsyncs, renames it into place and returns the record the checkpo
 sizes, crcs). The checkpoint is written after the snapshot, and older snapshots are deleted after
 the checkpoint, so a kill anywhere leaves the last checkpoint's snapshot intact. `restore_snapshot`
 checks sizes and crcs while copying the files back (a damaged snapshot: one-line InputError).
+Every snapshot directory gets the marker file `.gstore-history-snapshot` before anything else, and
+only directories that carry it are ever deleted (a same-named directory a user made is left alone).
 """
 from __future__ import annotations
 
@@ -21,6 +23,23 @@ from gstore.errors import InputError
 PREFIX = "history-"
 BLOCK = 16 << 20
 _NAME = re.compile(r"^\.?history-[A-Za-z0-9]+(\.tmp)?$")
+MARKER = ".gstore-history-snapshot"
+
+
+def _ours(d: Path) -> bool:
+    """Whether d is a snapshot directory this module made (name pattern, real dir, marker inside)."""
+    return (_NAME.match(d.name) is not None and d.is_dir() and not d.is_symlink()
+            and (d / MARKER).is_file())
+
+
+def _remove(d: Path) -> None:
+    """Delete snapshot dir d if it is ours; a foreign directory in the way is a one-line error."""
+    if not (d.exists() or d.is_symlink()):
+        return
+    if not _ours(d):
+        raise InputError(f"{d} is in the way of a history snapshot and was not made by gstore",
+                         hint="move it out of the run's checkpoints directory")
+    shutil.rmtree(d)
 
 
 def _copy(src: Path, dst: Path, buf: bytearray) -> tuple[int, int]:
@@ -45,9 +64,9 @@ def take_snapshot(paths: list[Path], ckpt_dir: Path, tag: str) -> dict:
     final = ckpt_dir / f"{PREFIX}{tag}"
     tmp = ckpt_dir / f".{PREFIX}{tag}.tmp"
     for d in (tmp, final):
-        if d.exists():
-            shutil.rmtree(d)
+        _remove(d)
     tmp.mkdir(parents=True)
+    (tmp / MARKER).write_bytes(b"")
     buf = bytearray(BLOCK)
     files = []
     try:
@@ -66,7 +85,7 @@ def prune_snapshots(ckpt_dir: Path, keep: str | None) -> None:
     if not ckpt_dir.is_dir():
         return
     for d in ckpt_dir.iterdir():
-        if d.name != keep and d.is_dir() and not d.is_symlink() and _NAME.match(d.name):
+        if d.name != keep and _ours(d):
             shutil.rmtree(d, ignore_errors=True)
 
 
