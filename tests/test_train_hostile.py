@@ -5,6 +5,7 @@ leave nothing half-written."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,29 @@ def test_a_failed_predictions_write_leaves_the_earlier_predictions_whole(trained
     for p, data in before.items():
         assert (out / "predictions" / p).read_bytes() == data, p
     assert sorted(x.name for x in (out / "predictions").iterdir()) == ["class.npy", "score.npy"]
+
+
+def test_temp_files_of_a_killed_predictions_write_are_removed_by_the_next_one(trained, tmp_path):
+    """A SIGKILL mid-write left `class.npy.<pid>.tmp` (N int32) and friends in the run dir forever: the
+    next write used its own pid's names. Now temps of dead pids are removed; a live pid's are kept."""
+    import gstore
+    from gstore.pipeline.inference.predictions import write_predictions
+
+    out = copy_run(trained, tmp_path / "run")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    pred = out / "predictions"
+    stale = [pred / f"class.npy.{dead.pid}.tmp", pred / f"score.npy.{dead.pid}.tmp",
+             out / f".predictions.parquet.{dead.pid}.tmp"]
+    # a live writer's temp (this test's parent process stands in for it) and a name gstore never makes
+    keep = [pred / f"class.npy.{os.getppid()}.tmp", pred / "class.npy.notapid.tmp"]
+    for p in stale + keep:
+        p.write_bytes(b"x" * 64)
+    g = gstore.open(json.loads((out / "config.json").read_text())["store"])
+    logits = np.zeros((g.num_nodes, len(g.label_names)), np.float32)
+    write_predictions(g, logits, out)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in keep)
 
 
 def test_resume_after_the_store_was_rebuilt_is_refused(tmp_path):

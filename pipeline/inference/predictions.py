@@ -13,6 +13,7 @@ chunk of rows at any N. Split metrics come from the written classes and scores
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,36 @@ def _chunk_rows(num_classes: int, budget_bytes: int) -> int:
     return int(max(1024, min(ROWS_PER_CHUNK, budget_bytes // (16 * max(1, num_classes) + 64))))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(out_dir: Path, rels: list[str]) -> list[Path]:
+    """Delete `<rel>.<pid>.tmp` / `.<rel>.<pid>.tmp` files a killed writer left (its pid is gone).
+
+    Only names this module makes are matched, and a live pid's files are kept (a concurrent writer).
+    Returns the paths removed.
+    """
+    removed = []
+    for rel in rels:
+        path = out_dir / rel
+        pattern = re.compile(rf"^\.?{re.escape(path.name)}\.(\d+)\.tmp$")
+        if not path.parent.is_dir():
+            continue
+        for p in path.parent.iterdir():
+            m = pattern.match(p.name)
+            if m and p.is_file() and not p.is_symlink() and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
 def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes: int = 256 << 20
                       ) -> PredictionsRecord:
     """Write class/score arrays and the parquet table for `logits` (float (N, C), e.g. a memmap)."""
@@ -56,6 +87,7 @@ def write_predictions(store, logits: np.ndarray, out_dir: Path, *, budget_bytes:
     # written under temp names and renamed with the table: a kill or a full disk mid-write leaves
     # the earlier predictions whole, never new classes beside an old table
     finals = [rec.class_path, rec.score_path] + ([rec.positive_path] if rec.positive_path else [])
+    remove_stale_temps(out_dir, finals + ["predictions/positive.npy", rec.table_path])
     tmps = {rel: out_dir / f"{rel}.{os.getpid()}.tmp" for rel in finals}
     cls = np.lib.format.open_memmap(tmps[rec.class_path], "w+", np.int32, (n,))
     score = np.lib.format.open_memmap(tmps[rec.score_path], "w+", np.float32, (n,))
