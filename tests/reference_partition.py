@@ -171,3 +171,19 @@ def reorder_csr(indptr, indices, weights, perm):
         new_ptr.append(len(new_idx))
     return (np.array(new_ptr, dtype=np.int64), np.array(new_idx, dtype=np.int64),
             None if weights is None else np.array(new_w, dtype=np.float32))
+
+
+def pair_hash(a: int, b: int, seed: int) -> int:
+    lo, hi = min(a, b), max(a, b)
+    return mix_hash(lo ^ mix_hash((hi ^ seed) & MASK))
+
+
+def sparsify(indptr, nbrs, ew, wcap, t, keep_h, seed):
+    """{(v, u): w} kept by sparsify_chunk's rule: clipped weight > t, or == t with pair_hash < keep_h."""
+    kept = {}
+    for v, row in rows_of(indptr, nbrs, ew):
+        for u, w in row:
+            wc = min(w, wcap)
+            if wc > t or (wc == t and pair_hash(u, v, seed) < keep_h):
+                kept[(v, u)] = kept.get((v, u), 0) + w
+    return kept

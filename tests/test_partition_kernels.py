@@ -15,6 +15,7 @@ from gstore.pipeline.partition.refine_kernels import REBALANCE, REFINE, refine_c
 from gstore.pipeline.partition.symmetrize import load_in_memory, store_csr, symmetric_graph
 from reference_partition import contract as ref_contract
 from reference_partition import cut_fraction, lp_sweep, refine_sweep, symmetrize
+from reference_partition import sparsify as ref_sparsify
 from store_factory import build_store, reference_csr
 
 
@@ -111,6 +112,48 @@ def test_contract_matches_reference(tmp_path_factory, g, chunk):
     # total weight of cut edges is preserved by contraction
     assert sum(edges.values()) == sum(int(ew[j]) for v in range(n)
                                       for j in range(indptr[v], indptr[v + 1]) if cmap[nbrs[j]] != cmap[v])
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs, st.integers(0, 200), st.integers(1, 40), st.integers(0, 9))
+def test_sparsify_keeps_heaviest_symmetrically(tmp_path_factory, g, room, chunk, wcap):
+    from gstore.pipeline.partition import sparsify as sp
+
+    n, m, seed = g
+    src, dst = _graph(n, m, seed)
+    indptr, nbrs = reference_csr(src, dst, n, directed=False)
+    # symmetric weights: a function of the unordered pair
+    ew = np.array([1 + (min(v, int(u)) * 7 + max(v, int(u))) % 5 for v in range(n)
+                   for u in nbrs[indptr[v]:indptr[v + 1]]], dtype=np.int64)
+    tmp = tmp_path_factory.mktemp("s")
+    csr = _csrfile(tmp, indptr, nbrs, ew)
+    old_bins = sp.HIST_BINS
+    sp.HIST_BINS = wcap + 2 if wcap else old_bins   # small caps exercise the clipped last bin
+    try:
+        mem = sp.load_sparsified(csr, room, chunk, seed)
+        hist = np.zeros(sp.HIST_BINS, dtype=np.int64)
+        for v in range(n):
+            for j in range(indptr[v], indptr[v + 1]):
+                if nbrs[j] != v:
+                    hist[min(int(ew[j]), sp.HIST_BINS - 1)] += 1
+        t, frac = sp.keep_rule(hist, room)
+        wc = sp.HIST_BINS - 1
+    finally:
+        sp.HIST_BINS = old_bins
+    got = {}
+    for v in range(n):
+        for j in range(mem.xadj[v], mem.xadj[v + 1]):
+            got[(v, int(mem.adjncy[j]))] = got.get((v, int(mem.adjncy[j])), 0) + int(mem.eweights[j])
+    no_loops = sum(hist)
+    if no_loops <= room:
+        want = ref_sparsify(indptr, nbrs, ew, 10**9, 0, 0, 0)   # everything but self loops
+    else:
+        keep_h = min(2**64 - 1, int(frac * 2.0**64))
+        want = ref_sparsify(indptr, nbrs, ew, wc, t, keep_h, seed)
+        # nothing lighter than t survives, nothing heavier is dropped
+        assert all(min(w, wc) >= t for w in got.values())
+    assert got == want
+    assert all(got.get((u, v)) == w for (v, u), w in got.items())   # still symmetric
 
 
 @settings(max_examples=40, deadline=None)

@@ -136,3 +136,54 @@ def aggregate_rows(row_start, row_end, nbr, w, marker, base, counts):
                 pos += 1
         counts[r] = pos - start
     return pos
+
+
+@njit(**NJIT)
+def pair_hash(a, b, seed):
+    """Hash of the unordered pair {a, b}: the same from either endpoint's row."""
+    lo = a if a < b else b
+    hi = b if a < b else a
+    return mix_hash(np.uint64(lo) ^ mix_hash(np.uint64(hi) ^ np.uint64(seed)))
+
+
+@njit(**NJIT)
+def weight_histogram(local_indptr, nbrs, ew, has_w, row0, hist):
+    """Add the chunk's entry weights (self loops skipped) to hist (cap,) int64; weights >= cap - 1
+    count in the last bin."""
+    cap = len(hist)
+    rows = len(local_indptr) - 1
+    for i in range(rows):
+        v = row0 + i
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            if nbrs[j] == v:
+                continue
+            w = ew[j] if has_w else 1
+            hist[w if w < cap - 1 else cap - 1] += 1
+
+
+@njit(**NJIT)
+def sparsify_chunk(local_indptr, nbrs, ew, has_w, row0, wcap, t, keep_h, seed, counts, res_nbrs,
+                   res_w, write):
+    """Keep entries whose weight (clipped to wcap) is > t, and those equal to t whose pair_hash is
+    < keep_h (both directions of an edge are kept or dropped together); self loops dropped.
+
+    counts[i] = kept entries of row i; with `write`, kept (neighbour, weight) are packed into
+    res_nbrs / res_w (else they may be empty: a counting pass). Returns the total kept."""
+    rows = len(local_indptr) - 1
+    pos = 0
+    for i in range(rows):
+        v = row0 + i
+        start = pos
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            u = nbrs[j]
+            if u == v:
+                continue
+            w = ew[j] if has_w else 1
+            wc = w if w < wcap else wcap
+            if wc > t or (wc == t and pair_hash(u, v, seed) < keep_h):
+                if write:
+                    res_nbrs[pos] = u
+                    res_w[pos] = w
+                pos += 1
+        counts[i] = pos - start
+    return pos
