@@ -23,14 +23,16 @@ def mix_hash(x):
 
 @njit(**NJIT)
 def lp_cluster_chunk(local_indptr, nbrs, ew, has_w, row0, vw, cluster, cweight, bound, slot_of,
-                     seed):
+                     seed, active, next_active, use_active):
     """One label-propagation sweep over the chunk's rows, in row order.
 
     Node v joins the neighbouring cluster c with the largest connection weight, provided
     cweight[c] + vw[v] <= bound; it stays unless the best cluster is strictly better connected than
     its own. Ties between equally good foreign clusters go to the smallest hash(c, seed).
     cluster (N,) and cweight (N,) are updated in place; slot_of (N,) int must be -1 on entry and is
-    left -1. Returns the number of moves.
+    left -1. With use_active, only rows v with active[v] (uint8 (N,)) are visited, and a node that
+    moves sets next_active for itself and its neighbours (as refine_chunk). Returns the number of
+    moves.
     """
     rows = len(local_indptr) - 1
     maxdeg = 0
@@ -43,6 +45,8 @@ def lp_cluster_chunk(local_indptr, nbrs, ew, has_w, row0, vw, cluster, cweight, 
     moves = 0
     for i in range(rows):
         v = row0 + i
+        if use_active and active[v] == 0:
+            continue
         own = cluster[v]
         wv = vw[v]
         nc = 0
@@ -81,6 +85,10 @@ def lp_cluster_chunk(local_indptr, nbrs, ew, has_w, row0, vw, cluster, cweight, 
             cweight[best] += wv
             cluster[v] = best
             moves += 1
+            if use_active:
+                next_active[v] = 1
+                for j in range(local_indptr[i], local_indptr[i + 1]):
+                    next_active[nbrs[j]] = 1
     return moves
 
 
