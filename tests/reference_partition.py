@@ -132,8 +132,9 @@ def refine_sweep(indptr, nbrs, ew, vw, part, pweight, lmax, mode, max_loss, acti
                 light = int(np.argmin(pweight))
                 if light != p and pweight[light] + vw[v] <= pweight[p]:
                     target = light
+                    best_conn = 0   # the kernel counts this move's gain as -own
         if target >= 0:
-            gain += conn.get(target, 0) - own
+            gain += best_conn - own
             pweight[p] -= vw[v]
             pweight[target] += vw[v]
             part[v] = target

@@ -44,7 +44,7 @@ def load_sparsified(g: CSRFile, max_entries: int, chunk_entries: int, seed: int)
     for ch in g.iter_chunks(chunk_entries):
         weight_histogram(ch.local_indptr, ch.nbrs, ch.ew, ch.has_weights, ch.r0, hist)
     t, frac = keep_rule(hist, max_entries)
-    keep_h = np.uint64(min(HASH_RANGE - 1, frac * HASH_RANGE))
+    keep_h = np.uint64(min(2**64 - 1, int(frac * HASH_RANGE)))
     n = g.num_nodes
     counts = np.zeros(n, dtype=np.int64)
     args = (HIST_BINS - 1, t, keep_h, np.uint64(seed))
