@@ -109,23 +109,26 @@ def _coarsen(g: CSRFile, num_parts: int, total_w: int, lmax: int, metis_budget: 
     enough room left that sparsifying it keeps >= MIN_KEPT of its entries.
 
     Floors, in turn: COARSEN_FLOOR nodes per part (lowered where the budget cannot hold that many
-    nodes with a few entries each), then MIN_NODES_PER_PART. Cluster weights are capped at
+    nodes with a few entries each), then MIN_NODES_PER_PART, then MIN_NODES_PER_PART without the
+    cluster cap. Cluster weights are capped at
     W / floor, so a level never undershoots the floor; a level that shrinks the graph by < 5 %
     retries with clusters twice as big (up to the cap) and then counts as having reached it.
     """
     fits = metis_budget // (METIS_BYTES_PER_NODE + 4 * METIS_BYTES_PER_ENTRY)
-    floors = [max(MIN_NODES_PER_PART * num_parts, min(COARSEN_FLOOR * num_parts, fits)),
-              MIN_NODES_PER_PART * num_parts]
+    # (node floor, clusters capped at W / floor); the last stage is main's old rule, for budgets
+    # too small for anything else: uncapped clusters down to MIN_NODES_PER_PART
+    floors = [(max(MIN_NODES_PER_PART * num_parts, min(COARSEN_FLOOR * num_parts, fits)), True),
+              (MIN_NODES_PER_PART * num_parts, True), (MIN_NODES_PER_PART * num_parts, False)]
     stage, bound_scale, stalled, depth = 0, 1, False, 0
     cur = g
     while metis_bytes_estimate(cur.num_nodes, cur.num_entries) > metis_budget and depth < MAX_LEVELS:
-        node_floor = floors[stage]
+        node_floor, capped = floors[stage]
         if cur.num_nodes <= node_floor or stalled:
             if stage == len(floors) - 1 or _metis_room(cur, metis_budget) >= MIN_KEPT * cur.num_entries:
                 return
             stage, bound_scale, stalled = stage + 1, 1, False
             continue
-        cap = max(2, total_w // node_floor)
+        cap = max(2, total_w // node_floor) if capped else lmax
         max_vw = int(cur.node_weights().max(initial=1))
         bound = max(max_vw, 2, min((lmax * bound_scale) // CLUSTER_FRACTION, cap))
         cluster = lp_clustering(cur, bound, LP_ROUNDS, seed + 7919 * depth, chunk_entries)
