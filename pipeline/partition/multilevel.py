@@ -79,7 +79,7 @@ def multilevel_partition(g: CSRFile, num_parts: int, *, imbalance: float, seed: 
                               hint="raise --memory-budget or use fewer --parts")
         mem = load_sparsified(cur, room, chunk_entries, seed)
         if len(mem.adjncy) < cur.num_entries:
-            log.warning("coarsest graph sparsified for METIS: %d of %d entries kept", len(mem.adjncy),
+            log.info("coarsest graph sparsified for METIS: %d of %d entries kept", len(mem.adjncy),
                      cur.num_entries)
         stats.metis_entries = len(mem.adjncy)
         part = run_metis(mem, num_parts, imbalance, seed)
