@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout (a worktree under /work/wt/<name> has it two levels up)
+SHARED = next((p / "shared" / "data" for p in ROOT.parents if (p / "shared" / "data").is_dir()),
+              ROOT.parent / "shared" / "data")
 
 
 # ---- graph generation -------------------------------------------------------------------------------
@@ -90,7 +92,73 @@ def gen_rmat(path: Path, scale: int = 21, m: int = 20_000_000, seed: int = 0,
     build_csr_store(path, relabel[src], relabel[dst], n, directed=True)
 
 
-GRAPHS = {"cit-hepph": gen_cit_hepph, "sbm": gen_sbm, "rmat": gen_rmat}
+def gen_cit_hepph_undirected(path: Path) -> None:
+    """cit-HepPh stored undirected (both directions of every citation): real, heavy-tailed degrees."""
+    with gzip.open(SHARED / "cit-HepPh" / "Cit-HepPh.txt.gz", "rt") as fh:
+        data = np.loadtxt(fh, dtype=np.int64, comments="#")
+    ids, inv = np.unique(data.ravel(), return_inverse=True)
+    inv = inv.reshape(-1, 2)
+    keep = inv[:, 0] != inv[:, 1]
+    build_csr_store(path, inv[keep, 0], inv[keep, 1], len(ids), directed=False)
+
+
+def gen_rmat_undirected(path: Path, scale: int = 18, m: int = 4_000_000, seed: int = 1) -> None:
+    """Undirected R-MAT (Graph500 parameters), 2^18 nodes: hubs of ~10^4 neighbours, no communities."""
+    rng = np.random.default_rng(seed)
+    n = 1 << scale
+    src = np.zeros(m, dtype=np.int64)
+    dst = np.zeros(m, dtype=np.int64)
+    for bit in range(scale):
+        r = rng.random(m)
+        src |= (r >= 0.76).astype(np.int64) << bit
+        dst |= (((r >= 0.57) & (r < 0.76)) | (r >= 0.95)).astype(np.int64) << bit
+    keep = src != dst
+    relabel = rng.permutation(n)
+    build_csr_store(path, relabel[src[keep]], relabel[dst[keep]], n, directed=False)
+
+
+def gen_chung_lu(path: Path, n: int = 200_000, m: int = 2_000_000, exponent: float = 2.1,
+                 blocks: int = 64, p_intra: float = 0.7, seed: int = 2) -> None:
+    """Power-law (Chung-Lu) graph with planted communities: expected degree of node i ~ i^(-1/(g-1))
+    (g = `exponent`, so the top hubs get thousands of neighbours); a fraction p_intra of edges joins
+    two nodes of one of `blocks` communities, both endpoints drawn by weight. Undirected."""
+    rng = np.random.default_rng(seed)
+    w = (np.arange(n) + 1.0) ** (-1.0 / (exponent - 1.0))
+    comm = rng.integers(0, blocks, n)
+    src = rng.choice(n, m, p=w / w.sum())
+    inside = rng.random(m) < p_intra
+    dst = rng.choice(n, m, p=w / w.sum())
+    # intra-community endpoint: weighted draw among src's community members
+    order = np.argsort(comm, kind="stable")
+    starts = np.searchsorted(comm[order], np.arange(blocks + 1))
+    cw = np.cumsum(w[order])
+    c = comm[src[inside]]
+    lo = np.where(starts[c] > 0, cw[np.maximum(starts[c] - 1, 0)], 0.0)
+    hi = cw[starts[c + 1] - 1]
+    pos = np.searchsorted(cw, lo + rng.random(len(c)) * (hi - lo), side="right")
+    dst[inside] = order[np.minimum(pos, starts[c + 1] - 1)]
+    keep = src != dst
+    relabel = rng.permutation(n)
+    build_csr_store(path, relabel[src[keep]], relabel[dst[keep]], n, directed=False)
+
+
+def gen_dcsbm(path: Path, n: int = 200_000, communities: int = 64, degree: float = 20.0,
+              skew: float = 3.0, seed: int = 3) -> None:
+    """Degree-corrected SBM from `gstore generate sbm --degree-skew` (heavy-tailed degrees inside
+    planted communities), ingested undirected."""
+    raw = path.parent / f"{path.name}.raw"
+    gs = [sys.executable, "-m", "gstore"]
+    subprocess.run(gs + ["generate", "sbm", "-n", str(n), "--communities", str(communities),
+                         "-d", str(degree), "--degree-skew", str(skew), "-f", "0", "--format", "npy",
+                         "--dense-ids", "--seed", str(seed), "-o", str(raw), "--force", "-q"], check=True)
+    edges = next(raw.glob("edges.*"))
+    subprocess.run(gs + ["ingest", str(edges), "-o", str(path), "--undirected", "--force", "-q"],
+                   check=True)
+
+
+GRAPHS = {"cit-hepph": gen_cit_hepph, "sbm": gen_sbm, "rmat": gen_rmat,
+          "cit-hepph-u": gen_cit_hepph_undirected, "rmat18-u": gen_rmat_undirected,
+          "chung-lu": gen_chung_lu, "dcsbm": gen_dcsbm}
 
 
 # ---- one run, in a subprocess -------------------------------------------------------------------------

@@ -41,10 +41,14 @@ def symmetrize(indptr, indices):
     return sym
 
 
-def lp_sweep(indptr, nbrs, ew, vw, cluster, cweight, bound, seed):
-    """One label-propagation sweep in row order (lp_cluster_chunk's rule); updates in place."""
+def lp_sweep(indptr, nbrs, ew, vw, cluster, cweight, bound, seed, active=None, next_active=None):
+    """One label-propagation sweep in row order (lp_cluster_chunk's rule); updates in place.
+    With `active` (a set), only those nodes are visited; movers add themselves and their
+    neighbours to `next_active`."""
     moves = 0
     for v, row in rows_of(indptr, nbrs, ew):
+        if active is not None and v not in active:
+            continue
         conn: dict[int, int] = {}
         order: list[int] = []
         for u, w in row:
@@ -66,6 +70,9 @@ def lp_sweep(indptr, nbrs, ew, vw, cluster, cweight, bound, seed):
             cweight[best] += vw[v]
             cluster[v] = best
             moves += 1
+            if next_active is not None:
+                next_active.add(v)
+                next_active.update(int(nbrs[j]) for j in range(indptr[v], indptr[v + 1]))
     return moves
 
 
@@ -86,10 +93,15 @@ def contract(indptr, nbrs, ew, vw, cluster):
     return cmap, cvw, edges
 
 
-def refine_sweep(indptr, nbrs, ew, vw, part, pweight, lmax, mode, max_loss):
-    """One refine_chunk sweep (mode 0 refine, 1 rebalance) in row order; updates in place."""
-    moves = 0
+def refine_sweep(indptr, nbrs, ew, vw, part, pweight, lmax, mode, max_loss, active=None,
+                 next_active=None):
+    """One refine_chunk sweep (mode 0 refine, 1 rebalance) in row order; updates in place.
+    With `active` (a set), only those nodes are visited and movers add themselves and their
+    neighbours to `next_active`. Returns (moves, gain, cut weight of visited rows)."""
+    moves = gain = cut = 0
     for v, row in rows_of(indptr, nbrs, ew):
+        if active is not None and v not in active:
+            continue
         p = int(part[v])
         if mode == 1 and pweight[p] <= lmax:
             continue
@@ -102,6 +114,7 @@ def refine_sweep(indptr, nbrs, ew, vw, part, pweight, lmax, mode, max_loss):
                 conn[q] = 0
             conn[q] += w
         own = conn.get(p, 0)
+        cut += sum(conn.values()) - own
         best, best_conn = -1, -1
         for q in order:
             if q == p or pweight[q] + vw[v] > lmax:
@@ -119,12 +132,17 @@ def refine_sweep(indptr, nbrs, ew, vw, part, pweight, lmax, mode, max_loss):
                 light = int(np.argmin(pweight))
                 if light != p and pweight[light] + vw[v] <= pweight[p]:
                     target = light
+                    best_conn = 0   # the kernel counts this move's gain as -own
         if target >= 0:
+            gain += best_conn - own
             pweight[p] -= vw[v]
             pweight[target] += vw[v]
             part[v] = target
             moves += 1
-    return moves
+            if next_active is not None:
+                next_active.add(v)
+                next_active.update(int(nbrs[j]) for j in range(indptr[v], indptr[v + 1]))
+    return moves, gain, cut
 
 
 def cut_fraction(indptr, nbrs, part):
@@ -171,3 +189,19 @@ def reorder_csr(indptr, indices, weights, perm):
         new_ptr.append(len(new_idx))
     return (np.array(new_ptr, dtype=np.int64), np.array(new_idx, dtype=np.int64),
             None if weights is None else np.array(new_w, dtype=np.float32))
+
+
+def pair_hash(a: int, b: int, seed: int) -> int:
+    lo, hi = min(a, b), max(a, b)
+    return mix_hash(lo ^ mix_hash((hi ^ seed) & MASK))
+
+
+def sparsify(indptr, nbrs, ew, wcap, t, keep_h, seed):
+    """{(v, u): w} kept by sparsify_chunk's rule: clipped weight > t, or == t with pair_hash < keep_h."""
+    kept = {}
+    for v, row in rows_of(indptr, nbrs, ew):
+        for u, w in row:
+            wc = min(w, wcap)
+            if wc > t or (wc == t and pair_hash(u, v, seed) < keep_h):
+                kept[(v, u)] = kept.get((v, u), 0) + w
+    return kept

@@ -15,6 +15,7 @@ from gstore.pipeline.partition.refine_kernels import REBALANCE, REFINE, refine_c
 from gstore.pipeline.partition.symmetrize import load_in_memory, store_csr, symmetric_graph
 from reference_partition import contract as ref_contract
 from reference_partition import cut_fraction, lp_sweep, refine_sweep, symmetrize
+from reference_partition import sparsify as ref_sparsify
 from store_factory import build_store, reference_csr
 
 
@@ -66,22 +67,29 @@ def test_symmetrize_matches_reference(tmp_path_factory, g, chunk):
 
 
 @settings(max_examples=40, deadline=None)
-@given(graphs, st.integers(1, 6), st.integers(0, 50))
-def test_lp_cluster_kernel_matches_reference(g, bound, seed):
+@given(graphs, st.integers(1, 6), st.integers(0, 50), st.booleans())
+def test_lp_cluster_kernel_matches_reference(g, bound, seed, use_active):
     n, m, gseed = g
     src, dst = _graph(n, m, gseed)
     indptr, nbrs = reference_csr(src, dst, n, directed=False)
     nbrs = nbrs.astype(np.int32)
     vw = np.ones(n, dtype=np.int64)
     cl, cw = np.arange(n, dtype=np.int32), vw.copy()
-    slot = np.full(n, -1, dtype=np.int32)
-    moves = lp_cluster_chunk(indptr, nbrs, np.zeros(0, np.int64), False, 0, vw, cl, cw, bound, slot, seed)
+    rng = np.random.default_rng(gseed)
+    active = (rng.random(n) < 0.5).astype(np.uint8) if use_active else np.zeros(0, np.uint8)
+    next_active = np.zeros(n if use_active else 0, np.uint8)
+    moves = lp_cluster_chunk(indptr, nbrs, np.zeros(0, np.int64), False, 0, vw, cl, cw, bound, seed,
+                             active, next_active, use_active)
     rcl, rcw = np.arange(n), vw.copy()
-    rmoves = lp_sweep(indptr, nbrs, None, vw, rcl, rcw, bound, seed)
+    ract = set(np.flatnonzero(active).tolist()) if use_active else None
+    rnext = set() if use_active else None
+    rmoves = lp_sweep(indptr, nbrs, None, vw, rcl, rcw, bound, seed, ract, rnext)
     assert moves == rmoves
     np.testing.assert_array_equal(cl, rcl)
     np.testing.assert_array_equal(cw, np.bincount(cl, minlength=n))
-    assert cw.max() <= max(bound, 1) and (slot == -1).all()
+    assert cw.max() <= max(bound, 1)
+    if use_active:
+        assert set(np.flatnonzero(next_active).tolist()) == rnext
 
 
 @settings(max_examples=30, deadline=None)
@@ -114,8 +122,51 @@ def test_contract_matches_reference(tmp_path_factory, g, chunk):
 
 
 @settings(max_examples=40, deadline=None)
-@given(graphs, st.integers(1, 5), st.sampled_from([REFINE, REBALANCE]), st.sampled_from([0, 1, -1]))
-def test_refine_kernel_matches_reference(g, k, mode, max_loss):
+@given(graphs, st.integers(0, 200), st.integers(1, 40), st.integers(0, 9))
+def test_sparsify_keeps_heaviest_symmetrically(tmp_path_factory, g, room, chunk, wcap):
+    from gstore.pipeline.partition import sparsify as sp
+
+    n, m, seed = g
+    src, dst = _graph(n, m, seed)
+    indptr, nbrs = reference_csr(src, dst, n, directed=False)
+    # symmetric weights: a function of the unordered pair
+    ew = np.array([1 + (min(v, int(u)) * 7 + max(v, int(u))) % 5 for v in range(n)
+                   for u in nbrs[indptr[v]:indptr[v + 1]]], dtype=np.int64)
+    tmp = tmp_path_factory.mktemp("s")
+    csr = _csrfile(tmp, indptr, nbrs, ew)
+    old_bins = sp.HIST_BINS
+    sp.HIST_BINS = wcap + 2 if wcap else old_bins   # small caps exercise the clipped last bin
+    try:
+        mem = sp.load_sparsified(csr, room, chunk, seed)
+        hist = np.zeros(sp.HIST_BINS, dtype=np.int64)
+        for v in range(n):
+            for j in range(indptr[v], indptr[v + 1]):
+                if nbrs[j] != v:
+                    hist[min(int(ew[j]), sp.HIST_BINS - 1)] += 1
+        t, frac = sp.keep_rule(hist, room)
+        wc = sp.HIST_BINS - 1
+    finally:
+        sp.HIST_BINS = old_bins
+    got = {}
+    for v in range(n):
+        for j in range(mem.xadj[v], mem.xadj[v + 1]):
+            got[(v, int(mem.adjncy[j]))] = got.get((v, int(mem.adjncy[j])), 0) + int(mem.eweights[j])
+    no_loops = sum(hist)
+    if no_loops <= room:
+        want = ref_sparsify(indptr, nbrs, ew, 10**9, 0, 0, 0)   # everything but self loops
+    else:
+        keep_h = min(2**64 - 1, int(frac * 2.0**64))
+        want = ref_sparsify(indptr, nbrs, ew, wc, t, keep_h, seed)
+        # nothing lighter than t survives, nothing heavier is dropped
+        assert all(min(w, wc) >= t for w in got.values())
+    assert got == want
+    assert all(got.get((u, v)) == w for (v, u), w in got.items())   # still symmetric
+
+
+@settings(max_examples=40, deadline=None)
+@given(graphs, st.integers(1, 5), st.sampled_from([REFINE, REBALANCE]), st.sampled_from([0, 1, -1]),
+       st.booleans())
+def test_refine_kernel_matches_reference(g, k, mode, max_loss, use_active):
     n, m, seed = g
     src, dst = _graph(n, m, seed)
     indptr, nbrs = reference_csr(src, dst, n, directed=False)
@@ -127,13 +178,44 @@ def test_refine_kernel_matches_reference(g, k, mode, max_loss):
     lmax = max_part_weight(int(vw.sum()), k, 0.1, int(vw.max()))
     rpart, rpw = part.copy(), pweight.copy()
     conn, touched = np.zeros(k, np.int64), np.zeros(k, np.int64)
-    moves, _ = refine_chunk(indptr, nbrs, np.zeros(0, np.int64), False, 0, vw, part, pweight, lmax,
-                            conn, touched, mode, max_loss)
-    rmoves = refine_sweep(indptr, nbrs, None, vw, rpart, rpw, lmax, mode, max_loss)
-    assert moves == rmoves
+    active = (rng.random(n) < 0.5).astype(np.uint8) if use_active else np.zeros(0, np.uint8)
+    next_active = np.zeros(n if use_active else 0, np.uint8)
+    moves, gain, cut = refine_chunk(indptr, nbrs, np.zeros(0, np.int64), False, 0, vw, part, pweight,
+                                    lmax, conn, touched, mode, max_loss, active, next_active,
+                                    use_active)
+    ract = set(np.flatnonzero(active).tolist()) if use_active else None
+    rnext = set() if use_active else None
+    assert (moves, gain, cut) == refine_sweep(indptr, nbrs, None, vw, rpart, rpw, lmax, mode, max_loss,
+                                              ract, rnext)
     np.testing.assert_array_equal(part, rpart)
     np.testing.assert_array_equal(pweight, np.bincount(part, weights=vw, minlength=k))
     assert (conn == 0).all()
+    if use_active:
+        assert set(np.flatnonzero(next_active).tolist()) == rnext
+
+
+@settings(max_examples=20, deadline=None)
+@given(graphs, st.integers(1, 6), st.integers(1, 40))
+def test_refine_never_raises_the_cut_and_keeps_balance(tmp_path_factory, g, k, chunk):
+    from gstore.pipeline.partition.refine import refine
+
+    n, m, seed = g
+    src, dst = _graph(n, m, seed)
+    indptr, nbrs = reference_csr(src, dst, n, directed=False)
+    rng = np.random.default_rng(seed)
+    vw = rng.integers(1, 3, n).astype(np.int64)
+    lmax = max_part_weight(int(vw.sum()), k, 0.1, int(vw.max()))
+    part = np.zeros(n, dtype=np.int32)
+    pw = np.zeros(k, dtype=np.int64)
+    for v in rng.permutation(n):   # a random partition within the bound
+        q = int(np.argmin(pw))
+        part[v], pw[q] = q, pw[q] + vw[v]
+    csr = _csrfile(tmp_path_factory.mktemp("f"), indptr, nbrs, vw=vw)
+    before = cut_fraction(indptr, nbrs, part)
+    refine(csr, part, k, lmax, chunk)
+    assert cut_fraction(indptr, nbrs, part) <= before
+    # moves only go into parts with room: no part ends heavier than the bound or its start
+    assert np.bincount(part, weights=vw, minlength=k).max() <= max(lmax, int(pw.max()))
 
 
 @settings(max_examples=20, deadline=None)

@@ -39,14 +39,20 @@ def lp_clustering(g: CSRFile, bound: int, rounds: int, seed: int, chunk_entries:
     cluster = np.arange(n, dtype=dt)
     vw = g.node_weights()
     cweight = vw.copy()
-    slot_of = np.full(n, -1, dtype=dt)
+    # rounds after the first visit only nodes next to a move of the round before (chunks without
+    # one are not read): the rest keep their connections, and most of a round's moves come early
+    active = np.ones(n, dtype=np.uint8)
+    next_active = np.zeros(n, dtype=np.uint8)
     for r in range(rounds):
         moves = 0
-        for ch in g.iter_chunks(chunk_entries):
+        for ch in g.iter_chunks(chunk_entries, wanted=lambda r0, r1: bool(active[r0:r1].any())):
             moves += lp_cluster_chunk(ch.local_indptr, ch.nbrs, ch.ew, ch.has_weights, ch.r0, vw,
-                                      cluster, cweight, bound, slot_of, seed * 1000003 + r)
+                                      cluster, cweight, bound, seed * 1000003 + r, active,
+                                      next_active, True)
         if moves < max(1, n // 1000):
             break
+        active, next_active = next_active, active
+        next_active[:] = 0
     _bin_isolated(g, cluster, vw, bound)
     return cluster
 

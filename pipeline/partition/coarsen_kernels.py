@@ -22,15 +22,20 @@ def mix_hash(x):
 
 
 @njit(**NJIT)
-def lp_cluster_chunk(local_indptr, nbrs, ew, has_w, row0, vw, cluster, cweight, bound, slot_of,
-                     seed):
+def lp_cluster_chunk(local_indptr, nbrs, ew, has_w, row0, vw, cluster, cweight, bound, seed, active,
+                     next_active, use_active):
     """One label-propagation sweep over the chunk's rows, in row order.
 
     Node v joins the neighbouring cluster c with the largest connection weight, provided
     cweight[c] + vw[v] <= bound; it stays unless the best cluster is strictly better connected than
     its own. Ties between equally good foreign clusters go to the smallest hash(c, seed).
-    cluster (N,) and cweight (N,) are updated in place; slot_of (N,) int must be -1 on entry and is
-    left -1. Returns the number of moves.
+    cluster (N,) and cweight (N,) are updated in place. With use_active, only rows v with
+    active[v] (uint8 (N,)) are visited, and a node that moves sets next_active for itself and its
+    neighbours (as refine_chunk). Returns the number of moves.
+
+    A row's clusters are collected in a small open-addressing table sized to the row (2x its
+    degree, rounded up to a power of two), not an N-sized slot array: that would cost one more
+    cache miss per entry on graphs with 10^7+ nodes.
     """
     rows = len(local_indptr) - 1
     maxdeg = 0
@@ -40,47 +45,78 @@ def lp_cluster_chunk(local_indptr, nbrs, ew, has_w, row0, vw, cluster, cweight, 
             maxdeg = d
     cand = np.empty(maxdeg + 1, dtype=np.int64)
     conn = np.empty(maxdeg + 1, dtype=np.int64)
+    where = np.empty(maxdeg + 1, dtype=np.int64)
+    cbuf = np.empty(maxdeg + 1, dtype=np.int64)
+    tsize = 2
+    while tsize < 2 * (maxdeg + 1):
+        tsize *= 2
+    keys = np.full(tsize, -1, dtype=np.int64)
+    slot = np.empty(tsize, dtype=np.int64)
     moves = 0
     for i in range(rows):
         v = row0 + i
+        if use_active and active[v] == 0:
+            continue
         own = cluster[v]
         wv = vw[v]
+        deg = local_indptr[i + 1] - local_indptr[i]
+        mask = 1
+        while mask < 2 * (deg + 1):
+            mask *= 2
+        mask -= 1
         nc = 0
-        for j in range(local_indptr[i], local_indptr[i + 1]):
+        lo = local_indptr[i]
+        # gather first: independent loads overlap their cache misses (see refine_chunk)
+        for j in range(lo, local_indptr[i + 1]):
+            cbuf[j - lo] = cluster[nbrs[j]]
+        for j in range(lo, local_indptr[i + 1]):
             u = nbrs[j]
             if u == v:
                 continue
-            c = cluster[u]
+            c = cbuf[j - lo]
             w = ew[j] if has_w else 1
-            s = slot_of[c]
-            if s < 0:
-                slot_of[c] = nc
+            h = (c * 2654435761) & mask
+            while keys[h] != -1 and keys[h] != c:
+                h = (h + 1) & mask
+            if keys[h] == -1:
+                keys[h] = c
+                slot[h] = nc
+                where[nc] = h
                 cand[nc] = c
                 conn[nc] = w
                 nc += 1
             else:
-                conn[s] += w
+                conn[slot[h]] += w
         best = own
         best_conn = 0
-        if slot_of[own] >= 0:
-            best_conn = conn[slot_of[own]]
+        h = (np.int64(own) * 2654435761) & mask
+        while keys[h] != -1 and keys[h] != own:
+            h = (h + 1) & mask
+        if keys[h] == own:
+            best_conn = conn[slot[h]]
         best_h = np.uint64(0)
         for s in range(nc):
+            cbuf[s] = cweight[cand[s]]
+        for s in range(nc):
             c = cand[s]
-            if c == own or cweight[c] + wv > bound:
+            if c == own or cbuf[s] + wv > bound:
                 continue
-            h = mix_hash(c ^ seed)
-            if conn[s] > best_conn or (conn[s] == best_conn and best != own and h < best_h):
+            hc = mix_hash(c ^ seed)
+            if conn[s] > best_conn or (conn[s] == best_conn and best != own and hc < best_h):
                 best = c
                 best_conn = conn[s]
-                best_h = h
+                best_h = hc
         for s in range(nc):
-            slot_of[cand[s]] = -1
+            keys[where[s]] = -1
         if best != own:
             cweight[own] -= wv
             cweight[best] += wv
             cluster[v] = best
             moves += 1
+            if use_active:
+                next_active[v] = 1
+                for j in range(local_indptr[i], local_indptr[i + 1]):
+                    next_active[nbrs[j]] = 1
     return moves
 
 
@@ -135,4 +171,55 @@ def aggregate_rows(row_start, row_end, nbr, w, marker, base, counts):
                 w[pos] = wk
                 pos += 1
         counts[r] = pos - start
+    return pos
+
+
+@njit(**NJIT)
+def pair_hash(a, b, seed):
+    """Hash of the unordered pair {a, b}: the same from either endpoint's row."""
+    lo = a if a < b else b
+    hi = b if a < b else a
+    return mix_hash(np.uint64(lo) ^ mix_hash(np.uint64(hi) ^ np.uint64(seed)))
+
+
+@njit(**NJIT)
+def weight_histogram(local_indptr, nbrs, ew, has_w, row0, hist):
+    """Add the chunk's entry weights (self loops skipped) to hist (cap,) int64; weights >= cap - 1
+    count in the last bin."""
+    cap = len(hist)
+    rows = len(local_indptr) - 1
+    for i in range(rows):
+        v = row0 + i
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            if nbrs[j] == v:
+                continue
+            w = ew[j] if has_w else 1
+            hist[w if w < cap - 1 else cap - 1] += 1
+
+
+@njit(**NJIT)
+def sparsify_chunk(local_indptr, nbrs, ew, has_w, row0, wcap, t, keep_h, seed, counts, res_nbrs,
+                   res_w, write):
+    """Keep entries whose weight (clipped to wcap) is > t, and those equal to t whose pair_hash is
+    < keep_h (both directions of an edge are kept or dropped together); self loops dropped.
+
+    counts[i] = kept entries of row i; with `write`, kept (neighbour, weight) are packed into
+    res_nbrs / res_w (else they may be empty: a counting pass). Returns the total kept."""
+    rows = len(local_indptr) - 1
+    pos = 0
+    for i in range(rows):
+        v = row0 + i
+        start = pos
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            u = nbrs[j]
+            if u == v:
+                continue
+            w = ew[j] if has_w else 1
+            wc = w if w < wcap else wcap
+            if wc > t or (wc == t and pair_hash(u, v, seed) < keep_h):
+                if write:
+                    res_nbrs[pos] = u
+                    res_w[pos] = w
+                pos += 1
+        counts[i] = pos - start
     return pos

