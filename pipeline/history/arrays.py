@@ -112,6 +112,10 @@ class HistoryArrays:
         return np.memmap(path, dtype=dt, mode="r+", shape=(n, width))
 
     @property
+    def emb_itemsize(self) -> int:
+        return np.dtype(self.layout.dtype).itemsize
+
+    @property
     def num_layers(self) -> int:
         return len(self.emb)
 

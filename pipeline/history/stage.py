@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import logging
 import queue
+import resource
 import threading
-from dataclasses import dataclass, field, fields
+import time
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from gstore.errors import LoaderError
@@ -68,6 +70,51 @@ class HistoryWrites:
     pushes: list
     halo_ids: np.ndarray
     grads: list | None = None
+
+
+@dataclass
+class HistoryIOStats:
+    """Where a pass's history I/O time went (bench/history_io.py reports it).
+
+    pull_s / write_s: seconds the pull / write thread spent reading / writing rows; pull_wait_s /
+    write_wait_s: seconds each waited on the other (determinism rule); rows_read / rows_written:
+    row reads (emb_l[H], grad_l[B], the grad_l[H] of an add) and row writes, summed over layers;
+    bytes_read / bytes_written: their bytes; minor_faults / major_faults: page faults the two
+    threads took (RUSAGE_THREAD), i.e. what reading through a file mapping costs."""
+
+
+    batches: int = 0
+    pull_s: float = 0.0
+    write_s: float = 0.0
+    pull_wait_s: float = 0.0
+    write_wait_s: float = 0.0
+    rows_read: int = 0
+    rows_written: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    minor_faults: int = 0
+    major_faults: int = 0
+    halo_pages: int = 0          # distinct 4 KiB file pages under the halo rows read, summed over layers
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: dict) -> "HistoryIOStats":
+        return HistoryIOStats(**{f.name: type(f.default)(d[f.name]) for f in fields(HistoryIOStats)})
+
+
+def _thread_faults() -> tuple[int, int]:
+    try:
+        r = resource.getrusage(resource.RUSAGE_THREAD)
+    except (AttributeError, OSError, ValueError):
+        return 0, 0
+    return r.ru_minflt, r.ru_majflt
+
+
+def _distinct_pages(ids: np.ndarray, row_bytes: int) -> int:
+    """File pages (4 KiB) holding the first byte of rows `ids` (exact for rows that divide a page)."""
+    return int(len(np.unique(ids * row_bytes >> 12))) if len(ids) else 0
 
 
 def overlay(batch: HistoryBatch, w: HistoryWrites) -> None:
@@ -128,6 +175,8 @@ class _Run:
         self.applied = 0           # write jobs applied (batches 0..applied-1)
         self.last_seq = -1         # the last batch whose writes were submitted
         self._batches = batches
+        self.stats = HistoryIOStats()
+        self._stats_lock = threading.Lock()
         self.threads = [StageThread("history-pull", self._pull, c),
                         StageThread("history-write", self._write, c)]
 
@@ -137,11 +186,21 @@ class _Run:
                 self.cond.wait(POLL_S)
                 self.control.check()
 
+    def _count_faults(self, before: tuple[int, int]) -> None:
+        mi, ma = _thread_faults()
+        with self._stats_lock:
+            self.stats.minor_faults += mi - before[0]
+            self.stats.major_faults += ma - before[1]
+
     def _pull(self) -> None:
         it = iter(self._batches)
         try:
+            st = self.stats
             for k, b in enumerate(it):
+                t0 = time.perf_counter()
                 self._wait(lambda: self.applied >= k - 1)
+                t1 = time.perf_counter()
+                f0 = _thread_faults()
                 hb = as_history_batch(b, k, self.loss_mask)
                 del b
                 a = self.arrays
@@ -150,6 +209,17 @@ class _Run:
                 if self.gradients:
                     hb.grad_rows = [a.read_grad(l, hb.batch_ids) for l in range(a.num_layers)]
                 a.release()
+                self._count_faults(f0)
+                st.pull_wait_s += t1 - t0
+                st.pull_s += time.perf_counter() - t1
+                st.batches += 1
+                for l, w in enumerate(a.layout.widths):
+                    st.rows_read += len(hb.halo_ids)
+                    st.bytes_read += len(hb.halo_ids) * w * a.emb_itemsize
+                    st.halo_pages += _distinct_pages(hb.halo_ids, w * a.emb_itemsize)
+                    if self.gradients:
+                        st.rows_read += len(hb.batch_ids)
+                        st.bytes_read += len(hb.batch_ids) * w * 4
                 with self.cond:
                     self.pulled = k + 1
                     self.cond.notify_all()
@@ -171,7 +241,10 @@ class _Run:
             if job is _END:
                 return
             # the write of batch j waits for pull j+1 (which must see the files without it)
+            t0 = time.perf_counter()
             self._wait(lambda: self.pulled >= job.seq + 2 or self.pulls_ended)
+            t1 = time.perf_counter()
+            f0 = _thread_faults()
             for l, rows in enumerate(job.pushes):
                 a.write_emb(l, job.batch_ids, rows)
             if job.grads is not None:
@@ -179,6 +252,18 @@ class _Run:
                     a.reset_grad(l, job.batch_ids)
                     a.add_grad(l, job.halo_ids, g)
             a.release()
+            self._count_faults(f0)
+            st = self.stats
+            st.write_wait_s += t1 - t0
+            st.write_s += time.perf_counter() - t1
+            for l, w in enumerate(a.layout.widths):
+                st.rows_written += len(job.batch_ids)
+                st.bytes_written += len(job.batch_ids) * w * a.emb_itemsize
+                if job.grads is not None:
+                    st.rows_written += len(job.batch_ids) + len(job.halo_ids)
+                    st.rows_read += len(job.halo_ids)
+                    st.bytes_written += (len(job.batch_ids) + len(job.halo_ids)) * w * 4
+                    st.bytes_read += len(job.halo_ids) * w * 4
             with self.cond:
                 self.applied = job.seq + 1
                 self.cond.notify_all()
@@ -235,6 +320,7 @@ class HistoryLoader:
         self.arrays: HistoryArrays | None = None
         self._epoch, self._consumed = 0, 0
         self._run: _Run | None = None
+        self.io_stats = HistoryIOStats()     # of the last (or current) pass
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -282,6 +368,7 @@ class HistoryLoader:
     def _iterate(self):
         run = _Run(self.arrays, self.inner, self.loss_mask, self.gradients)
         self._run = run
+        self.io_stats = run.stats
         for t in run.threads:
             t.start()
         finished = False
