@@ -118,8 +118,14 @@ def main() -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     loader.set_epoch(0)
+    first = {}
+
+    def on_batch(batch, p) -> None:      # the first batch's wait is start-up (threads, kernels' cache)
+        first.setdefault("wait_s", p.wait_s)
+
     stats = train_epoch(model, loader, opt, epoch=0, seed=cfg.seed, amp=Amp(False, torch.device("cpu")),
-                        progress=EpochProgress(SplitMetrics(binary=inputs.binary)), step=step)
+                        progress=EpochProgress(SplitMetrics(binary=inputs.binary)), step=step,
+                        on_batch=on_batch)
     stop.set()
     sampler.join()
     arrays.close()
@@ -129,11 +135,14 @@ def main() -> None:
            "history_dtype": args.history_dtype, "history_bytes": layout.nbytes,
            "memory_budget": parse_bytes(args.memory_budget), "warm": args.warm,
            "batches": stats.batches, "epoch_s": stats.seconds, "wait_s": stats.wait_s,
-           "wait_share": stats.wait_share, "peak_anon_bytes": peak["anon"], "peak_rss_bytes": peak_rss_bytes(),
+           "wait_share": stats.wait_share, "first_wait_s": first.get("wait_s", 0.0),
+           "steady_wait_share": (stats.wait_s - first.get("wait_s", 0.0)) / max(stats.seconds - first.get("wait_s", 0.0), 1e-9),
+           "peak_anon_bytes": peak["anon"], "peak_rss_bytes": peak_rss_bytes(),
            "io": io, "read_GBps": io["bytes_read"] / gb / max(io["pull_s"] + io["write_s"], 1e-9),
            "bound_s": io["bytes_read"] / (2.5 * gb) + io["bytes_written"] / (1.2 * gb)}
     print(f"epoch {stats.seconds:.1f} s over {stats.batches} batches, trainer waited {stats.wait_s:.1f} s "
-          f"({100 * stats.wait_share:.0f}%)")
+          f"({100 * stats.wait_share:.0f}%; {100 * out['steady_wait_share']:.0f}% after the first batch's "
+          f"{out['first_wait_s']:.1f} s)")
     b = max(1, io["batches"])
     print(f"history I/O: pulls {io['pull_s']:.1f} s (+{io['pull_wait_s']:.1f} s waiting on writes), writes "
           f"{io['write_s']:.1f} s (+{io['write_wait_s']:.1f} s waiting on pulls); read "

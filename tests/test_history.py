@@ -176,7 +176,7 @@ def test_pulled_and_written_pages_are_released(tmp_path):
     ids = np.arange(0, 1 << 16, 2, dtype=np.int64)
     arrays.read_emb(0, ids[:4])                   # loads the kernels (shared libraries are file pages too)
     arrays.release(force=True)
-    arrays.release_bytes = 300 << 20               # _touch counts a page per row of under a page
+    arrays.released.every = 300 << 20              # _touch counts a page per row of under a page
     before = _proc_kib("/proc/self/status", "RssFile:")
     arrays.write_emb(0, ids, np.ones((len(ids), 256), np.float32))
     arrays.add_grad(0, ids, np.ones((len(ids), 256), np.float32))
@@ -188,7 +188,7 @@ def test_pulled_and_written_pages_are_released(tmp_path):
     after = _proc_kib("/proc/self/status", "RssFile:")
     assert rows.sum() == len(ids) * 256
     assert kept - before > 48 << 20 and touched - before > 48 << 20   # mapped while in use
-    assert arrays._touched == 0
+    assert arrays.released.touched == 0
     assert after - before < 8 << 20               # and are not any more
     arrays.close()
     again = HistoryArrays(tmp_path / "h", layout)    # the writes reached the files

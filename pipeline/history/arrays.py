@@ -3,30 +3,39 @@
     RUN_DIR/history/emb_<l>     float16|float32 (N, layer_dim(l)) layer l's last known rows (l = 0..L-2)
     RUN_DIR/history/grad_<l>    float32 (N, layer_dim(l)) scalable-gcn's gradient store of layer l
 
-Files are raw little-endian rows (no header), created sparse (truncate: unwritten rows read as 0).
-Rows are read with the feature gather kernel and written with numpy fancy assignment through a
-MAP_SHARED mapping; once RELEASE_BYTES of rows were read or written since the last release, the
-mappings are released with madvise(MADV_DONTNEED) (pipeline/inference/layerwise.py does the same),
-so the pages go back to the page cache and RSS stays bounded however large the arrays are (the
-kernel writes dirty pages back by itself). Releasing after every batch instead cost more than the
-rows themselves: every later touch faulted its page in again, and each madvise walks the whole
-mapping (0.12 s per batch on 9 GiB of histories; a 6000-row random update took 0.165 s with a
-release per batch against 0.070 s without).
-Reads and writes of one HistoryArrays are never concurrent: the pull and write stages take turns
-(stage.py), which is what makes them race-free.
+Files are raw little-endian rows (no header), allocated when created. Rows are read with the
+feature gather kernel and written with the kernels of history_kernels.py (parallel, rows visited in
+ascending order), both through a MAP_SHARED mapping advised MADV_RANDOM: a row's fault then reads
+its own page from disk, not the 128 KiB of read-around a sequential reader wants (32x the bytes of
+a 1 KiB row, on a file that is not in the page cache).
+Once RELEASE_BYTES of rows were touched since the last release (gstore.memory.ReleaseCounter), the
+mappings are released with madvise(MADV_DONTNEED) (layer-wise inference does the same), so the
+pages go back to the page cache and RSS stays bounded however large the arrays are (the kernel
+writes dirty pages back by itself). Releasing after every batch cost more than the rows themselves
+(every later touch faulted its page in again; each madvise walks the whole mapping).
+Why a mapping and not pread/pwrite per row: a history row is 0.5-1 KiB at a random offset, so
+every row is its own run (5,000 halo rows among 2.4M nodes are 470 rows apart on average) and the
+cost is per row, not per byte. Measured on the bench machine (warm page cache, 1 KiB rows): a
+fault through the mapping 2-5 us per row, os.preadv from Python 7-10 us, os.pwritev 19-30 us
+(ext4's write path per call), docs/training.md.
+Reads and writes may run at once from two threads on DISJOINT rows (stage.py guarantees it); a
+release meanwhile only makes the other thread fault its pages in again.
 """
 from __future__ import annotations
 
 import mmap
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gstore.errors import OptionError
-from gstore.memory import release_pages
+from gstore.memory import ReleaseCounter, release_pages
+from gstore.pipeline.features.cache import bit_view
 from gstore.pipeline.features.gather import gather_features, should_sort
+from gstore.pipeline.history.history_kernels import add_rows, has_repeats, scatter_rows, zero_rows
 
 HISTORY_DTYPES = ("float16", "float32")
 GRAD_DTYPE = np.float32
@@ -77,8 +86,8 @@ class HistoryArrays:
             arr = self._map(self.root / name, dt, w)
             (self.emb if name.startswith("emb_") else self.grad).append(arr)
         self._sort = [should_sort(a) for a in self.emb]
-        self.release_bytes = RELEASE_BYTES
-        self._touched = 0         # bytes of rows read or written since the last release
+        self.released = ReleaseCounter(RELEASE_BYTES)     # bytes of rows touched since the last release
+        self._due = threading.Event()      # the counter crossed: the next release() unmaps
 
     @staticmethod
     def create(root: Path, layout: HistoryLayout) -> "HistoryArrays":
@@ -109,7 +118,12 @@ class HistoryArrays:
                               hint="the run directory was damaged: start the run again with --force")
         if n == 0 or width == 0:
             return np.zeros((n, width), dtype=dt)
-        return np.memmap(path, dtype=dt, mode="r+", shape=(n, width))
+        arr = np.memmap(path, dtype=dt, mode="r+", shape=(n, width))
+        try:
+            arr._mmap.madvise(mmap.MADV_RANDOM)
+        except (AttributeError, OSError, ValueError):     # no madvise here: read-around then
+            pass
+        return arr
 
     @property
     def emb_itemsize(self) -> int:
@@ -140,31 +154,44 @@ class HistoryArrays:
     def write_emb(self, layer: int, ids: np.ndarray, rows: np.ndarray) -> None:
         """emb[layer][ids] = rows (already in the store's dtype: quantised by the caller once)."""
         if len(ids):
-            self._touch(self.emb[layer], ids)
-            self.emb[layer][ids] = rows
+            dst = self.emb[layer]
+            self._touch(dst, ids)
+            order = np.argsort(ids, kind="stable")
+            if has_repeats(ids, order):         # numpy's last-wins, serially
+                dst[ids] = rows
+            else:
+                scatter_rows(bit_view(dst), ids, order, bit_view(np.ascontiguousarray(rows, dst.dtype)))
 
     def reset_grad(self, layer: int, ids: np.ndarray) -> None:
         if len(ids):
-            self._touch(self.grad[layer], ids)
-            self.grad[layer][ids] = 0.0
+            g = self.grad[layer]
+            self._touch(g, ids)
+            zero_rows(g, ids, np.argsort(ids, kind="stable"))
 
     def add_grad(self, layer: int, ids: np.ndarray, rows: np.ndarray) -> None:
-        """grad[layer][ids] += rows; ids must be unique (a block's sources are)."""
+        """grad[layer][ids] += rows (float32); ids unique (a block's sources are)."""
         if len(ids):
             g = self.grad[layer]
             self._touch(g, ids)
-            g[ids] = g[ids] + rows
+            order = np.argsort(ids, kind="stable")
+            if has_repeats(ids, order):
+                g[ids] = g[ids] + rows
+            else:
+                add_rows(g, ids, order, np.ascontiguousarray(rows, np.float32))
 
     def _touch(self, arr: np.ndarray, ids: np.ndarray) -> None:
         # a row smaller than a page still maps the whole page
-        self._touched += len(ids) * max(arr.shape[1] * arr.dtype.itemsize, mmap.PAGESIZE)
+        if self.released.add(len(ids) * max(arr.shape[1] * arr.dtype.itemsize, mmap.PAGESIZE)):
+            self._due.set()
 
     def release(self, force: bool = False) -> None:
-        """Unmap the history pages once `release_bytes` were touched since the last release (or
-        now, with force)."""
-        if not force and self._touched < self.release_bytes:
+        """Unmap the history pages once the counter's bytes were touched since the last release
+        (or now, with force)."""
+        if not (force or self._due.is_set()):
             return
-        self._touched = 0
+        self._due.clear()
+        if force:
+            self.released.reset()
         for a in self.emb + self.grad:
             release_pages(a)
 

@@ -4,17 +4,25 @@
     trainer --submit(HistoryWrites)--> q_jobs --(writer thread)--> history files
 
 The pull thread reads, for batch k, every hidden layer's rows of its halo H_k (and, with gradient
-stores, the gradient rows of its in-batch nodes B_k) while the trainer computes batch k-1; the
-writer applies each batch's pushes (h_l[B] -> emb_l[B]) and gradient writes (grad_l[B] = 0,
-grad_l[H] += d loss / d emb_l[H]) on its own thread.
+stores, the gradient rows of its in-batch nodes B_k) while the trainer computes an earlier batch;
+the writer applies each batch's pushes (h_l[B] -> emb_l[B]) and gradient writes (grad_l[B] = 0,
+grad_l[H] += d loss / d emb_l[H]) on its own thread, at the same time.
 
 Determinism rule: the result equals the serial semantics "batch k sees every write of batches
-< k", whatever the thread timing. Pull k waits until the writes of batches <= k-2 are applied, and
-the write of batch k-1 waits until pull k has read, so pull k reads exactly the state after batches
-<= k-2 (reads and writes never overlap: no races). The trainer then overlays batch k-1's writes,
-which it still holds in memory, onto the rows of batch k (`overlay`: sorted ids, searchsorted),
-with the same quantisation and the same float32 additions the writer uses, so the rows equal the
-serial ones bit for bit. Each pass (epoch) ends with every write applied.
+< k", whatever the thread timing. Pull k must read the state after the writes of batches <= k-2:
+- it starts once the writes of batches <= k-3 are applied, and reads at once every row that the
+  writes of batch k-2 do not touch (W_{k-2}: B_{k-2} in the embedding stores, B_{k-2} u H_{k-2}
+  in the gradient stores, known from the batch it pulled two batches ago), WHILE those writes run:
+  disjoint rows, so no race and the same values as after them;
+- the rows in W_{k-2} (a handful: two random batches share few nodes) it reads once the writes of
+  batch k-2 are applied (`late_rows` counts them);
+- the write of batch k-1 waits until pull k has read, so pull k never sees it.
+The trainer then overlays batch k-1's writes, which it still holds in memory, onto the rows of
+batch k (`overlay`: sorted ids, searchsorted), with the same quantisation and the same float32
+additions the writer uses, so the rows equal the serial ones bit for bit. Each pass (epoch) ends
+with every write applied. So the writes of batch k-2 and the reads of batch k run at once (before,
+they took turns: pull, write, pull, write, while one training step ran), and the pull thread can
+run up to two batches ahead of the trainer.
 
 Bounded queues (pipeline/loader/queues.py) carry a worker's exception to the trainer, raised as
 LoaderError at its next batch or at `submit` / `flush`.
@@ -31,6 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 import numpy as np
 from gstore.errors import LoaderError
 from gstore.pipeline.history.arrays import HistoryArrays
+from gstore.pipeline.history.history_kernels import member_mask
 from gstore.pipeline.loader.batch import Batch
 from gstore.pipeline.loader.queues import POLL_S, PipelineControl, StageQueue, StageThread
 from gstore.pipeline.loader.state import LoaderState
@@ -95,6 +104,8 @@ class HistoryIOStats:
     minor_faults: int = 0
     major_faults: int = 0
     halo_pages: int = 0          # distinct 4 KiB file pages under the halo rows read, summed over layers
+    overlapped_pulls: int = 0    # pulls that read while the writes of the batch two before ran
+    late_rows: int = 0           # rows such pulls read only after those writes (they touch them)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -196,22 +207,32 @@ class _Run:
         it = iter(self._batches)
         try:
             st = self.stats
+            written: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # seq -> rows its writes touch
             for k, b in enumerate(it):
                 t0 = time.perf_counter()
-                self._wait(lambda: self.applied >= k - 1)
+                self._wait(lambda: self.applied >= k - 2)
                 t1 = time.perf_counter()
                 f0 = _thread_faults()
                 hb = as_history_batch(b, k, self.loss_mask)
                 del b
+                pending = written.pop(k - 2, None)
+                if pending is not None and self.applied >= k - 1:
+                    pending = None            # batch k-2's writes are applied: nothing to split
+                st.overlapped_pulls += pending is not None
+                late = self._read(hb, pending)
+                late_wait = 0.0
+                if late is not None:      # rows batch k-2 writes: read them once it has
+                    t2 = time.perf_counter()
+                    self._wait(lambda: self.applied >= k - 1)
+                    late_wait = time.perf_counter() - t2
+                    late()
+                hb.applied = max(0, k - 1)
+                written[k] = self._written_rows(hb)
                 a = self.arrays
-                hb.applied = self.applied
-                hb.halo_rows = [a.read_emb(l, hb.halo_ids) for l in range(a.num_layers)]
-                if self.gradients:
-                    hb.grad_rows = [a.read_grad(l, hb.batch_ids) for l in range(a.num_layers)]
                 a.release()
                 self._count_faults(f0)
-                st.pull_wait_s += t1 - t0
-                st.pull_s += time.perf_counter() - t1
+                st.pull_wait_s += t1 - t0 + late_wait
+                st.pull_s += time.perf_counter() - t1 - late_wait
                 st.batches += 1
                 for l, w in enumerate(a.layout.widths):
                     st.rows_read += len(hb.halo_ids)
@@ -233,6 +254,54 @@ class _Run:
             if close is not None:
                 close()
         self.q_out.put(_END)
+
+    def _written_rows(self, hb: HistoryBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted rows batch hb's writes will touch: (embedding stores: B, gradient stores: B u H)."""
+        b = np.sort(hb.batch_ids)
+        return b, (np.union1d(b, hb.halo_ids) if self.gradients else b)
+
+    def _read(self, hb: HistoryBatch, pending: tuple[np.ndarray, np.ndarray] | None):
+        """Pull hb's rows (emb_l[H], grad_l[B]) into new arrays on hb. `pending`: the rows that the
+        writes of batch seq-2 touch, which may still be running: rows outside them are read now,
+        and a function reading the rest is returned (call it once those writes are applied), or
+        None when nothing is left."""
+        a = self.arrays
+        L = a.num_layers
+        H, B = hb.halo_ids, hb.batch_ids
+        if pending is None:
+            hb.halo_rows = [a.read_emb(l, H) for l in range(L)]
+            if self.gradients:
+                hb.grad_rows = [a.read_grad(l, B) for l in range(L)]
+            return None
+        emb_hit, grad_hit = np.empty(len(H), bool), np.empty(len(B), bool)
+        n_emb = member_mask(H, pending[0], emb_hit)
+        n_grad = member_mask(B, pending[1], grad_hit) if self.gradients else 0
+        self.stats.late_rows += L * (n_emb + n_grad)
+        hb.halo_rows = [self._read_part(a.read_emb, l, H, ~emb_hit if n_emb else None, a.layout.widths[l])
+                        for l in range(L)]
+        if self.gradients:
+            hb.grad_rows = [self._read_part(a.read_grad, l, B, ~grad_hit if n_grad else None,
+                                            a.layout.widths[l]) for l in range(L)]
+        if not n_emb and not n_grad:
+            return None
+
+        def late() -> None:
+            for l in range(L):
+                if n_emb:
+                    hb.halo_rows[l][emb_hit] = a.read_emb(l, H[emb_hit])
+                if n_grad:
+                    hb.grad_rows[l][grad_hit] = a.read_grad(l, B[grad_hit])
+        return late
+
+    @staticmethod
+    def _read_part(read, layer: int, ids: np.ndarray, keep: np.ndarray | None, width: int) -> np.ndarray:
+        """read(layer, ids) when keep is None, else float32 (len(ids), width) holding read(layer,
+        ids[keep]) at the rows of keep (the others filled later)."""
+        if keep is None:
+            return read(layer, ids)
+        out = np.empty((len(ids), width), np.float32)
+        out[keep] = read(layer, ids[keep])
+        return out
 
     def _write(self) -> None:
         a = self.arrays
