@@ -4,6 +4,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def gather_rows(src: np.ndarray, ids: np.ndarray, order: np.ndarray, out: np.ndarray) -> None:
+    for k in range(len(order)):
+        i = int(order[k])
+        out[i] = src[int(ids[i])]
+
+
 def scatter_rows(dst: np.ndarray, ids: np.ndarray, order: np.ndarray, rows: np.ndarray) -> None:
     for k in range(len(order)):
         i = int(order[k])

@@ -33,15 +33,24 @@ def test_write_kernels_equal_their_twins(data, dtype):
     base = rng.standard_normal((n_rows, width)).astype(dtype)
     rows = rng.standard_normal((n, width)).astype(dtype)
     got, want = base.copy(), base.copy()
-    hk.scatter_rows(bit_view(got), ids, order, bit_view(rows))
+    cut = data.draw(st.integers(0, n))          # two slices, as two I/O threads run them
+    for lo, hi in ((0, cut), (cut, n)):
+        hk.scatter_rows(bit_view(got), ids, order, lo, hi, bit_view(rows))
     ref.scatter_rows(want, ids, order, rows)
     np.testing.assert_array_equal(got, want)
+    back, back_ref = np.zeros_like(rows), np.zeros_like(rows)
+    for lo, hi in ((0, cut), (cut, n)):
+        hk.gather_rows_range(bit_view(got), ids, order, lo, hi, bit_view(back))
+    ref.gather_rows(got, ids, order, back_ref)
+    np.testing.assert_array_equal(back, back_ref)
     g32, w32 = base.astype(np.float32), base.astype(np.float32)
     add = rng.standard_normal((n, width)).astype(np.float32)
-    hk.add_rows(g32, ids, order, add)
+    for lo, hi in ((0, cut), (cut, n)):
+        hk.add_rows(g32, ids, order, lo, hi, add)
     ref.add_rows(w32, ids, order, add)
     np.testing.assert_array_equal(g32, w32)
-    hk.zero_rows(g32, ids, order)
+    for lo, hi in ((0, cut), (cut, n)):
+        hk.zero_rows(g32, ids, order, lo, hi)
     ref.zero_rows(w32, ids, order)
     np.testing.assert_array_equal(g32, w32)
     assert not hk.has_repeats(ids, order)
@@ -70,6 +79,32 @@ def test_repeated_ids_keep_numpy_semantics(tmp_path):
     want[ids] = rows
     np.testing.assert_array_equal(np.asarray(arrays.emb[0]), want)
     np.testing.assert_array_equal(np.asarray(arrays.grad[0]), want)
+
+
+def test_rows_split_over_the_io_threads_equal_one_thread(tmp_path):
+    """Reads and writes of many rows run as slices on the pool; the files and the rows read are
+    what one thread gives (and what numpy gives)."""
+    layout = HistoryLayout(5000, (8,), "float16", True)
+    rng = np.random.default_rng(3)
+    ids = rng.permutation(5000)[:3000].astype(np.int64)
+    rows = rng.standard_normal((3000, 8)).astype(np.float32)
+    out = []
+    for threads in (1, 8):
+        a = HistoryArrays.create(tmp_path / f"h{threads}", layout, io_threads=threads)
+        a.write_emb(0, ids, rows.astype(np.float16))
+        a.add_grad(0, ids, rows)
+        a.add_grad(0, ids[:1000], rows[:1000])
+        a.reset_grad(0, ids[2000:])
+        out.append((a.read_emb(0, ids), a.read_grad(0, ids), np.asarray(a.grad[0]).copy()))
+        a.close()
+    want_grad = np.zeros((5000, 8), np.float32)
+    want_grad[ids] += rows
+    want_grad[ids[:1000]] += rows[:1000]
+    want_grad[ids[2000:]] = 0
+    for emb, grad, whole in out:
+        np.testing.assert_array_equal(emb, rows.astype(np.float16).astype(np.float32))
+        np.testing.assert_array_equal(grad, want_grad[ids])
+        np.testing.assert_array_equal(whole, want_grad)
 
 
 def test_history_mappings_are_advised_random(tmp_path):

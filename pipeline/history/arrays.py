@@ -26,6 +26,7 @@ from __future__ import annotations
 import mmap
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +35,14 @@ import numpy as np
 from gstore.errors import OptionError
 from gstore.memory import ReleaseCounter, release_pages
 from gstore.pipeline.features.cache import bit_view
-from gstore.pipeline.features.gather import gather_features, should_sort
-from gstore.pipeline.history.history_kernels import add_rows, has_repeats, scatter_rows, zero_rows
+from gstore.pipeline.history.history_kernels import (add_rows, gather_rows_range, has_repeats, scatter_rows,
+                                                     zero_rows)
 
 HISTORY_DTYPES = ("float16", "float32")
 GRAD_DTYPE = np.float32
 RELEASE_BYTES = 256 << 20     # mapped history pages kept between releases (at most about this much)
+IO_THREADS = 8                # row slices in flight at once (page faults that wait on the disk)
+MIN_ROWS_PER_THREAD = 64      # below this a slice is not worth a thread hand-off (~30 us)
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class HistoryLayout:
 class HistoryArrays:
     """The open history files of one run (see the module docstring)."""
 
-    def __init__(self, root: Path, layout: HistoryLayout) -> None:
+    def __init__(self, root: Path, layout: HistoryLayout, io_threads: int = IO_THREADS) -> None:
         if layout.dtype not in HISTORY_DTYPES:
             raise OptionError(f"unknown --history-dtype {layout.dtype!r}", hint="use float16 or float32")
         self.root = Path(root)
@@ -85,12 +88,14 @@ class HistoryArrays:
         for name, dt, w in layout.files():
             arr = self._map(self.root / name, dt, w)
             (self.emb if name.startswith("emb_") else self.grad).append(arr)
-        self._sort = [should_sort(a) for a in self.emb]
+        self.io_threads = max(1, int(io_threads))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.released = ReleaseCounter(RELEASE_BYTES)     # bytes of rows touched since the last release
         self._due = threading.Event()      # the counter crossed: the next release() unmaps
 
     @staticmethod
-    def create(root: Path, layout: HistoryLayout) -> "HistoryArrays":
+    def create(root: Path, layout: HistoryLayout, io_threads: int = IO_THREADS) -> "HistoryArrays":
         """New zero-filled files under `root`, their blocks allocated now: a write through a map of
         a sparse file on a full disk is a SIGBUS, an allocation here is an OSError (ENOSPC) naming
         the file, before any training."""
@@ -107,7 +112,7 @@ class HistoryArrays:
                         if exc.filename is None:
                             exc.filename = str(root / name)
                         raise
-        return HistoryArrays(root, layout)
+        return HistoryArrays(root, layout, io_threads)
 
     def _map(self, path: Path, dt: np.dtype, width: int) -> np.ndarray:
         n = self.layout.num_nodes
@@ -133,12 +138,39 @@ class HistoryArrays:
     def num_layers(self) -> int:
         return len(self.emb)
 
-    # ---- rows ---------------------------------------------------------------------------------
+    # ---- rows ----------------------------------------------------------------------------------
+    def _slices(self, n: int, call) -> None:
+        """call(lo, hi) over [0, n) cut into up to io_threads slices run at once (the pool's
+        threads; inline when n is small). Waits for every slice before raising a slice's error,
+        so no kernel still touches the rows when the caller sees it."""
+        k = min(self.io_threads, n // MIN_ROWS_PER_THREAD)
+        if k <= 1:
+            call(0, n)
+            return
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="history-io")
+            pool = self._pool
+        cuts = np.linspace(0, n, k + 1).astype(np.int64).tolist()
+        futures = [pool.submit(call, cuts[i], cuts[i + 1]) for i in range(k)]
+        errors = [f.exception() for f in futures]
+        for e in errors:
+            if e is not None:
+                raise e
+
+    def _gather(self, src: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """src[ids] (n, width) in src's dtype, rows faulted in ascending order by the pool."""
+        self._touch(src, ids)
+        out = np.empty((len(ids), src.shape[1]), dtype=src.dtype)
+        if len(ids):
+            order = np.argsort(ids, kind="stable")
+            s_bits, o_bits = bit_view(src), bit_view(out)
+            self._slices(len(ids), lambda lo, hi: gather_rows_range(s_bits, ids, order, lo, hi, o_bits))
+        return out
+
     def read_emb(self, layer: int, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """float32 (n, width) rows `ids` (int64, in [0, N)) of embedding store `layer`."""
-        src = self.emb[layer]
-        self._touch(src, ids)
-        raw = gather_features(src, ids, sort=self._sort[layer]).rows
+        raw = self._gather(self.emb[layer], ids)
         if raw.dtype == np.float32:
             return raw
         if out is None:
@@ -148,8 +180,7 @@ class HistoryArrays:
 
     def read_grad(self, layer: int, ids: np.ndarray) -> np.ndarray:
         """float32 (n, width) rows `ids` of gradient store `layer`."""
-        self._touch(self.grad[layer], ids)
-        return gather_features(self.grad[layer], ids, sort=False).rows
+        return self._gather(self.grad[layer], ids)
 
     def write_emb(self, layer: int, ids: np.ndarray, rows: np.ndarray) -> None:
         """emb[layer][ids] = rows (already in the store's dtype: quantised by the caller once)."""
@@ -159,14 +190,16 @@ class HistoryArrays:
             order = np.argsort(ids, kind="stable")
             if has_repeats(ids, order):         # numpy's last-wins, serially
                 dst[ids] = rows
-            else:
-                scatter_rows(bit_view(dst), ids, order, bit_view(np.ascontiguousarray(rows, dst.dtype)))
+                return
+            d_bits, r_bits = bit_view(dst), bit_view(np.ascontiguousarray(rows, dst.dtype))
+            self._slices(len(ids), lambda lo, hi: scatter_rows(d_bits, ids, order, lo, hi, r_bits))
 
     def reset_grad(self, layer: int, ids: np.ndarray) -> None:
         if len(ids):
             g = self.grad[layer]
             self._touch(g, ids)
-            zero_rows(g, ids, np.argsort(ids, kind="stable"))
+            order = np.argsort(ids, kind="stable")
+            self._slices(len(ids), lambda lo, hi: zero_rows(g, ids, order, lo, hi))
 
     def add_grad(self, layer: int, ids: np.ndarray, rows: np.ndarray) -> None:
         """grad[layer][ids] += rows (float32); ids unique (a block's sources are)."""
@@ -176,8 +209,9 @@ class HistoryArrays:
             order = np.argsort(ids, kind="stable")
             if has_repeats(ids, order):
                 g[ids] = g[ids] + rows
-            else:
-                add_rows(g, ids, order, np.ascontiguousarray(rows, np.float32))
+                return
+            r = np.ascontiguousarray(rows, np.float32)
+            self._slices(len(ids), lambda lo, hi: add_rows(g, ids, order, lo, hi, r))
 
     def _touch(self, arr: np.ndarray, ids: np.ndarray) -> None:
         # a row smaller than a page still maps the whole page
@@ -203,6 +237,10 @@ class HistoryArrays:
 
     def close(self) -> None:
         self.flush()
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
         self.emb, self.grad = [], []
 
     def paths(self) -> list[Path]:
