@@ -155,3 +155,25 @@ def test_pulls_overlap_the_writes_two_batches_back_exactly(store, tmp_path, vari
         np.testing.assert_array_equal(np.asarray(arrays.emb[l]), emb_ref[l])
         if grad is not None:
             np.testing.assert_array_equal(np.asarray(arrays.grad[l]), grad_ref[l])
+
+
+def test_prefetch_reads_files_that_fit_and_skips_larger_ones(tmp_path, monkeypatch):
+    """Histories within PREFETCH_SHARE of MemAvailable are read ahead (WILLNEED per chunk, every
+    byte of every file); larger ones are left to the random reads."""
+    import os
+
+    import gstore.memory as memory
+    from gstore.pipeline.history import arrays as arrays_mod
+
+    layout = HistoryLayout(3000, (16,), "float32", True)
+    a = HistoryArrays.create(tmp_path / "h", layout)
+    calls = []
+    monkeypatch.setattr(arrays_mod, "PREFETCH_CHUNK", 50_000)
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, off, n, advice: calls.append((off, n, advice)))
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: 10 * layout.nbytes)
+    assert a.prefetch()
+    assert sum(n for _, n, _ in calls) == layout.nbytes
+    assert {adv for _, _, adv in calls} == {os.POSIX_FADV_WILLNEED}
+    calls.clear()
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda: layout.nbytes)
+    assert not a.prefetch() and not calls

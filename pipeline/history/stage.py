@@ -106,6 +106,7 @@ class HistoryIOStats:
     halo_pages: int = 0          # distinct 4 KiB file pages under the halo rows read, summed over layers
     overlapped_pulls: int = 0    # pulls that read while the writes of the batch two before ran
     late_rows: int = 0           # rows such pulls read only after those writes (they touch them)
+    prefetch_s: float = 0.0      # seconds the files' read-ahead took (0: not done, too large)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -190,12 +191,22 @@ class _Run:
         self._stats_lock = threading.Lock()
         self.threads = [StageThread("history-pull", self._pull, c),
                         StageThread("history-write", self._write, c)]
+        # page cache warm-up beside the pulls; not a stage: a failure only costs speed
+        self.prefetcher = threading.Thread(target=self._prefetch, name="history-prefetch", daemon=True)
 
     def _wait(self, ready) -> None:
         with self.cond:
             while not ready():
                 self.cond.wait(POLL_S)
                 self.control.check()
+
+    def _prefetch(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            if self.arrays.prefetch(self.control.stop):
+                self.stats.prefetch_s = time.perf_counter() - t0
+        except OSError:
+            log.debug("history prefetch failed", exc_info=True)
 
     def _count_faults(self, before: tuple[int, int]) -> None:
         mi, ma = _thread_faults()
@@ -368,7 +379,7 @@ class _Run:
 
     def close(self) -> None:
         self.control.stop.set()
-        for t in self.threads:
+        for t in self.threads + [self.prefetcher]:
             if t.is_alive() and t is not threading.current_thread():
                 t.join(JOIN_TIMEOUT_S)
         self.q_out.drain()
@@ -440,6 +451,7 @@ class HistoryLoader:
         self.io_stats = run.stats
         for t in run.threads:
             t.start()
+        run.prefetcher.start()
         finished = False
         try:
             while True:
