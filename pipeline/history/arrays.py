@@ -3,11 +3,13 @@
     RUN_DIR/history/emb_<l>     float16|float32 (N, layer_dim(l)) layer l's last known rows (l = 0..L-2)
     RUN_DIR/history/grad_<l>    float32 (N, layer_dim(l)) scalable-gcn's gradient store of layer l
 
-Files are raw little-endian rows (no header), allocated when created. Rows are read with the
-feature gather kernel and written with the kernels of history_kernels.py (parallel, rows visited in
-ascending order), both through a MAP_SHARED mapping advised MADV_RANDOM: a row's fault then reads
-its own page from disk, not the 128 KiB of read-around a sequential reader wants (32x the bytes of
-a 1 KiB row, on a file that is not in the page cache).
+Files are raw little-endian rows (no header), allocated when created. Rows are read and written
+with the kernels of history_kernels.py (rows visited in ascending order, in slices on a pool of
+IO_THREADS threads, so several faults wait on the disk at once), through a MAP_SHARED mapping advised
+MADV_RANDOM: a row's fault then reads its own page from disk, not the read-around window a
+sequential reader wants (the device's read_ahead_kb: 8 MiB on the bench machine), which on a
+history larger than the page cache evicts what the pass needs. Files that fit in the page cache
+are read ahead sequentially instead, once per pass (`prefetch`).
 Once RELEASE_BYTES of rows were touched since the last release (gstore.memory.ReleaseCounter), the
 mappings are released with madvise(MADV_DONTNEED) (layer-wise inference does the same), so the
 pages go back to the page cache and RSS stays bounded however large the arrays are (the kernel
@@ -15,9 +17,9 @@ writes dirty pages back by itself). Releasing after every batch cost more than t
 (every later touch faulted its page in again; each madvise walks the whole mapping).
 Why a mapping and not pread/pwrite per row: a history row is 0.5-1 KiB at a random offset, so
 every row is its own run (5,000 halo rows among 2.4M nodes are 470 rows apart on average) and the
-cost is per row, not per byte. Measured on the bench machine (warm page cache, 1 KiB rows): a
-fault through the mapping 2-5 us per row, os.preadv from Python 7-10 us, os.pwritev 19-30 us
-(ext4's write path per call), docs/training.md.
+cost is per row, not per byte. A warm row costs about the same either way, a cold one is a page
+read either way, but a Python call per row holds the GIL where a kernel call does a slice of rows
+without it (bench/history_rowio.py, docs/training.md).
 Reads and writes may run at once from two threads on DISJOINT rows (stage.py guarantees it); a
 release meanwhile only makes the other thread fault its pages in again.
 """

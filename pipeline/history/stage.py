@@ -91,7 +91,6 @@ class HistoryIOStats:
     bytes_read / bytes_written: their bytes; minor_faults / major_faults: page faults the two
     threads took (RUSAGE_THREAD), i.e. what reading through a file mapping costs."""
 
-
     batches: int = 0
     pull_s: float = 0.0
     write_s: float = 0.0
@@ -229,7 +228,9 @@ class _Run:
                 pending = written.pop(k - 2, None)
                 if pending is not None and self.applied >= k - 1:
                     pending = None            # batch k-2's writes are applied: nothing to split
-                st.overlapped_pulls += pending is not None
+                if pending is not None:
+                    with self._stats_lock:
+                        st.overlapped_pulls += 1
                 late = self._read(hb, pending)
                 late_wait = 0.0
                 if late is not None:      # rows batch k-2 writes: read them once it has
@@ -242,16 +243,17 @@ class _Run:
                 a = self.arrays
                 a.release()
                 self._count_faults(f0)
-                st.pull_wait_s += t1 - t0 + late_wait
-                st.pull_s += time.perf_counter() - t1 - late_wait
-                st.batches += 1
-                for l, w in enumerate(a.layout.widths):
-                    st.rows_read += len(hb.halo_ids)
-                    st.bytes_read += len(hb.halo_ids) * w * a.emb_itemsize
-                    st.halo_pages += _distinct_pages(hb.halo_ids, w * a.emb_itemsize)
-                    if self.gradients:
-                        st.rows_read += len(hb.batch_ids)
-                        st.bytes_read += len(hb.batch_ids) * w * 4
+                busy = time.perf_counter() - t1 - late_wait
+                nh, nb = len(hb.halo_ids), len(hb.batch_ids) if self.gradients else 0
+                pages = sum(_distinct_pages(hb.halo_ids, w * a.emb_itemsize) for w in a.layout.widths)
+                with self._stats_lock:       # the writer adds to the same counters
+                    st.pull_wait_s += t1 - t0 + late_wait
+                    st.pull_s += busy
+                    st.batches += 1
+                    st.halo_pages += pages
+                    for w in a.layout.widths:
+                        st.rows_read += nh + nb
+                        st.bytes_read += nh * w * a.emb_itemsize + nb * w * 4
                 with self.cond:
                     self.pulled = k + 1
                     self.cond.notify_all()
@@ -287,7 +289,8 @@ class _Run:
         emb_hit, grad_hit = np.empty(len(H), bool), np.empty(len(B), bool)
         n_emb = member_mask(H, pending[0], emb_hit)
         n_grad = member_mask(B, pending[1], grad_hit) if self.gradients else 0
-        self.stats.late_rows += L * (n_emb + n_grad)
+        with self._stats_lock:
+            self.stats.late_rows += L * (n_emb + n_grad)
         hb.halo_rows = [self._read_part(a.read_emb, l, H, ~emb_hit if n_emb else None, a.layout.widths[l])
                         for l in range(L)]
         if self.gradients:
@@ -334,16 +337,16 @@ class _Run:
             a.release()
             self._count_faults(f0)
             st = self.stats
-            st.write_wait_s += t1 - t0
-            st.write_s += time.perf_counter() - t1
-            for l, w in enumerate(a.layout.widths):
-                st.rows_written += len(job.batch_ids)
-                st.bytes_written += len(job.batch_ids) * w * a.emb_itemsize
-                if job.grads is not None:
-                    st.rows_written += len(job.batch_ids) + len(job.halo_ids)
-                    st.rows_read += len(job.halo_ids)
-                    st.bytes_written += (len(job.batch_ids) + len(job.halo_ids)) * w * 4
-                    st.bytes_read += len(job.halo_ids) * w * 4
+            nb, nh = len(job.batch_ids), len(job.halo_ids) if job.grads is not None else 0
+            g = 0 if job.grads is None else nb + nh         # gradient rows reset or added
+            with self._stats_lock:
+                st.write_wait_s += t1 - t0
+                st.write_s += time.perf_counter() - t1
+                for w in a.layout.widths:
+                    st.rows_written += nb + g
+                    st.rows_read += nh                       # an add reads its rows first
+                    st.bytes_written += nb * w * a.emb_itemsize + g * w * 4
+                    st.bytes_read += nh * w * 4
             with self.cond:
                 self.applied = job.seq + 1
                 self.cond.notify_all()
