@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import resource
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -95,6 +96,7 @@ class HistoryArrays:
         self.io_threads = max(1, int(io_threads))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self.faults = [0, 0]       # minor, major page faults taken reading and writing rows
         self.released = ReleaseCounter(RELEASE_BYTES)     # bytes of rows touched since the last release
         self._due = threading.Event()      # the counter crossed: the next release() unmaps
 
@@ -148,6 +150,7 @@ class HistoryArrays:
         threads; inline when n is small). Waits for every slice before raising a slice's error,
         so no kernel still touches the rows when the caller sees it."""
         k = min(self.io_threads, n // MIN_ROWS_PER_THREAD)
+        call = self._counting_faults(call)
         if k <= 1:
             call(0, n)
             return
@@ -161,6 +164,19 @@ class HistoryArrays:
         for e in errors:
             if e is not None:
                 raise e
+
+    def _counting_faults(self, call):
+        """call, adding the page faults its thread takes to self.faults ([minor, major])."""
+        def counted(lo: int, hi: int) -> None:
+            f0 = thread_faults()
+            try:
+                call(lo, hi)
+            finally:
+                f1 = thread_faults()
+                with self._pool_lock:
+                    self.faults[0] += f1[0] - f0[0]
+                    self.faults[1] += f1[1] - f0[1]
+        return counted
 
     def _gather(self, src: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """src[ids] (n, width) in src's dtype, rows faulted in ascending order by the pool."""
@@ -274,6 +290,15 @@ class HistoryArrays:
 
     def paths(self) -> list[Path]:
         return [self.root / name for name, _, _ in self.layout.files()]
+
+
+def thread_faults() -> tuple[int, int]:
+    """(minor, major) page faults of the calling thread so far; (0, 0) where unknown."""
+    try:
+        r = resource.getrusage(resource.RUSAGE_THREAD)
+    except (AttributeError, OSError, ValueError):
+        return 0, 0
+    return r.ru_minflt, r.ru_majflt
 
 
 def history_bytes_hint(layout: HistoryLayout, root: Path) -> str:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import resource
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -88,8 +87,8 @@ class HistoryIOStats:
     pull_s / write_s: seconds the pull / write thread spent reading / writing rows; pull_wait_s /
     write_wait_s: seconds each waited on the other (determinism rule); rows_read / rows_written:
     row reads (emb_l[H], grad_l[B], the grad_l[H] of an add) and row writes, summed over layers;
-    bytes_read / bytes_written: their bytes; minor_faults / major_faults: page faults the two
-    threads took (RUSAGE_THREAD), i.e. what reading through a file mapping costs."""
+    bytes_read / bytes_written: their bytes; minor_faults / major_faults: page faults the row
+    reads and writes took (RUSAGE_THREAD of the I/O threads), i.e. what the file mapping costs."""
 
     batches: int = 0
     pull_s: float = 0.0
@@ -113,14 +112,6 @@ class HistoryIOStats:
     @staticmethod
     def from_json(d: dict) -> "HistoryIOStats":
         return HistoryIOStats(**{f.name: type(f.default)(d[f.name]) for f in fields(HistoryIOStats)})
-
-
-def _thread_faults() -> tuple[int, int]:
-    try:
-        r = resource.getrusage(resource.RUSAGE_THREAD)
-    except (AttributeError, OSError, ValueError):
-        return 0, 0
-    return r.ru_minflt, r.ru_majflt
 
 
 def _distinct_pages(ids: np.ndarray, row_bytes: int) -> int:
@@ -188,6 +179,7 @@ class _Run:
         self._batches = batches
         self.stats = HistoryIOStats()
         self._stats_lock = threading.Lock()
+        self._faults0 = tuple(arrays.faults)
         self.threads = [StageThread("history-pull", self._pull, c),
                         StageThread("history-write", self._write, c)]
         # page cache warm-up beside the pulls; not a stage: a failure only costs speed
@@ -207,11 +199,11 @@ class _Run:
         except OSError:
             log.debug("history prefetch failed", exc_info=True)
 
-    def _count_faults(self, before: tuple[int, int]) -> None:
-        mi, ma = _thread_faults()
+    def _count_faults(self) -> None:
+        mi, ma = self.arrays.faults
         with self._stats_lock:
-            self.stats.minor_faults += mi - before[0]
-            self.stats.major_faults += ma - before[1]
+            self.stats.minor_faults = mi - self._faults0[0]
+            self.stats.major_faults = ma - self._faults0[1]
 
     def _pull(self) -> None:
         it = iter(self._batches)
@@ -222,7 +214,6 @@ class _Run:
                 t0 = time.perf_counter()
                 self._wait(lambda: self.applied >= k - 2)
                 t1 = time.perf_counter()
-                f0 = _thread_faults()
                 hb = as_history_batch(b, k, self.loss_mask)
                 del b
                 pending = written.pop(k - 2, None)
@@ -242,7 +233,7 @@ class _Run:
                 written[k] = self._written_rows(hb)
                 a = self.arrays
                 a.release()
-                self._count_faults(f0)
+                self._count_faults()
                 busy = time.perf_counter() - t1 - late_wait
                 nh, nb = len(hb.halo_ids), len(hb.batch_ids) if self.gradients else 0
                 pages = sum(_distinct_pages(hb.halo_ids, w * a.emb_itemsize) for w in a.layout.widths)
@@ -327,7 +318,6 @@ class _Run:
             t0 = time.perf_counter()
             self._wait(lambda: self.pulled >= job.seq + 2 or self.pulls_ended)
             t1 = time.perf_counter()
-            f0 = _thread_faults()
             for l, rows in enumerate(job.pushes):
                 a.write_emb(l, job.batch_ids, rows)
             if job.grads is not None:
@@ -335,7 +325,7 @@ class _Run:
                     a.reset_grad(l, job.batch_ids)
                     a.add_grad(l, job.halo_ids, g)
             a.release()
-            self._count_faults(f0)
+            self._count_faults()
             st = self.stats
             nb, nh = len(job.batch_ids), len(job.halo_ids) if job.grads is not None else 0
             g = 0 if job.grads is None else nb + nh         # gradient rows reset or added
