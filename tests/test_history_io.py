@@ -177,3 +177,21 @@ def test_prefetch_reads_files_that_fit_and_skips_larger_ones(tmp_path, monkeypat
     calls.clear()
     monkeypatch.setattr(memory, "available_memory_bytes", lambda: layout.nbytes)
     assert not a.prefetch() and not calls
+
+
+def test_release_counter_covers_what_read_faults_map(tmp_path):
+    """A read fault maps the cached pages around it too (fault-around): the counter must count at
+    least what the reads left mapped, or many times the budgeted pages stay in RSS."""
+    from gstore.memory import _proc_kib
+
+    layout = HistoryLayout(1 << 16, (256,), "float32", False)        # 64 MiB, in the page cache
+    arrays = HistoryArrays.create(tmp_path / "h", layout, io_threads=1)
+    arrays.write_emb(0, np.arange(1 << 16, dtype=np.int64), np.ones((1 << 16, 256), np.float32))
+    arrays.release(force=True)
+    arrays.released.every = 1 << 40
+    ids = np.arange(0, 1 << 16, 64, dtype=np.int64)     # one row per 64 KiB
+    before = _proc_kib("/proc/self/status", "RssFile:")
+    arrays.read_emb(0, ids)
+    mapped = _proc_kib("/proc/self/status", "RssFile:") - before
+    assert mapped > 0 and arrays.released.touched >= mapped
+    arrays.close()
