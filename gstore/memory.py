@@ -5,6 +5,7 @@ import mmap
 import re
 import resource
 import sys
+import threading
 
 import numpy as np
 
@@ -106,3 +107,32 @@ def release_pages(arr: np.ndarray | None) -> None:
         mm.madvise(mmap.MADV_DONTNEED)
     except (AttributeError, OSError, ValueError):
         pass
+
+
+class ReleaseCounter:
+    """Counts bytes touched through file mappings and says when to release them (release_pages).
+
+    Releasing after every batch costs more than the rows themselves (every later touch faults its
+    page in again, and each madvise walks the whole mapping), never releasing keeps every page ever
+    touched in RSS: so callers release once `every` bytes were touched since the last release.
+    Thread-safe: `add` is called from loader and writer threads; exactly one caller sees True per
+    crossing, and the count restarts then.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = int(every)
+        self.touched = 0          # bytes touched since the last release
+        self._lock = threading.Lock()
+
+    def add(self, nbytes: int) -> bool:
+        """Count `nbytes`; True when the caller should release now."""
+        with self._lock:
+            self.touched += int(nbytes)
+            if self.touched < self.every:
+                return False
+            self.touched = 0
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self.touched = 0

@@ -176,19 +176,20 @@ def test_pulled_and_written_pages_are_released(tmp_path):
     ids = np.arange(0, 1 << 16, 2, dtype=np.int64)
     arrays.read_emb(0, ids[:4])                   # loads the kernels (shared libraries are file pages too)
     arrays.release(force=True)
-    arrays.release_bytes = 300 << 20               # _touch counts a page per row of under a page
+    # _touch counts a page per written row of under a page, 64 KiB (fault-around) per read row
+    arrays.released.every = (128 << 20) + (2 << 30) + (1 << 20)
     before = _proc_kib("/proc/self/status", "RssFile:")
     arrays.write_emb(0, ids, np.ones((len(ids), 256), np.float32))
     arrays.add_grad(0, ids, np.ones((len(ids), 256), np.float32))
-    arrays.release()                              # 2 x 32k rows counted as 4 KiB each: 256 MiB
+    arrays.release()                              # 32k rows x 4 KiB + 32k x 64 KiB (an add reads)
     kept = _proc_kib("/proc/self/status", "RssFile:")
     rows = arrays.read_emb(0, ids)
     touched = _proc_kib("/proc/self/status", "RssFile:")
-    arrays.release()                              # now 384 MiB: past it
+    arrays.release()                              # another 32k x 64 KiB: past it
     after = _proc_kib("/proc/self/status", "RssFile:")
     assert rows.sum() == len(ids) * 256
     assert kept - before > 48 << 20 and touched - before > 48 << 20   # mapped while in use
-    assert arrays._touched == 0
+    assert arrays.released.touched == 0
     assert after - before < 8 << 20               # and are not any more
     arrays.close()
     again = HistoryArrays(tmp_path / "h", layout)    # the writes reached the files

@@ -4,17 +4,25 @@
     trainer --submit(HistoryWrites)--> q_jobs --(writer thread)--> history files
 
 The pull thread reads, for batch k, every hidden layer's rows of its halo H_k (and, with gradient
-stores, the gradient rows of its in-batch nodes B_k) while the trainer computes batch k-1; the
-writer applies each batch's pushes (h_l[B] -> emb_l[B]) and gradient writes (grad_l[B] = 0,
-grad_l[H] += d loss / d emb_l[H]) on its own thread.
+stores, the gradient rows of its in-batch nodes B_k) while the trainer computes an earlier batch;
+the writer applies each batch's pushes (h_l[B] -> emb_l[B]) and gradient writes (grad_l[B] = 0,
+grad_l[H] += d loss / d emb_l[H]) on its own thread, at the same time.
 
 Determinism rule: the result equals the serial semantics "batch k sees every write of batches
-< k", whatever the thread timing. Pull k waits until the writes of batches <= k-2 are applied, and
-the write of batch k-1 waits until pull k has read, so pull k reads exactly the state after batches
-<= k-2 (reads and writes never overlap: no races). The trainer then overlays batch k-1's writes,
-which it still holds in memory, onto the rows of batch k (`overlay`: sorted ids, searchsorted),
-with the same quantisation and the same float32 additions the writer uses, so the rows equal the
-serial ones bit for bit. Each pass (epoch) ends with every write applied.
+< k", whatever the thread timing. Pull k must read the state after the writes of batches <= k-2:
+- it starts once the writes of batches <= k-3 are applied, and reads at once every row that the
+  writes of batch k-2 do not touch (W_{k-2}: B_{k-2} in the embedding stores, B_{k-2} u H_{k-2}
+  in the gradient stores, known from the batch it pulled two batches ago), WHILE those writes run:
+  disjoint rows, so no race and the same values as after them;
+- the rows in W_{k-2} (a handful: two random batches share few nodes) it reads once the writes of
+  batch k-2 are applied (`late_rows` counts them);
+- the write of batch k-1 waits until pull k has read, so pull k never sees it.
+The trainer then overlays batch k-1's writes, which it still holds in memory, onto the rows of
+batch k (`overlay`: sorted ids, searchsorted), with the same quantisation and the same float32
+additions the writer uses, so the rows equal the serial ones bit for bit. Each pass (epoch) ends
+with every write applied. So the writes of batch k-2 and the reads of batch k run at once (before,
+they took turns: pull, write, pull, write, while one training step ran), and the pull thread can
+run up to two batches ahead of the trainer.
 
 Bounded queues (pipeline/loader/queues.py) carry a worker's exception to the trainer, raised as
 LoaderError at its next batch or at `submit` / `flush`.
@@ -24,11 +32,13 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field, fields
+import time
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 from gstore.errors import LoaderError
 from gstore.pipeline.history.arrays import HistoryArrays
+from gstore.pipeline.history.history_kernels import member_mask
 from gstore.pipeline.loader.batch import Batch
 from gstore.pipeline.loader.queues import POLL_S, PipelineControl, StageQueue, StageThread
 from gstore.pipeline.loader.state import LoaderState
@@ -68,6 +78,45 @@ class HistoryWrites:
     pushes: list
     halo_ids: np.ndarray
     grads: list | None = None
+
+
+@dataclass
+class HistoryIOStats:
+    """Where a pass's history I/O time went (bench/history_io.py reports it).
+
+    pull_s / write_s: seconds the pull / write thread spent reading / writing rows; pull_wait_s /
+    write_wait_s: seconds each waited on the other (determinism rule); rows_read / rows_written:
+    row reads (emb_l[H], grad_l[B], the grad_l[H] of an add) and row writes, summed over layers;
+    bytes_read / bytes_written: their bytes; minor_faults / major_faults: page faults the row
+    reads and writes took (RUSAGE_THREAD of the I/O threads), i.e. what the file mapping costs."""
+
+    batches: int = 0
+    pull_s: float = 0.0
+    write_s: float = 0.0
+    pull_wait_s: float = 0.0
+    write_wait_s: float = 0.0
+    rows_read: int = 0
+    rows_written: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    minor_faults: int = 0
+    major_faults: int = 0
+    halo_pages: int = 0          # distinct 4 KiB file pages under the halo rows read, summed over layers
+    overlapped_pulls: int = 0    # pulls that read while the writes of the batch two before ran
+    late_rows: int = 0           # rows such pulls read only after those writes (they touch them)
+    prefetch_s: float = 0.0      # seconds the files' read-ahead took (0: not done, too large)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_json(d: dict) -> "HistoryIOStats":
+        return HistoryIOStats(**{f.name: type(f.default)(d[f.name]) for f in fields(HistoryIOStats)})
+
+
+def _distinct_pages(ids: np.ndarray, row_bytes: int) -> int:
+    """File pages (4 KiB) holding the first byte of rows `ids` (exact for rows that divide a page)."""
+    return int(len(np.unique(ids * row_bytes >> 12))) if len(ids) else 0
 
 
 def overlay(batch: HistoryBatch, w: HistoryWrites) -> None:
@@ -128,8 +177,13 @@ class _Run:
         self.applied = 0           # write jobs applied (batches 0..applied-1)
         self.last_seq = -1         # the last batch whose writes were submitted
         self._batches = batches
+        self.stats = HistoryIOStats()
+        self._stats_lock = threading.Lock()
+        self._faults0 = tuple(arrays.faults)
         self.threads = [StageThread("history-pull", self._pull, c),
                         StageThread("history-write", self._write, c)]
+        # page cache warm-up beside the pulls; not a stage: a failure only costs speed
+        self.prefetcher = threading.Thread(target=self._prefetch, name="history-prefetch", daemon=True)
 
     def _wait(self, ready) -> None:
         with self.cond:
@@ -137,19 +191,60 @@ class _Run:
                 self.cond.wait(POLL_S)
                 self.control.check()
 
+    def _prefetch(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            if self.arrays.prefetch(self.control.stop):
+                self.stats.prefetch_s = time.perf_counter() - t0
+        except OSError:
+            log.debug("history prefetch failed", exc_info=True)
+
+    def _count_faults(self) -> None:
+        mi, ma = self.arrays.faults
+        with self._stats_lock:
+            self.stats.minor_faults = mi - self._faults0[0]
+            self.stats.major_faults = ma - self._faults0[1]
+
     def _pull(self) -> None:
         it = iter(self._batches)
         try:
+            st = self.stats
+            written: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # seq -> rows its writes touch
             for k, b in enumerate(it):
-                self._wait(lambda: self.applied >= k - 1)
+                t0 = time.perf_counter()
+                self._wait(lambda: self.applied >= k - 2)
+                t1 = time.perf_counter()
                 hb = as_history_batch(b, k, self.loss_mask)
                 del b
+                pending = written.pop(k - 2, None)
+                if pending is not None and self.applied >= k - 1:
+                    pending = None            # batch k-2's writes are applied: nothing to split
+                if pending is not None:
+                    with self._stats_lock:
+                        st.overlapped_pulls += 1
+                late = self._read(hb, pending)
+                late_wait = 0.0
+                if late is not None:      # rows batch k-2 writes: read them once it has
+                    t2 = time.perf_counter()
+                    self._wait(lambda: self.applied >= k - 1)
+                    late_wait = time.perf_counter() - t2
+                    late()
+                hb.applied = max(0, k - 1)
+                written[k] = self._written_rows(hb)
                 a = self.arrays
-                hb.applied = self.applied
-                hb.halo_rows = [a.read_emb(l, hb.halo_ids) for l in range(a.num_layers)]
-                if self.gradients:
-                    hb.grad_rows = [a.read_grad(l, hb.batch_ids) for l in range(a.num_layers)]
                 a.release()
+                self._count_faults()
+                busy = time.perf_counter() - t1 - late_wait
+                nh, nb = len(hb.halo_ids), len(hb.batch_ids) if self.gradients else 0
+                pages = sum(_distinct_pages(hb.halo_ids, w * a.emb_itemsize) for w in a.layout.widths)
+                with self._stats_lock:       # the writer adds to the same counters
+                    st.pull_wait_s += t1 - t0 + late_wait
+                    st.pull_s += busy
+                    st.batches += 1
+                    st.halo_pages += pages
+                    for w in a.layout.widths:
+                        st.rows_read += nh + nb
+                        st.bytes_read += nh * w * a.emb_itemsize + nb * w * 4
                 with self.cond:
                     self.pulled = k + 1
                     self.cond.notify_all()
@@ -164,6 +259,55 @@ class _Run:
                 close()
         self.q_out.put(_END)
 
+    def _written_rows(self, hb: HistoryBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted rows batch hb's writes will touch: (embedding stores: B, gradient stores: B u H)."""
+        b = np.sort(hb.batch_ids)
+        return b, (np.union1d(b, hb.halo_ids) if self.gradients else b)
+
+    def _read(self, hb: HistoryBatch, pending: tuple[np.ndarray, np.ndarray] | None):
+        """Pull hb's rows (emb_l[H], grad_l[B]) into new arrays on hb. `pending`: the rows that the
+        writes of batch seq-2 touch, which may still be running: rows outside them are read now,
+        and a function reading the rest is returned (call it once those writes are applied), or
+        None when nothing is left."""
+        a = self.arrays
+        L = a.num_layers
+        H, B = hb.halo_ids, hb.batch_ids
+        if pending is None:
+            hb.halo_rows = [a.read_emb(l, H) for l in range(L)]
+            if self.gradients:
+                hb.grad_rows = [a.read_grad(l, B) for l in range(L)]
+            return None
+        emb_hit, grad_hit = np.empty(len(H), bool), np.empty(len(B), bool)
+        n_emb = member_mask(H, pending[0], emb_hit)
+        n_grad = member_mask(B, pending[1], grad_hit) if self.gradients else 0
+        with self._stats_lock:
+            self.stats.late_rows += L * (n_emb + n_grad)
+        hb.halo_rows = [self._read_part(a.read_emb, l, H, ~emb_hit if n_emb else None, a.layout.widths[l])
+                        for l in range(L)]
+        if self.gradients:
+            hb.grad_rows = [self._read_part(a.read_grad, l, B, ~grad_hit if n_grad else None,
+                                            a.layout.widths[l]) for l in range(L)]
+        if not n_emb and not n_grad:
+            return None
+
+        def late() -> None:
+            for l in range(L):
+                if n_emb:
+                    hb.halo_rows[l][emb_hit] = a.read_emb(l, H[emb_hit])
+                if n_grad:
+                    hb.grad_rows[l][grad_hit] = a.read_grad(l, B[grad_hit])
+        return late
+
+    @staticmethod
+    def _read_part(read, layer: int, ids: np.ndarray, keep: np.ndarray | None, width: int) -> np.ndarray:
+        """read(layer, ids) when keep is None, else float32 (len(ids), width) holding read(layer,
+        ids[keep]) at the rows of keep (the others filled later)."""
+        if keep is None:
+            return read(layer, ids)
+        out = np.empty((len(ids), width), np.float32)
+        out[keep] = read(layer, ids[keep])
+        return out
+
     def _write(self) -> None:
         a = self.arrays
         while True:
@@ -171,7 +315,9 @@ class _Run:
             if job is _END:
                 return
             # the write of batch j waits for pull j+1 (which must see the files without it)
+            t0 = time.perf_counter()
             self._wait(lambda: self.pulled >= job.seq + 2 or self.pulls_ended)
+            t1 = time.perf_counter()
             for l, rows in enumerate(job.pushes):
                 a.write_emb(l, job.batch_ids, rows)
             if job.grads is not None:
@@ -179,6 +325,18 @@ class _Run:
                     a.reset_grad(l, job.batch_ids)
                     a.add_grad(l, job.halo_ids, g)
             a.release()
+            self._count_faults()
+            st = self.stats
+            nb, nh = len(job.batch_ids), len(job.halo_ids) if job.grads is not None else 0
+            g = 0 if job.grads is None else nb + nh         # gradient rows reset or added
+            with self._stats_lock:
+                st.write_wait_s += t1 - t0
+                st.write_s += time.perf_counter() - t1
+                for w in a.layout.widths:
+                    st.rows_written += nb + g
+                    st.rows_read += nh                       # an add reads its rows first
+                    st.bytes_written += nb * w * a.emb_itemsize + g * w * 4
+                    st.bytes_read += nh * w * 4
             with self.cond:
                 self.applied = job.seq + 1
                 self.cond.notify_all()
@@ -214,7 +372,7 @@ class _Run:
 
     def close(self) -> None:
         self.control.stop.set()
-        for t in self.threads:
+        for t in self.threads + [self.prefetcher]:
             if t.is_alive() and t is not threading.current_thread():
                 t.join(JOIN_TIMEOUT_S)
         self.q_out.drain()
@@ -235,6 +393,7 @@ class HistoryLoader:
         self.arrays: HistoryArrays | None = None
         self._epoch, self._consumed = 0, 0
         self._run: _Run | None = None
+        self.io_stats = HistoryIOStats()     # of the last (or current) pass
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -282,8 +441,10 @@ class HistoryLoader:
     def _iterate(self):
         run = _Run(self.arrays, self.inner, self.loss_mask, self.gradients)
         self._run = run
+        self.io_stats = run.stats
         for t in run.threads:
             t.start()
+        run.prefetcher.start()
         finished = False
         try:
             while True:

@@ -23,7 +23,6 @@ feature batches are), else float32 (float16 arrays are converted while copied in
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gstore.errors import OptionError
-from gstore.memory import release_pages
+from gstore.memory import ReleaseCounter, release_pages
 from gstore.pipeline.features.gather import check_ids, gather_features, gather_labels, should_sort
 from gstore.pipeline.loader.gather_stage import GatheredItem, Gatherer
 from gstore.pipeline.loader.loader import StagedLoader, _seed_ids
@@ -153,8 +152,7 @@ class RowGatherer(Gatherer):
         self.num_nodes = int(base.source.num_nodes)
         self._casts = {i: HostBufferPool(widths[i], a.dtype, max_buffers=4)
                        for i, a in enumerate(arrays) if a.dtype != self.dtype}
-        self._unreleased = 0
-        self._lock = threading.Lock()
+        self._release = ReleaseCounter(RELEASE_EVERY_BYTES)
 
     def fill(self, nodes: np.ndarray, span: range | None, out: np.ndarray) -> int:
         """Write the rows of `nodes` (int64 (n,), or the range `span`) of every array into their
@@ -171,12 +169,7 @@ class RowGatherer(Gatherer):
             else:
                 gather_features(a, nodes, dst, sort=self.sort)
             read += n * (hi - lo) * a.dtype.itemsize
-        with self._lock:
-            self._unreleased += read
-            release = self._unreleased >= RELEASE_EVERY_BYTES
-            if release:
-                self._unreleased = 0
-        if release:      # another thread reading meanwhile just faults its pages in again
+        if self._release.add(read):      # another thread reading meanwhile just faults its pages in again
             for a in self.arrays:
                 release_pages(a)
         return read
