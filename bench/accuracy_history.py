@@ -91,9 +91,11 @@ def main() -> None:
                 for sweep in sweeps:
                     key = f"history {variant} (refresh {refresh}" + (
                         f", sweep {sweep})" if variant == "scalable-gcn" else ")")
-                    rows[key] = [train_history(path, variant, args.model, r, s, refresh, args.dtype, sweep)
-                                 for s in range(args.seeds)]
-                    print(f"  {name} {key}: {rows[key]}", flush=True)
+                    rows[key] = []
+                    for s in range(args.seeds):     # one line per run: a cut-short bench keeps them
+                        rows[key].append(train_history(path, variant, args.model, r, s, refresh, args.dtype,
+                                                       sweep))
+                        print(f"  {name} {key} seed {s}: {rows[key][-1]}", flush=True)
         ref = statistics.mean(v["test"] for v in rows[ref_key])
         print(f"\n{name}: {store.num_nodes:,} nodes, {args.seeds} seeds, {r.epochs} epochs, model "
               f"{args.model}, history {args.dtype} ({time.perf_counter() - t0:.0f} s)")
