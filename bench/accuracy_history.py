@@ -75,7 +75,9 @@ def main() -> None:
         if path is None:
             print(f"{name}: skipped")
             continue
-        r = Recipe() if name == "cora" else Recipe(epochs=60, parts=32, clusters_per_batch=8, batch_size=1024)
+        # SBM, scalable-gcn: batches of 4,096 (5 an epoch at --history-sweep 1), chosen on validation
+        # accuracy over 1,024 (20 an epoch: rows up to 20 steps old); docs/benchmarks.md
+        r = Recipe() if name == "cora" else Recipe(epochs=60, parts=32, clusters_per_batch=8, batch_size=4096)
         if args.epochs:
             r.epochs = args.epochs
         if args.batch_size:
