@@ -16,8 +16,11 @@ from gstore.train.layers import dropout
 
 
 def serial_epoch(model, batches, optimizer, emb: list[np.ndarray], grad: list[np.ndarray] | None, *,
-                 dtype: str, seed: int, epoch: int, loss_mask: bool) -> dict:
+                 dtype: str, seed: int, epoch: int) -> dict:
     """Train one pass over `batches` (inner 1-hop CPU batches); emb / grad are updated in place.
+    Both variants' batches hold nodes outside the train split (gas: whole clusters; scalable-gcn:
+    the swept non-train nodes): the loss is on the batch nodes `b.mask` marks, every batch node
+    pushes its rows and (scalable-gcn) applies and resets its gradient rows.
     Returns {"losses": [...], "pulled": [[halo rows per layer] per batch], "grad_pulled": [...]}."""
     out = {"losses": [], "pulled": [], "grad_pulled": []}
     model.train()
@@ -44,8 +47,7 @@ def serial_epoch(model, batches, optimizer, emb: list[np.ndarray], grad: list[np
                 h = torch.cat([z, halo[layer]])
         logits = model.readout(state, z)
         y = b.y[:b.num_seeds].clone()
-        if loss_mask:
-            y[~b.mask[:b.num_seeds]] = -1
+        y[~b.mask[:b.num_seeds]] = -1
         keep = y >= 0
         loss = F.cross_entropy(logits[keep], y[keep]) if keep.any() else logits.sum() * 0.0
         objective = loss

@@ -30,10 +30,10 @@ def partition_of(store, k: int = 6):
     return SimpleNamespace(parts=parts, num_parts=k, perm=None, partptr=None, contiguous=False, pos=None)
 
 
-def inner_loader(store, variant: str, workers: int = 1):
+def inner_loader(store, variant: str, workers: int = 1, sweep: int = 1):
     if variant == "gas":
         return gas_loader(store, partition_of(store), 2, seed=3, prefetch=2, num_workers=workers)
-    return scalable_loader(store, 4, 16, seed=3, prefetch=2, num_workers=workers)
+    return scalable_loader(store, 4, 16, seed=3, prefetch=2, num_workers=workers, sweep=sweep)
 
 
 def model_for(store, layers: int, conv: str = "sage") -> GNN:
@@ -54,10 +54,11 @@ class Recorder(HistoryStep):
 
     def __init__(self, *a, **kw) -> None:
         super().__init__(*a, **kw)
-        self.losses, self.pulled, self.grad_pulled = [], [], []
+        self.losses, self.pulled, self.grad_pulled, self.batch_ids = [], [], [], []
 
     def forward(self, model, batch):
         out = super().forward(model, batch)        # overlay happens first
+        self.batch_ids.append(batch.batch_ids.copy())
         self.pulled.append([r.copy() for r in batch.halo_rows])
         self.grad_pulled.append([g.copy() for g in batch.grad_rows])
         return out
@@ -67,11 +68,12 @@ class Recorder(HistoryStep):
         return super().objective(batch, loss)
 
 
-def run_threaded(store, variant, model, layout, emb, grad, tmp_path, *, epochs=2, workers=2, slow=0.0):
+def run_threaded(store, variant, model, layout, emb, grad, tmp_path, *, epochs=2, workers=2, slow=0.0,
+                 sweep=1):
     arrays = HistoryArrays.create(tmp_path / "history", layout)
     for l, e in enumerate(emb):
         arrays.emb[l][:] = e
-    loader = HistoryLoader(inner_loader(store, variant, workers), loss_mask=variant == "gas",
+    loader = HistoryLoader(inner_loader(store, variant, workers, sweep), loss_mask=True,
                            gradients=grad is not None)
     loader.arrays = arrays
     if slow:
@@ -90,32 +92,33 @@ def run_threaded(store, variant, model, layout, emb, grad, tmp_path, *, epochs=2
     return step, arrays
 
 
-def run_serial(store, variant, model, emb, grad, dtype, *, epochs=2):
-    inner = inner_loader(store, variant, 1)
+def run_serial(store, variant, model, emb, grad, dtype, *, epochs=2, sweep=1):
+    inner = inner_loader(store, variant, 1, sweep)
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     emb, grad = [e.copy() for e in emb], None if grad is None else [g.copy() for g in grad]
     rec = {"losses": [], "pulled": [], "grad_pulled": []}
     for epoch in range(epochs):
         inner.set_epoch(epoch)
-        r = serial_epoch(model, inner, opt, emb, grad, dtype=dtype, seed=11, epoch=epoch,
-                         loss_mask=variant == "gas")
+        r = serial_epoch(model, inner, opt, emb, grad, dtype=dtype, seed=11, epoch=epoch)
         for k in rec:
             rec[k] += r[k]
     return rec, emb, grad
 
 
-@pytest.mark.parametrize("variant,dtype,layers,slow", [("gas", "float16", 3, 0.0),
-                                                       ("scalable-gcn", "float32", 3, 0.0),
-                                                       ("scalable-gcn", "float16", 2, 0.01),
-                                                       ("gas", "float32", 2, 0.01)])
-def test_threaded_pipeline_equals_the_serial_twin(store, tmp_path, variant, dtype, layers, slow):
+@pytest.mark.parametrize("variant,dtype,layers,slow,sweep", [("gas", "float16", 3, 0.0, 1),
+                                                             ("scalable-gcn", "float32", 3, 0.0, 1),
+                                                             ("scalable-gcn", "float16", 2, 0.01, 1),
+                                                             ("scalable-gcn", "float32", 2, 0.0, 3),
+                                                             ("scalable-gcn", "float32", 2, 0.0, 0),
+                                                             ("gas", "float32", 2, 0.01, 1)])
+def test_threaded_pipeline_equals_the_serial_twin(store, tmp_path, variant, dtype, layers, slow, sweep):
     """Pulled halo rows, pulled gradient rows, losses and the final history and gradient stores
     equal the serial semantics bit for bit, with two loader workers and a writer slowed down so the
     pull of batch k+1 really waits for it."""
     m1, m2 = model_for(store, layers), model_for(store, layers)
     layout, emb, grad = random_histories(store, m1, variant == "scalable-gcn", dtype)
-    step, arrays = run_threaded(store, variant, m1, layout, emb, grad, tmp_path, slow=slow)
-    ref, emb_ref, grad_ref = run_serial(store, variant, m2, emb, grad, dtype)
+    step, arrays = run_threaded(store, variant, m1, layout, emb, grad, tmp_path, slow=slow, sweep=sweep)
+    ref, emb_ref, grad_ref = run_serial(store, variant, m2, emb, grad, dtype, sweep=sweep)
     assert step.losses == ref["losses"]
     assert len(step.pulled) == len(ref["pulled"]) > 4
     for got, want in zip(step.pulled, ref["pulled"]):
@@ -194,3 +197,55 @@ def test_pulled_and_written_pages_are_released(tmp_path):
     arrays.close()
     again = HistoryArrays(tmp_path / "h", layout)    # the writes reached the files
     assert float(np.asarray(again.grad[0][2])[0]) == 1.0 and float(np.asarray(again.emb[0][1])[0]) == 0.0
+
+
+def test_sweep_plan_puts_every_node_in_the_batches(store):
+    """sweep 1: every node once per epoch; sweep 3: the train nodes every epoch and each other node
+    in one epoch of every 3 (at most 2 for the top-up), never twice in an epoch, the same batch count
+    every epoch; sweep 0: exactly SeedPlan's batches of the train nodes (the old scalable-gcn)."""
+    from gstore.pipeline.history.batches import SweepPlan
+    from gstore.pipeline.loader.seeds import SeedPlan
+
+    train = np.asarray(store.split("train"), dtype=np.int64)
+    others = np.setdiff1d(np.arange(store.num_nodes), train)
+    assert 0 < len(train) <= store.num_nodes // 2
+    one = SweepPlan(train, store.num_nodes, 1, 16, seed=3)
+    for epoch in range(2):
+        ids = np.concatenate(one.batches(epoch))
+        np.testing.assert_array_equal(np.sort(ids), np.arange(store.num_nodes))
+        assert len(one.batches(epoch)) == one.num_batches == -(-store.num_nodes // 16)
+    three = SweepPlan(train, store.num_nodes, 3, 16, seed=3)
+    for cycle in range(2):
+        seen = np.zeros(store.num_nodes, int)
+        for epoch in range(3 * cycle, 3 * cycle + 3):
+            b = three.batches(epoch)
+            ids = np.concatenate(b)
+            assert len(b) == three.num_batches and len(ids) == len(train) + -(-len(others) // 3)
+            assert len(np.unique(ids)) == len(ids)
+            assert np.isin(train, ids).all()
+            seen[ids] += 1
+        assert (seen[train] == 3).all() and (seen[others] >= 1).all() and (seen[others] <= 2).all()
+    zero, plain = SweepPlan(train, store.num_nodes, 0, 16, seed=3), SeedPlan(train, 16, True, False, 3)
+    for epoch in range(2):
+        for a, b in zip(zero.batches(epoch), plain.batches(epoch), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("sweep", [1, 0])
+def test_scalable_gcn_pushes_the_rows_of_nodes_outside_the_train_split(store, tmp_path, sweep):
+    """With --history-sweep 1 an epoch rewrites every node's history rows and reads back the
+    gradient rows of non-train nodes (the old train-seed batches left the other nodes' rows at their
+    fill values for good); with 0 the rows of nodes outside the train split stay as filled."""
+    model = model_for(store, 3)
+    layout, emb, grad = random_histories(store, model, True, "float32")
+    step, arrays = run_threaded(store, "scalable-gcn", model, layout, emb, grad, tmp_path, epochs=1,
+                                sweep=sweep)
+    train = np.zeros(store.num_nodes, bool)
+    train[np.asarray(store.split("train"))] = True
+    for l in range(len(emb)):
+        changed = (np.asarray(arrays.emb[l]) != emb[l]).any(axis=1)
+        assert changed[train].all()
+        assert changed[~train].all() if sweep else not changed[~train].any()
+    non_train_grads = [np.abs(g).sum() for rows, b in zip(step.grad_pulled, step.batch_ids)
+                       for g in [r[~train[b]] for r in rows]]
+    assert (sum(non_train_grads) > 0) == bool(sweep)

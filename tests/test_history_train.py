@@ -65,7 +65,8 @@ def test_history_methods_train_far_above_chance(store, tmp_path, variant):
 
 @pytest.mark.parametrize("variant,every,fault,extra", [
     ("gas", 1, "train:epoch1:batch3", ["--history-refresh", "2"]),   # mid-epoch checkpoint, refresh
-    ("scalable-gcn", 0, "train:epoch2:batch1", ["--history-dtype", "float32", "--history-refresh", "1"]),
+    ("scalable-gcn", 0, "train:epoch2:batch1", ["--history-dtype", "float32", "--history-refresh", "1",
+                                                "--history-sweep", "2"]),
     ("scalable-gcn", 1, "train:epoch1:batch2", []),
 ])
 def test_a_killed_history_run_resumes_exactly(store, tmp_path, variant, every, fault, extra):
@@ -96,6 +97,16 @@ def test_resume_after_the_last_epoch_continues_with_more_epochs(store, tmp_path)
     wa, wb = weights(a), weights(b)
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
+
+
+def test_a_resume_with_another_history_sweep_is_refused(store, tmp_path):
+    from cli_checks import one_line_error
+
+    out = tmp_path / "run"
+    opts = ["--method", "history", *VARIANTS["scalable-gcn"], *FAST[2:], "--epochs", "1"]
+    run("train", store, "-o", out, *opts)
+    r = run("train", store, "-o", out, *opts, "--history-sweep", "3", "--resume", ok=False)
+    one_line_error(r, "--history-sweep: saved 1, now 3")
 
 
 @pytest.mark.parametrize("layers", [1, 4])

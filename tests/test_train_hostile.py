@@ -228,6 +228,11 @@ def test_resume_without_the_checkpoint_of_finished_epochs_is_refused(trained, tm
     (["--method", "history", "--variant", "scalable-gcn", "--amp"], "--amp"),
     (["--method", "history", "--variant", "scalable-gcn", "--history-refresh", "-1"], "--history-refresh"),
     (["--method", "history", "--variant", "scalable-gcn", "--history-dtype", "float64"], "float64"),
+    (["--method", "history", "--variant", "scalable-gcn", "--history-sweep", "-1"], "--history-sweep"),
+    (["--method", "history", "--variant", "scalable-gcn", "--history-sweep", "x"], "--history-sweep"),
+    (["--method", "history", "--variant", "gas", "--history-sweep", "2"],
+     "--history-sweep does not apply to --variant gas"),
+    (["--history-sweep", "2"], "--history-sweep does not apply to --method sage"),
     (["--method", "history", "--variant", "sage"], "sage"),
 ])
 def test_bad_history_options_are_one_line_and_write_nothing(store, tmp_path, args, needle):

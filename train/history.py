@@ -11,7 +11,9 @@ usual GNN and predictions are the usual layer-wise inference.
 - scalable-gcn (ScalableGCN): the pulled rows are leaves; after backward their gradients are added
   to the gradient store grad_l[H]. When v is in B, the objective gets + sum_l sum(z_l[v] * grad_l[v])
   (grad_l[v] as read before this batch, a constant), which sends the cached gradient from the
-  batches where v was a neighbor into the lower layers, and grad_l[v] is reset to 0.
+  batches where v was a neighbor into the lower layers, and grad_l[v] is reset to 0. Batches hold
+  the train nodes and, once every `--history-sweep` epochs, every other node (loss 0 on it): what
+  pushes its histories and applies its gradient rows (pipeline/history/batches.py, SweepPlan).
 
 `HistoryStep` implements the loop's StepHooks (train/loop.py); `HistoryRun` owns the history files
 of a run: fill by layer-wise inference, `--history-refresh`, checkpoint snapshots and restore.
@@ -130,8 +132,10 @@ def history_loader(cfg, inputs):
     if cfg.variant == "gas":
         inner = gas_loader(inputs.store, inputs.partition, cfg.clusters_per_batch, **common)
     else:
-        inner = scalable_loader(inputs.store, int(cfg.fanouts[0]), cfg.batch_size, **common)
-    return HistoryLoader(inner, loss_mask=cfg.variant == "gas", gradients=cfg.variant == "scalable-gcn")
+        inner = scalable_loader(inputs.store, int(cfg.fanouts[0]), cfg.batch_size, sweep=cfg.history_sweep,
+                                **common)
+    # both variants' batches hold nodes outside the train split: their labels are masked
+    return HistoryLoader(inner, loss_mask=True, gradients=cfg.variant == "scalable-gcn")
 
 
 class HistoryRun:

@@ -68,6 +68,7 @@ class TrainConfig:
     variant: str | None = None          # --method history only
     history_dtype: str = "float16"
     history_refresh: int = 0            # refill the histories every N epochs (0 = never)
+    history_sweep: int = 1              # scalable-gcn: non-train nodes in the batches once every N epochs
     version: int = field(default=CONFIG_VERSION)
 
     def to_json(self) -> dict:
@@ -188,6 +189,8 @@ def validate_history(cfg: TrainConfig, need) -> None:
     need(cfg.history_dtype in HISTORY_DTYPES, f"unknown --history-dtype {cfg.history_dtype!r}",
          "use float16 or float32")
     need(cfg.history_refresh >= 0, f"--history-refresh must be >= 0 (0 = never), got {cfg.history_refresh}")
+    need(cfg.history_sweep >= 0, f"--history-sweep must be >= 0 (0 = train nodes only), got {cfg.history_sweep}",
+         "1 puts every node in a batch each epoch, N every other node once every N epochs")
     need(not cfg.amp, "--amp is not supported with --method history (the gradient store would "
          "collect scaled and skipped-step gradients)", "drop --amp")
 
@@ -214,7 +217,7 @@ UNUSED_OPTIONS = {
              "inference_dtype"),
 }
 ROW_OPTIONS = ("hops", "norm", "self_loops", "propagate_dtype")
-HISTORY_OPTIONS = ("history_dtype", "history_refresh")     # --variant has its own check
+HISTORY_OPTIONS = ("history_dtype", "history_refresh", "history_sweep")   # --variant has its own check
 for _m in ("sage", "cluster-gcn", "history"):
     UNUSED_OPTIONS[_m] = ROW_OPTIONS
 for _m in ("sage", "cluster-gcn", "sgc", "sign"):
@@ -227,9 +230,19 @@ METHOD_DEFAULTS = {
 }
 
 
-def refuse_unused(method: str, given: set[str]) -> None:
+# history options one variant does not read (gas batches are clusters: every node every epoch)
+VARIANT_UNUSED = {"gas": ("history_sweep",)}
+
+
+def refuse_unused(method: str, given: set[str], variant: str | None = None) -> None:
     """OptionError naming the first option in `given` (config field names the user typed) that
-    `method` does not read."""
+    `method` (and, for --method history, `variant`) does not read."""
+    if method == "history":
+        for name in VARIANT_UNUSED.get(variant, ()):
+            if name in given:
+                raise OptionError(f"{option_name(name)} does not apply to --variant {variant}",
+                                  hint="leave it out: gas batches visit every cluster, so every node, "
+                                       "each epoch")
     for name in UNUSED_OPTIONS.get(method, ()):
         if name in given:
             if name in HISTORY_OPTIONS:

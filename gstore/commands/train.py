@@ -40,13 +40,17 @@ def history_options() -> list:
     return [
         click.option("--variant", type=click.Choice(["gas", "scalable-gcn"]), default=None,
                      help="--method history: gas (GNNAutoScale: clusters of the partition + their "
-                          "halo, gradients stop at the halo) or scalable-gcn (train seed batches, "
+                          "halo, gradients stop at the halo) or scalable-gcn (batches of shuffled nodes, "
                           "--fanouts[0] sampled neighbors, gradient stores)."),
         click.option("--history-dtype", type=click.Choice(["float16", "float32"]), default="float16",
                      show_default=True, help="Dtype of the on-disk history arrays (--method history)."),
         click.option("--history-refresh", type=int, default=0, show_default=True,
                      help="Refill the histories by layer-wise inference every N epochs (0 = never; "
                           "--method history)."),
+        click.option("--history-sweep", type=int, default=1, show_default=True,
+                     help="--variant scalable-gcn: put every node outside the train split in a batch "
+                          "once every N epochs (1 = every node each epoch, as gas does; 0 = train "
+                          "seeds only, whose neighbors' histories then age; loss on train nodes only)."),
     ]
 
 
@@ -132,7 +136,7 @@ def method_options(options: dict, fanouts: str | None) -> None:
              if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
     if fanouts is not None:
         given.add("fanouts")
-    refuse_unused(options["method"], given)
+    refuse_unused(options["method"], given, options.get("variant"))
     for name, value in METHOD_DEFAULTS.get(options["method"], {}).items():
         if name not in given:
             options[name] = value
