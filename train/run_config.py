@@ -229,9 +229,9 @@ METHOD_DEFAULTS = {
     "sgc": {"lr": 0.2, "weight_decay": 5e-4, "dropout": 0.0, "epochs": 100},
     # sign: chosen on validation accuracy (bench/sign_search.py, docs/benchmarks.md): no input
     # dropout (PyG's examples/sign.py has none either), dropout 0.5 after the branches, and a
-    # weight decay that, with the hops brought to one scale (row_models.hop_scales), shrinks the
+    # weight decay (2e-2) that, with the hops brought to one scale (row_models.hop_scales), shrinks the
     # noisy hops' weights as much as the smooth ones'
-    "sign": {"lr": 0.01, "weight_decay": 5e-3, "dropout": 0.5, "input_dropout": 0.0, "epochs": 100,
+    "sign": {"lr": 0.01, "weight_decay": 2e-2, "dropout": 0.5, "input_dropout": 0.0, "epochs": 100,
              "hidden": 256, "layers": 1},
 }
 
