@@ -281,3 +281,14 @@ def test_hop_scales_are_rms_ratios_to_the_raw_features():
     # a strided sample of at most max_rows rows, first and last included
     assert hop_scales(hops, np.arange(50), max_rows=10)[1] == pytest.approx(3.0, rel=2e-2)
     assert hop_scales(hops, np.array([], np.int64)) == [1.0, 1.0, 1.0]
+
+
+def test_hop_scales_read_rows_in_chunks_with_the_same_result():
+    from gstore.train.row_models import _rms
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((40, 3)).astype(np.float16)
+    rows = np.array([0, 3, 4, 9, 17, 25, 39])
+    want = np.sqrt(np.mean(np.square(a[rows].astype(np.float64))))
+    for chunk in (1, 3, 7, 100):                     # chunks smaller than, equal to, above the rows
+        assert _rms(a, rows, chunk=chunk) == pytest.approx(want, rel=1e-12)

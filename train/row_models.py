@@ -17,6 +17,8 @@ raw features' magnitude; see hop_scales() for why.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -48,7 +50,7 @@ class SIGN(nn.Module):
 
     def __init__(self, in_dim: int, hops: int, hidden: int, out_dim: int, layers: int = 2, *,
                  dropout: float = 0.5, input_dropout: float | None = None, batch_norm: bool = True,
-                 hop_scales=None) -> None:
+                 hop_scales: Sequence[float] | None = None) -> None:
         super().__init__()
         for name, v in (("in_dim", in_dim), ("hops", hops), ("hidden", hidden), ("out_dim", out_dim),
                         ("layers", layers)):
@@ -87,7 +89,6 @@ class SIGN(nn.Module):
             h = F.dropout(F.relu(_normed(norm, lin(h))), self.dropout, self.training)
         return self.out(h)
 
-
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a checkpoint from before the hop scales (they were 1.0 then) keeps predicting as trained
         state_dict.setdefault(prefix + "hop_scales", torch.ones(self.hops + 1))
@@ -123,7 +124,17 @@ def hop_scales(hops, rows: np.ndarray, max_rows: int = 65536) -> list[float]:
     if len(rows) > max_rows:
         rows = rows[np.linspace(0, len(rows) - 1, max_rows).astype(np.int64)]
     rows = np.sort(rows)                 # sequential reads of the memory maps
-    rms = [float(np.sqrt(np.mean(np.square(np.asarray(a[rows], dtype=np.float64))))) if len(rows) else 0.0
-           for a in hops]
+    rms = [_rms(a, rows) for a in hops]
     base = rms[0]
     return [1.0 if k == 0 or r == 0.0 or base == 0.0 else base / r for k, r in enumerate(rms)]
+
+
+def _rms(a, rows: np.ndarray, chunk: int = 4096) -> float:
+    """Root mean square of a[rows], read `chunk` rows at a time (float64 sums: O(chunk x F) memory
+    for any number of rows)."""
+    if not len(rows):
+        return 0.0
+    total = 0.0
+    for i in range(0, len(rows), chunk):
+        total += float(np.square(np.asarray(a[rows[i:i + chunk]], dtype=np.float64)).sum())
+    return float(np.sqrt(total / (len(rows) * a.shape[1]))) if a.shape[1] else 0.0
