@@ -15,7 +15,6 @@ predictions file), used to search; the chosen defaults are then measured end to 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
 import sys
