@@ -56,21 +56,16 @@ class Recipe:
 
 @dataclass
 class RowRecipe:
-    """sgc / sign: the papers' recipes (SGC: lr 0.2, no dropout, weight decay tuned, 100 epochs;
-    SIGN: per-hop branches of `hidden`, dropout, Adam 0.01 / 5e-4; the values are picked in
-    docs/benchmarks.md, "Training (issue 10)"). One batch holds Cora's 140 training nodes, as
-    SGC's full-batch training does."""
+    """sgc / sign: the papers' recipes (SGC: lr 0.2, no dropout, weight decay tuned, 100 epochs).
+    sign takes `gstore train --method sign`'s own defaults (run_config.METHOD_DEFAULTS, chosen on
+    validation accuracy by bench/sign_search.py: docs/benchmarks.md, "Training (issue 10)"), so
+    this bench measures what a plain `gstore train --method sign` trains. One batch holds Cora's
+    140 training nodes, as SGC's full-batch training does."""
 
     hops: int = 2
     sgc_lr: float = 0.2
     sgc_weight_decay: float = 5e-4
     sgc_dropout: float = 0.0
-    sign_lr: float = 0.01
-    sign_weight_decay: float = 5e-4
-    sign_dropout: float = 0.5
-    sign_hidden: int = 256
-    sign_layers: int = 1
-    sign_batch_norm: bool = False
     epochs: int = 100
     batch_size: int = 512
 
@@ -231,8 +226,9 @@ def train_gstore_rows(store_path: Path, method: str, rr: RowRecipe, seed: int) -
     if method == "sgc":
         opts = dict(lr=rr.sgc_lr, weight_decay=rr.sgc_weight_decay, dropout=rr.sgc_dropout)
     else:
-        opts = dict(lr=rr.sign_lr, weight_decay=rr.sign_weight_decay, dropout=rr.sign_dropout,
-                    hidden=rr.sign_hidden, layers=rr.sign_layers, batch_norm=rr.sign_batch_norm)
+        from gstore.train.run_config import METHOD_DEFAULTS
+
+        opts = {k: v for k, v in METHOD_DEFAULTS["sign"].items() if k != "epochs"}
     cfg = TrainConfig(store=str(store_path), method=method, hops=rr.hops, epochs=rr.epochs,
                       batch_size=rr.batch_size, num_workers=1, seed=seed, device="cpu", **opts)
     res = train_run(cfg, WORK / "runs" / f"{store_path.stem}-{method}-{seed}", force=True)
@@ -274,8 +270,11 @@ def main() -> None:
     args = ap.parse_args()
     import gstore
 
+    from gstore.train.run_config import METHOD_DEFAULTS
+
     WORK.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
+    print(f"gstore train --method sign defaults: {METHOD_DEFAULTS['sign']}", flush=True)
     results = {}
     for name in args.graphs.split(","):
         path = cora_store() if name == "cora" else sbm_store()

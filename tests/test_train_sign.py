@@ -161,6 +161,11 @@ def test_resume_with_other_hops_names_them(store, tmp_path):
     (["--method", "sgc", "--history-dtype", "float32"], "--history-dtype does not apply to --method sgc"),
     (["--method", "sign", "--layers", "0"], "--layers must be >= 1"),
     (["--method", "sgc", "--lr", "inf"], "--lr must be finite"),
+    (["--method", "sign", "--input-dropout", "1.0"], "--input-dropout must be in [0, 1)"),
+    (["--method", "sign", "--input-dropout", "-0.1"], "--input-dropout must be in [0, 1)"),
+    (["--method", "sgc", "--input-dropout", "0.2"], "--input-dropout does not apply to --method sgc "
+                                                    "(leave it out: only --method sign"),
+    (["--input-dropout", "0.2"], "--input-dropout does not apply to --method sage"),
 ])
 def test_bad_row_options_are_one_line_and_write_nothing(store, tmp_path, args, needle):
     before = sorted(gstore.open(store).manifest.derived)
@@ -182,3 +187,37 @@ def test_the_papers_defaults_fill_options_left_out(store, tmp_path):
     run("train", store, "-o", out, "--method", "sgc", "--epochs", "1", *COMMON)
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["lr"], cfg["dropout"], cfg["epochs"]) == (0.2, 0.0, 1)     # typed --epochs wins
+
+
+def test_sign_defaults_and_its_hop_scales_in_the_checkpoint(store, tmp_path):
+    from gstore.pipeline.propagation import PropagationParams, open_propagated
+    from gstore.train.row_models import hop_scales
+
+    out = tmp_path / "run"
+    run("train", store, "-o", out, "--method", "sign", "--epochs", "1", "--hidden", "8", *COMMON)
+    cfg = json.loads((out / "config.json").read_text())
+    # the defaults chosen on validation accuracy (docs/benchmarks.md, "Training (issue 10)")
+    from gstore.train.run_config import METHOD_DEFAULTS
+
+    want_cfg = {k: v for k, v in METHOD_DEFAULTS["sign"].items() if k not in ("epochs", "hidden")}
+    assert {k: cfg[k] for k in want_cfg} == want_cfg
+    assert (cfg["epochs"], cfg["hidden"]) == (1, 8)                             # typed options win
+    assert cfg["input_dropout"] == 0.0 and cfg["dropout"] == 0.5
+    s = gstore.open(store)
+    want = hop_scales(open_propagated(s, PropagationParams(hops=2)).hops, np.asarray(s.split("train")))
+    assert want[0] == 1.0 and want[2] > want[1] > 1.0           # smoothing shrinks the later hops
+    assert np.allclose(_weights(out)["hop_scales"].numpy(), want)
+    typed = tmp_path / "typed"
+    run("train", store, "-o", typed, "--method", "sign", "--epochs", "1", "--hidden", "8",
+        "--input-dropout", "0.3", *COMMON)
+    assert json.loads((typed / "config.json").read_text())["input_dropout"] == 0.3
+
+
+def test_a_sign_checkpoint_without_hop_scales_loads_as_scales_of_one():
+    from gstore.train.row_models import SIGN
+
+    old = SIGN(4, 2, 8, 3, 1, hop_scales=[1.0, 2.0, 3.0]).state_dict()
+    del old["hop_scales"]                          # as saved before the hop scales existed
+    m = SIGN(4, 2, 8, 3, 1, hop_scales=[1.0, 2.0, 3.0])
+    m.load_state_dict(old)
+    assert torch.equal(m.hop_scales, torch.ones(3))

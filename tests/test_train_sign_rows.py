@@ -14,7 +14,7 @@ from gstore.pipeline.features.gather import gather_features
 from gstore.pipeline.loader import NeighborLoader, RowLoader
 from gstore.pipeline.loader.staging import PinnedBudget
 from gstore.train.loop import forward, loss_rows
-from gstore.train.row_models import SGC, SIGN
+from gstore.train.row_models import SGC, SIGN, hop_scales
 from train_graphs import community_store
 
 N = 240
@@ -209,3 +209,86 @@ def test_mapped_pages_are_released_as_the_loader_reads(store, arrays, monkeypatc
     monkeypatch.setattr(rows, "release_pages", lambda a: released.append(id(a)))
     got = [b.x.numpy().copy() for b in RowLoader(store, arrays, 40, "train", seed=1)]
     assert len(released) >= len(arrays) * (len(got) - 1) and set(released) == {id(a) for a in arrays}
+
+
+# ---- SIGN's regularisation and input scaling (the accuracy search, docs/benchmarks.md) ----------------
+def _sign(**kw) -> SIGN:
+    torch.manual_seed(0)
+    return SIGN(5, 2, 8, 3, 2, **kw)
+
+
+def test_sign_input_dropout_is_apart_from_the_hidden_dropout():
+    x = torch.rand(64, 15) + 0.5                      # no zero inputs: a dropped one is visible
+    m = _sign(dropout=0.0, input_dropout=1.0)        # every input dropped, hidden kept
+    m.train()
+    # with every input zeroed, each branch sees only its bias: every row gives the same logits
+    out = m(x, [], None)
+    assert torch.allclose(out, out[:1].expand_as(out))
+    m2 = _sign(dropout=0.0, input_dropout=0.0)
+    m2.train()
+    out2 = m2(x, [], None)
+    assert not torch.allclose(out2, out2[:1].expand_as(out2))
+    assert _sign(dropout=0.3).input_dropout == 0.3  # default: --dropout on the inputs too
+
+
+@pytest.mark.parametrize("kw", [dict(dropout=0.5, input_dropout=0.8), dict(batch_norm=True, dropout=0.5)])
+def test_sign_eval_is_deterministic_and_training_is_reproducible_under_a_seed(kw):
+    x = torch.randn(32, 15)
+    m = _sign(**kw)
+    m.train()
+    torch.manual_seed(5)
+    a = m(x, [], None)
+    torch.manual_seed(5)
+    b = m(x, [], None)
+    torch.manual_seed(6)
+    c = m(x, [], None)
+    assert torch.equal(a, b) and not torch.equal(a, c)            # dropout follows the seed
+    m.eval()
+    with torch.no_grad():
+        assert torch.equal(m(x, [], None), m(x, [], None))       # no dropout in eval
+    assert torch.equal(_sign(**kw).state_dict()["out.weight"], m.state_dict()["out.weight"])
+
+
+def test_sign_hop_scales_multiply_each_hop_block_and_travel_in_the_state_dict():
+    x = torch.randn(7, 15)
+    plain, scaled = _sign(), _sign(hop_scales=[1.0, 2.0, 4.0])
+    plain.eval(), scaled.eval()
+    xs = x.clone()
+    xs[:, 5:10] *= 2.0
+    xs[:, 10:15] *= 4.0
+    with torch.no_grad():
+        assert torch.allclose(scaled(x, [], None), plain(xs, [], None), atol=1e-6)
+    sd = scaled.state_dict()
+    assert torch.equal(sd["hop_scales"], torch.tensor([1.0, 2.0, 4.0]))
+    back = _sign()
+    back.load_state_dict(sd)
+    assert torch.equal(back.hop_scales, sd["hop_scales"])
+    for bad in ([1.0, 2.0], [1.0, 0.0, 1.0], [1.0, float("nan"), 1.0]):
+        with pytest.raises(OptionError, match="hop_scales"):
+            _sign(hop_scales=bad)
+
+
+def test_hop_scales_are_rms_ratios_to_the_raw_features():
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((50, 4)).astype(np.float32)
+    hops = [x0, (x0 / 3).astype(np.float16), np.zeros((50, 4), np.float32)]
+    rows = np.arange(0, 50, 2)
+    got = hop_scales(hops, rows)
+    rms = lambda a: np.sqrt(np.mean(np.square(a[rows].astype(np.float64))))   # noqa: E731
+    assert got[0] == 1.0 and got[2] == 1.0            # hop 0 and an all-zero hop keep 1.0
+    assert got[1] == pytest.approx(rms(x0) / rms(hops[1]), rel=1e-6)
+    assert got[1] == pytest.approx(3.0, rel=1e-2)
+    # a strided sample of at most max_rows rows, first and last included
+    assert hop_scales(hops, np.arange(50), max_rows=10)[1] == pytest.approx(3.0, rel=2e-2)
+    assert hop_scales(hops, np.array([], np.int64)) == [1.0, 1.0, 1.0]
+
+
+def test_hop_scales_read_rows_in_chunks_with_the_same_result():
+    from gstore.train.row_models import _rms
+
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((40, 3)).astype(np.float16)
+    rows = np.array([0, 3, 4, 9, 17, 25, 39])
+    want = np.sqrt(np.mean(np.square(a[rows].astype(np.float64))))
+    for chunk in (1, 3, 7, 100):                     # chunks smaller than, equal to, above the rows
+        assert _rms(a, rows, chunk=chunk) == pytest.approx(want, rel=1e-12)

@@ -78,14 +78,20 @@ def method_columns(cfg: TrainConfig, rows) -> tuple[list[np.ndarray], list[str]]
 
 
 def build_row_model(cfg: TrainConfig, inputs) -> torch.nn.Module:
-    from gstore.train.row_models import SGC, SIGN
+    from gstore.train.row_models import SGC, SIGN, hop_scales
 
     torch.manual_seed(derive_seed(cfg.seed, "init"))
     if cfg.method == "sgc":
         model = SGC(inputs.in_dim, inputs.num_classes, dropout=cfg.dropout)
     else:
+        # every hop at the raw features' magnitude (row_models.hop_scales: measured on the train
+        # rows, a strided sample of at most 65,536 of them; a checkpoint's saved scales replace these)
+        scales = hop_scales(inputs.rows.hops[:cfg.hops + 1], np.asarray(inputs.store.split("train")))
+        log.debug("sign hop scales (RMS of X / RMS of A^k X; a loaded checkpoint's replace them): %s",
+                  ", ".join(f"{v:.3g}" for v in scales))
         model = SIGN(inputs.in_dim, cfg.hops, cfg.hidden, inputs.num_classes, cfg.layers,
-                     dropout=cfg.dropout, batch_norm=cfg.batch_norm)
+                     dropout=cfg.dropout, input_dropout=cfg.input_dropout, batch_norm=cfg.batch_norm,
+                     hop_scales=scales)
     return model.to(inputs.device)
 
 

@@ -70,6 +70,9 @@ def train_options(f):
         click.option("--layers", type=int, default=2, show_default=True, help="Number of GNN layers."),
         click.option("--hidden", type=int, default=128, show_default=True, help="Hidden width."),
         click.option("--dropout", type=float, default=0.5, show_default=True, help="Dropout rate."),
+        click.option("--input-dropout", type=float, default=None,
+                     help="sign: dropout of the input rows, apart from --dropout after its layers "
+                          "[default: 0]."),
         click.option("--batch-norm/--no-batch-norm", default=False, show_default=True,
                      help="BatchNorm after every hidden layer."),
         click.option("--residual/--no-residual", default=False, show_default=True,
