@@ -29,6 +29,9 @@ class ClusterNodePlan:
     def batches(self, epoch: int) -> list[np.ndarray]:
         return [self.sampler.cluster_nodes(c) for c in self.clusters.batches(epoch)]
 
+    def index(self, i: int) -> int:
+        return i
+
 
 class HaloClusterLoader(StagedLoader):
     """gas batches (see the module docstring); CPU tensors, `mask` = nodes of `split`."""
