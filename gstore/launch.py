@@ -56,7 +56,13 @@ def failure_line(failures: dict) -> str:
     """One line from the agent's ProcessFailure records: the first rank that failed, and how."""
     if not failures:
         return "a rank failed (the agent recorded no failure)"
-    rank, f = min(failures.items(), key=lambda kv: (getattr(kv[1], "timestamp", 0), kv[0]))
+    def cause(code: int) -> int:
+        # a rank killed by a signal first (the survivors' collectives failed because it died),
+        # then one that exited with an error; SIGTERM last: the agent sends it to the survivors
+        return 0 if code < 0 and code != -signal.SIGTERM else 1 if code > 0 else 2
+
+    rank, f = min(failures.items(), key=lambda kv: (cause(int(getattr(kv[1], "exitcode", 1) or 1)),
+                                                    getattr(kv[1], "timestamp", 0), kv[0]))
     code = int(getattr(f, "exitcode", 1) or 1)
     if code < 0:
         try:
@@ -65,7 +71,7 @@ def failure_line(failures: dict) -> str:
             how = f"was killed by signal {-code}"
     else:
         how = f"exited with status {code} (its error is above)"
-    others = f"; {len(failures) - 1} other rank(s) failed too" if len(failures) > 1 else \
+    others = f"; {len(failures) - 1} other rank(s) stopped with it" if len(failures) > 1 else \
         "; the other ranks were stopped"
     return f"rank {rank} (pid {getattr(f, 'pid', '?')}) {how}{others}"
 

@@ -108,6 +108,23 @@ class DistContext:
 SINGLE = DistContext()
 
 
+class RankLostError(GStoreError):
+    """A collective of this rank failed: another rank died or stopped answering (one line)."""
+
+
+def lost_rank_error(ctx: DistContext, exc: RuntimeError) -> RankLostError | None:
+    """The one-line error for a collective that failed (a peer's socket closed, the group's
+    timeout passed), or None when `exc` is not a communication failure (then it is a bug: raise)."""
+    text = str(exc)
+    comm = isinstance(exc, getattr(torch.distributed, "DistError", ())) or any(
+        k in text for k in ("gloo", "Gloo", "NCCL", "Connection reset", "Connection closed", "timed out"))
+    if not ctx.active or not comm:
+        return None
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return RankLostError(f"rank {ctx.rank}: a collective with the other ranks failed (another rank died "
+                         f"or hung past {TIMEOUT_ENV}={timeout_s():.0f} s): {first[:200]}")
+
+
 def env_context() -> DistContext:
     """The job torchrun describes in RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE; a plain
     process (none set) is rank 0 of 1."""

@@ -29,8 +29,8 @@ from gstore.progress import NULL_PROGRESS, Progress
 from gstore.seeding import derive_seed
 from gstore.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gstore.train.distributed import (SINGLE, DistContext, ShardLog, check_same_config, merge_metrics,
-                                      rank_device, refuse_serial_only, shard_loader, wrap_model)
-from gstore.train.loop import Amp, EpochProgress, EpochStats, evaluate, train_epoch
+                                      refuse_serial_only, shard_loader, wrap_model)
+from gstore.train.loop import EpochProgress, EpochStats, evaluate, train_epoch
 from gstore.train.metrics import SplitMetrics, check_metric, split_metrics
 from gstore.train.run_config import ROW_METHODS, TrainConfig, validate
 from gstore.train.run_dir import RunDir
@@ -245,13 +245,15 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     `dist`: this process's rank in a data-parallel job (train/distributed.py; its process group
     joined): every rank trains its shard, rank 0 alone writes RUN_DIR and predicts.
     """
+    from gstore.train.run_open import open_run
+
     t_start = time.perf_counter()
     ctx = SINGLE if dist is None else dist
     refuse_serial_only(cfg, ctx)
     check_same_config(ctx, cfg)
     rd = RunDir(Path(run_dir))
     with ctx.agreement("the run's checks"):       # every rank raises, or none (no rank left waiting)
-        o = _open_run(cfg, rd, resume, force, progress, ctx)
+        o = open_run(cfg, rd, resume, force, progress, ctx)
     ckpt, inputs, model, optimizer, amp, loader = o.ckpt, o.inputs, o.model, o.optimizer, o.amp, o.loader
     best, epoch, epoch_progress = o.best, o.epoch, o.epoch_progress
     train_model = wrap_model(model, ctx, inputs.device)
@@ -305,6 +307,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
 
             def on_batch(batch, p: EpochProgress) -> None:
                 fault_point(f"train:epoch{epoch}:batch{p.batches}")     # crash tests
+                if ctx.active:
+                    fault_point(f"train:rank{ctx.rank}:epoch{epoch}:batch{p.batches}")
                 shards.add(batch)
                 bar.advance(1)
                 bar.set_postfix(f"loss {p.metrics.loss:.4f}")
@@ -345,125 +349,32 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
     train_seconds = time.perf_counter() - t_train
     if hist is not None:
         hist.close()
-    if not ctx.is_main:
-        # rank 0 alone predicts: the other ranks are done and exit, rather than wait at a barrier
-        # for as long as inference takes
-        return TrainResult(method=cfg.method, model=cfg.model, epochs=epoch, best_epoch=best.epoch,
-                           stopped_early=stopped_early, metrics={}, seconds=time.perf_counter() - t_start,
-                           train_seconds=train_seconds, inference_seconds=0.0,
-                           batches_per_s=totals["batches"] / totals["seconds"] if totals["seconds"] else float("nan"),
-                           wait_share=totals["wait"] / totals["seconds"] if totals["seconds"] else float("nan"),
-                           peak_rss_bytes=peak_rss_bytes(), run_dir=str(rd.path), predictions="",
-                           resumed_from=resumed_from)
-    if cfg.plot:
+    ctx.barrier()                   # rank 0's checkpoints are complete before any rank reads best.pt
+    if cfg.plot and ctx.is_main:
         from gstore.train.plot import plot_curve
 
         plot_curve(rd.metrics, rd.path / "curve.png")
     t_inf = time.perf_counter()
     final = rd.best if rd.best.exists() else rd.last
-    pred = predict_into(inputs, cfg, model, final if final.exists() else None, rd, progress)
+    pred = predict_into(inputs, cfg, model, final if final.exists() else None, rd, progress, ctx)
     inference_seconds = time.perf_counter() - t_inf
     model_name = cfg.method if cfg.method in ROW_METHODS else cfg.model
     result = TrainResult(method=cfg.method, model=model_name, epochs=epoch, best_epoch=best.epoch,
-                         stopped_early=stopped_early, metrics=pred.metrics,
+                         stopped_early=stopped_early, metrics={} if pred is None else pred.metrics,
                          seconds=time.perf_counter() - t_start, train_seconds=train_seconds,
                          inference_seconds=inference_seconds,
                          batches_per_s=totals["batches"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          wait_share=totals["wait"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          peak_rss_bytes=peak_rss_bytes(), run_dir=str(rd.path),
-                         predictions=str(rd.path / pred.table_path), resumed_from=resumed_from,
-                         extra={} if hist is None else hist.summary())
+                         predictions="" if pred is None else str(rd.path / pred.table_path),
+                         resumed_from=resumed_from, extra={} if hist is None else hist.summary())
+    if pred is None:                # a rank other than 0: its rows of the inference are written
+        return result
     from gstore.shard_array import write_json_atomic
     from gstore.cli_options import json_safe
 
     write_json_atomic(rd.summary, json_safe(result.to_json()))
     return result
-
-
-@dataclass
-class OpenRun:
-    """A run ready to train: its checked inputs, and the state restored from a checkpoint."""
-
-    ckpt: Checkpoint | None
-    inputs: RunInputs
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    amp: Amp
-    loader: object                        # the training loader (this rank's shard)
-    best: BestState
-    epoch: int
-    epoch_progress: EpochProgress | None
-
-
-def _open_run(cfg: TrainConfig, rd: RunDir, resume: bool, force: bool, progress: Progress,
-              ctx: DistContext) -> OpenRun:
-    """Every check of a run before RUN_DIR is touched: the store, options, device, a resume's
-    checkpoint and config; then the model, optimizer and loader, restored from the checkpoint."""
-    from gstore.builder import check_output
-
-    check_output(rd.path, [cfg.store])      # --force / ingest --force would delete one with the other
-    if cfg.world_size != ctx.world_size:
-        raise OptionError(f"the run config says {cfg.world_size} rank(s) but this job has {ctx.world_size}",
-                          hint="set TrainConfig.world_size to the job's WORLD_SIZE")
-    ckpt = None
-    if resume:
-        rd.check_resume()
-        saved = TrainConfig.from_json(rd.read_config(), str(rd.config))
-        diffs = cfg.resume_differences(saved)
-        if diffs:
-            raise OptionError("--resume with options that differ from the run's: " + "; ".join(diffs),
-                              hint="pass the run's options (see its config.json), or start a new run")
-        ckpt = load_checkpoint(rd.last) if rd.last.exists() else None
-        if ckpt is not None:
-            check_checkpoint_config(saved, ckpt, rd.last)
-        elif rd.read_metrics():
-            # epochs finished but their checkpoint is gone: restarting at epoch 0 would silently
-            # throw the run away (and a damaged checkpoint's hint says to delete it)
-            raise OptionError(f"run {rd.path} has finished epochs but no {rd.last.relative_to(rd.path)}",
-                              hint="restore the checkpoint (best.pt is a copy of the best epoch's), "
-                                   "or start the run again with --force")
-    else:
-        rd.check_new(force)
-    if ctx.active and cfg.method in ROW_METHODS:
-        with ctx.agreement("computing the propagated features"):    # once, by rank 0, into the store
-            if ctx.is_main:
-                check_inputs(cfg, progress)
-    inputs = check_inputs(cfg, progress)
-    inputs.device = rank_device(inputs.device, ctx)
-    model = build_model(cfg, inputs)
-    from gstore.pipeline.inference.layerwise import check_inference_budget
-
-    if cfg.method not in ROW_METHODS:       # row methods predict by row batches, no layer pass
-        check_inference_budget(inputs.store, model, cfg.memory_budget, cfg.inference_dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    amp = Amp(cfg.amp, inputs.device)
-    loader = shard_loader(train_loader(cfg, inputs), ctx, training=True)
-    best = BestState()
-    epoch, epoch_progress = 0, None
-    if ckpt is not None:
-        saved_store = (ckpt.loader.get("config") or {}).get("store") if isinstance(ckpt.loader, dict) else None
-        if saved_store is not None and saved_store != loader.config().store:
-            raise OptionError(f"the store {cfg.store} changed since this run's last checkpoint (rebuilt, "
-                              "reordered or replaced): resuming would not continue the same training",
-                              hint="train a new run on the store as it is now (--force)")
-        try:
-            model.load_state_dict(ckpt.model)
-            optimizer.load_state_dict(ckpt.optimizer)
-            if ckpt.scaler:
-                amp.scaler.load_state_dict(ckpt.scaler)
-            loader.load_state_dict(ckpt.loader)
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise OptionError(f"checkpoint {rd.last} does not fit this run: {str(exc).splitlines()[0]}",
-                              hint="start a new run (--force)") from None
-        best = BestState.from_state(ckpt.progress.get("best", {}))
-        epoch = ckpt.epoch
-        if ckpt.batches_done:
-            states = ckpt.progress.get("rank_epochs") or [ckpt.progress["epoch"]]
-            if len(states) != ctx.world_size:
-                raise OptionError(f"checkpoint {rd.last} holds the running sums of {len(states)} rank(s), "
-                                  f"this job has {ctx.world_size}", hint="resume with as many ranks")
-            epoch_progress = EpochProgress.from_state(states[ctx.rank])
-    return OpenRun(ckpt, inputs, model, optimizer, amp, loader, best, epoch, epoch_progress)
 
 
 def start_history(cfg: TrainConfig, inputs: RunInputs, rd: RunDir, model, loader, ckpt, progress):
@@ -485,11 +396,16 @@ def _epoch_record(stats: EpochStats, train: SplitMetrics) -> dict:
 
 
 def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ckpt_path: Path | None,
-                 rd: RunDir, progress: Progress = NULL_PROGRESS):
+                 rd: RunDir, progress: Progress = NULL_PROGRESS, ctx: DistContext = SINGLE):
     """Layer-wise inference of `model` (weights from `ckpt_path` when given) over every node, into
     rd's predictions; returns the PredictionsRecord with split metrics filled in. sgc / sign: row
-    batches of every node through the model instead (train/row_run.py: the graph is in the hops)."""
+    batches of every node through the model instead (train/row_run.py: the graph is in the hops).
+    Data-parallel: every rank computes its node range of each layer, rank 0 alone writes the
+    predictions (the other ranks return None; sgc / sign predict on rank 0 alone)."""
     from gstore.pipeline.inference.layerwise import layerwise_inference
+
+    if not ctx.is_main and cfg.method in ROW_METHODS:
+        return None
 
     if ckpt_path is not None:
         model.load_state_dict(load_checkpoint(ckpt_path, map_location=inputs.device).model)
@@ -502,7 +418,9 @@ def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ck
     else:
         out = layerwise_inference(inputs.store, model, rd.inference, memory_budget=cfg.memory_budget,
                                   dtype=cfg.inference_dtype, device=inputs.device, progress=progress,
-                                  overwrite=True)
+                                  overwrite=True, ranks=ctx if ctx.active else None)
+        if not ctx.is_main:
+            return None
         logits, logits_path = out.open_output(), out.output_path
     return _predictions_from_logits(inputs, cfg, rd, logits, logits_path, progress)
 

@@ -172,7 +172,7 @@ def command(store: str, output: Path, resume: bool, force: bool, nproc: int | No
         launch(nproc)
         return
     from gstore.train.distributed import (RankAgreementError, close_process_group, divide_threads,
-                                          env_context, init_process_group)
+                                          env_context, init_process_group, lost_rank_error)
 
     dist = env_context()
     if dist.active:
@@ -199,6 +199,11 @@ def command(store: str, output: Path, resume: bool, force: bool, nproc: int | No
                       on_epoch=epoch_line, dist=dist)
     except RankAgreementError:
         click.get_current_context().exit(1)     # rank 0 prints the error: one line, not one per rank
+    except RuntimeError as exc:
+        lost = lost_rank_error(dist, exc)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         close_process_group(dist)
     if not dist.is_main:
