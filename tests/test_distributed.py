@@ -47,6 +47,37 @@ def test_shards_partition_each_epoch_with_equal_counts(n, batch, world):
                 assert it.seed == ref[it.index].seed and np.array_equal(it.payload, ref[it.index].payload)
 
 
+class _Clusters:
+    """What ClusterPlan reads of a ClusterSampler: parts shuffled by the one seeding rule."""
+
+    num_parts, num_batches, q = 11, 6, 2
+
+    def epoch_batches(self, epoch):
+        from gstore.seeding import rng
+
+        ids = rng(7, epoch).permutation(self.num_parts)
+        return [ids[i:i + self.q] for i in range(0, self.num_parts, self.q)]
+
+
+def test_cluster_shards_partition_each_epoch():
+    from gstore.pipeline.loader.seeds import ClusterPlan
+
+    whole = ClusterPlan(_Clusters(), 2, drop_last=False)
+    for epoch in range(3):
+        shards = [list(ShardedPlan(whole, r, 4, drop_remainder=True).batches(epoch)) for r in range(4)]
+        assert [len(b) for b in shards] == [1, 1, 1, 1]         # 6 batches over 4 ranks: 2 dropped
+        got = sorted(int(c) for b in shards for x in b for c in x)
+        assert got == sorted(int(c) for x in whole.batches(epoch)[:4] for c in x)
+
+
+def test_nproc_inside_a_torchrun_job_is_refused(monkeypatch):
+    from gstore.launch import launch_train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(OptionError, match="--nproc inside a torchrun job"):
+        launch_train(2, ["train", "s"])
+
+
 def test_evaluation_shards_cover_every_batch():
     whole = SeedPlan(np.arange(50, dtype=np.int64), 7, shuffle=False, drop_last=False, seed=0)
     assert shard_counts(8, 3, drop_remainder=False) == [3, 3, 2]
@@ -90,8 +121,8 @@ def test_launcher_passes_arguments_through_and_names_the_failed_rank():
 
 # ---- real 2-rank runs -----------------------------------------------------------------------------
 def gstore(*args, env: dict | None = None, timeout: float = TIMEOUT_S):
-    e = dict(os.environ, GSTORE_DIST_TIMEOUT_S="60", **(env or {}))
-    e.pop("GSTORE_FAULT_AT", None) if env is None or "GSTORE_FAULT_AT" not in env else None
+    e = {k: v for k, v in os.environ.items() if k != "GSTORE_FAULT_AT"}
+    e.update(GSTORE_DIST_TIMEOUT_S="60", **(env or {}))
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "gstore", *map(str, args)], capture_output=True, text=True,
                        env=e, timeout=timeout)
