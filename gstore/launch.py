@@ -93,10 +93,16 @@ def launch_train(nproc: int, argv: list[str]) -> int:
     # the agent logs each failure as a multi-line report: gstore prints its own line instead
     verbose = any(a in ("-v", "--verbose") for a in argv)
     if not verbose:
-        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+        for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     log.info("launching %d ranks: %s -m gstore %s", nproc, sys.executable, " ".join(argv))
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "gstore", *argv)
     except ChildFailedError as exc:
         raise OptionError(f"gstore train --nproc {nproc}: " + failure_line(exc.failures)) from None
+    except SignalException:
+        # Ctrl-C / SIGTERM to the launcher: the agent has stopped the ranks; the CLI says Aborted
+        raise KeyboardInterrupt from None
     return 0
