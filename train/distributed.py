@@ -298,6 +298,8 @@ class ShardLog:
         self.batches = self.seeds = self.id_sum = self.id_xor = 0
 
     def add(self, batch) -> None:
+        if not self.ctx.active:
+            return
         ids = batch.nodes[:batch.num_seeds]
         self.batches += 1
         self.seeds += int(ids.numel())

@@ -321,7 +321,10 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
         totals["batches"] += stats.batches
         totals["seconds"] += stats.seconds
         totals["wait"] += stats.wait_s
-        record = _epoch_record(stats, merge_metrics(ctx, ep.metrics))
+        train_metrics = merge_metrics(ctx, ep.metrics)
+        record = _epoch_record(stats, train_metrics)
+        if ctx.active:
+            record["loss"] = train_metrics.loss     # of every rank's batches, as the metrics are
         improved = False
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             for split, ld in evals.items():
