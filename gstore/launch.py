@@ -6,7 +6,8 @@
 The agent (torch.distributed.launcher, what torchrun runs) spawns N fresh interpreters (never a
 fork: numba's OpenMP layer aborts a forked child) with the same arguments minus --nproc, rendezvous
 on a free local port (`--standalone`), no restarts: a worker that fails makes the agent stop the
-others, and this process prints one line naming the rank and how it ended, exit status 1.
+others. A rank that exits with an error has printed it (one line): the job exits with its status.
+A rank killed by a signal prints nothing: this process prints one line naming it, exit status 1.
 Each worker gets the machine's cores divided by N as OMP_NUM_THREADS / NUMBA_NUM_THREADS unless
 the user set them. Across machines, run torchrun yourself (docs/distributed.md).
 """
@@ -52,18 +53,27 @@ def worker_env(nproc: int) -> dict[str, str]:
     return {k: os.environ.get(k, per) for k in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS")}
 
 
+def exit_code(failure) -> int:
+    """A ProcessFailure's exit status (-N: killed by signal N)."""
+    return int(getattr(failure, "exitcode", 1) or 1)
+
+
+def first_failure(failures: dict) -> tuple[int, object]:
+    """(rank, ProcessFailure) of the rank that most likely failed first: one killed by a signal
+    (the survivors' collectives failed because it died), then one that exited with an error;
+    SIGTERM last, as the agent sends it to the survivors. Ties: earliest, then lowest rank."""
+    def cause(code: int) -> int:
+        return 0 if code < 0 and code != -signal.SIGTERM else 1 if code > 0 else 2
+
+    return min(failures.items(), key=lambda kv: (cause(exit_code(kv[1])), getattr(kv[1], "timestamp", 0), kv[0]))
+
+
 def failure_line(failures: dict) -> str:
     """One line from the agent's ProcessFailure records: the first rank that failed, and how."""
     if not failures:
         return "a rank failed (the agent recorded no failure)"
-    def cause(code: int) -> int:
-        # a rank killed by a signal first (the survivors' collectives failed because it died),
-        # then one that exited with an error; SIGTERM last: the agent sends it to the survivors
-        return 0 if code < 0 and code != -signal.SIGTERM else 1 if code > 0 else 2
-
-    rank, f = min(failures.items(), key=lambda kv: (cause(int(getattr(kv[1], "exitcode", 1) or 1)),
-                                                    getattr(kv[1], "timestamp", 0), kv[0]))
-    code = int(getattr(f, "exitcode", 1) or 1)
+    rank, f = first_failure(failures)
+    code = exit_code(f)
     if code < 0:
         try:
             how = f"was killed by {signal.Signals(-code).name}"
@@ -77,7 +87,9 @@ def failure_line(failures: dict) -> str:
 
 
 def launch_train(nproc: int, argv: list[str]) -> int:
-    """Run `gstore <argv minus --nproc>` as `nproc` ranks under the elastic agent; exit status."""
+    """Run `gstore <argv>` (--nproc already taken out) as `nproc` ranks under the elastic agent.
+    Returns the job's exit status: 0, or the status of a rank that exited with an error (which
+    it printed); a rank killed by a signal is an OptionError naming it."""
     if nproc < 1:
         raise OptionError(f"--nproc must be >= 1, got {nproc}")
     if "WORLD_SIZE" in os.environ:
@@ -101,6 +113,13 @@ def launch_train(nproc: int, argv: list[str]) -> int:
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "gstore", *argv)
     except ChildFailedError as exc:
+        rank, f = first_failure(exc.failures)
+        code = exit_code(f)
+        if code > 0:
+            # the rank exited with an error it printed (one line: rank 0 speaks for all on a
+            # failed check): that line is the job's, and its status the job's
+            log.info("rank %d exited with status %d", rank, code)
+            return code
         raise OptionError(f"gstore train --nproc {nproc}: " + failure_line(exc.failures)) from None
     except SignalException:
         # Ctrl-C / SIGTERM to the launcher: the agent has stopped the ranks; the CLI says Aborted

@@ -225,3 +225,12 @@ def test_nproc_bad_values_are_one_line(tmp_path, runs):
     r = gstore("train", store, "-o", tmp_path / "r", "--nproc", 0)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "--nproc must be >= 1" in r.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_a_check_failing_on_every_rank_prints_one_line(tmp_path, runs):
+    store = runs[0]
+    r = gstore("train", store, "-o", tmp_path / "r", "--method", "cluster-gcn", "--epochs", "1", "--nproc", 2)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error")]
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(errors) == 1 and "needs the store's clusters" in errors[0], r.stderr[-2000:]
+    assert not (tmp_path / "r").exists()

@@ -236,4 +236,6 @@ def launch(nproc: int) -> None:
     if "train" not in argv:
         raise OptionError("--nproc needs gstore's own command line (the ranks rerun it)",
                           hint="run `gstore train ... --nproc N` from a shell, or torchrun")
-    launch_train(nproc, passthrough_args(argv))
+    status = launch_train(nproc, passthrough_args(argv))
+    if status:
+        click.get_current_context().exit(status)
