@@ -8,6 +8,11 @@ processes counts 1/k in each: the sum of the ranks' PSS is what they hold togeth
 and anonymous parts. If the ranks share the store through the page cache, the sum of PSS of N ranks
 stays near one rank's, while the sum of their RSS grows N-fold. Epoch time is metrics.jsonl's
 `seconds` (the same global batch: --batch-size B / N per rank).
+
+    python bench/ddp.py STORE --share-check        # a few seconds: the mechanism alone
+
+--share-check: 1, then 2 spawned processes open the store and touch every page of its features
+and CSR (what N ranks' loaders do over an epoch), and print their smaps_rollup numbers.
 """
 from __future__ import annotations
 
@@ -102,6 +107,35 @@ def run(store: str, nproc: int, batch: int, epochs: int, extra: list[str]) -> di
             "peak_sum_pss_gib": round(total_peak["Pss"] / gib, 3)}
 
 
+SHARE_CHILD = r"""
+import sys, time, numpy as np, gstore
+s = gstore.open(sys.argv[1])
+for a in (s.features, s.indptr, s.indices):
+    for i in range(0, a.shape[0], 1 << 16):
+        float(np.asarray(a[i:i + (1 << 16)]).ravel()[::512].sum())   # a read in every 4 KiB page
+print("ready", flush=True)
+time.sleep(4)
+"""
+
+
+def share_check(store: str) -> None:
+    gib = 2 ** 30
+    for n in (1, 2):
+        procs = [subprocess.Popen([sys.executable, "-c", SHARE_CHILD, store], stdout=subprocess.PIPE, text=True)
+                 for _ in range(n)]
+        for p in procs:
+            p.stdout.readline()
+        r = [rollup(p.pid) for p in procs]
+        print(json.dumps({"procs": n, "rss_gib": [round(x["Rss"] / gib, 3) for x in r],
+                          "pss_gib": [round(x["Pss"] / gib, 3) for x in r],
+                          "pss_file_gib": [round(x["Pss_File"] / gib, 3) for x in r],
+                          "pss_anon_gib": [round(x["Pss_Anon"] / gib, 3) for x in r],
+                          "sum_rss_gib": round(sum(x["Rss"] for x in r) / gib, 3),
+                          "sum_pss_gib": round(sum(x["Pss"] for x in r) / gib, 3)}), flush=True)
+        for p in procs:
+            p.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("store")
@@ -109,9 +143,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1024, help="global batch (split among the ranks)")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("extra", nargs=argparse.REMAINDER, help="more gstore train options, after --")
-    a = ap.parse_args()
-    extra = [x for x in a.extra if x != "--"]
+    ap.add_argument("--share-check", action="store_true", help="only map the store in 1 and 2 processes")
+    a, extra = ap.parse_known_args()      # the rest: more gstore train options (after --)
+    if a.share_check:
+        share_check(a.store)
+        return
+    extra = [x for x in extra if x != "--"]
     rows = []
     for rep in range(a.repeats):
         for n in a.nproc:
