@@ -296,6 +296,11 @@ class ShardArrayWriter:
             else:
                 self._hasher = None
 
+    def external_writes(self) -> None:
+        """Other processes write rows of this file too (a data-parallel inference's ranks):
+        `finish()` computes the checksums by reading the file back."""
+        self._hasher = None
+
     def memmap(self) -> np.ndarray:
         """Writable memory map over the logical rows (for scatter writes; dirty pages count as RSS)."""
         if not self.n_chunks:

@@ -28,7 +28,9 @@ from gstore.memory import parse_bytes, peak_rss_bytes
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.seeding import derive_seed
 from gstore.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from gstore.train.loop import Amp, EpochProgress, EpochStats, evaluate, train_epoch
+from gstore.train.distributed import (SINGLE, DistContext, ShardLog, check_same_config, merge_metrics,
+                                      refuse_serial_only, shard_loader, wrap_model)
+from gstore.train.loop import EpochProgress, EpochStats, evaluate, train_epoch
 from gstore.train.metrics import SplitMetrics, check_metric, split_metrics
 from gstore.train.run_config import ROW_METHODS, TrainConfig, validate
 from gstore.train.run_dir import RunDir
@@ -236,84 +238,54 @@ def _score(metrics: dict, metric: str) -> float:
 
 def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: bool = False,
               progress: Progress = NULL_PROGRESS,
-              on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+              on_epoch: Callable[[dict], None] | None = None, dist: DistContext | None = None) -> TrainResult:
     """Train per `cfg` into `run_dir` (new, or --resume an earlier one), then predict every node.
 
     `on_epoch(record)` receives each metrics.jsonl record as it is written (the CLI's epoch line).
+    `dist`: this process's rank in a data-parallel job (train/distributed.py; its process group
+    joined): every rank trains its shard, rank 0 alone writes RUN_DIR and predicts.
     """
+    from gstore.train.run_open import open_run
+
     t_start = time.perf_counter()
+    ctx = SINGLE if dist is None else dist
+    refuse_serial_only(cfg, ctx)
+    check_same_config(ctx, cfg)
     rd = RunDir(Path(run_dir))
-    from gstore.builder import check_output
-
-    check_output(rd.path, [cfg.store])      # --force / ingest --force would delete one with the other
-    ckpt = None
-    if resume:
-        rd.check_resume()
-        saved = TrainConfig.from_json(rd.read_config(), str(rd.config))
-        diffs = cfg.resume_differences(saved)
-        if diffs:
-            raise OptionError("--resume with options that differ from the run's: " + "; ".join(diffs),
-                              hint="pass the run's options (see its config.json), or start a new run")
-        ckpt = load_checkpoint(rd.last) if rd.last.exists() else None
-        if ckpt is not None:
-            check_checkpoint_config(saved, ckpt, rd.last)
-        elif rd.read_metrics():
-            # epochs finished but their checkpoint is gone: restarting at epoch 0 would silently
-            # throw the run away (and a damaged checkpoint's hint says to delete it)
-            raise OptionError(f"run {rd.path} has finished epochs but no {rd.last.relative_to(rd.path)}",
-                              hint="restore the checkpoint (best.pt is a copy of the best epoch's), "
-                                   "or start the run again with --force")
-    else:
-        rd.check_new(force)
-    inputs = check_inputs(cfg, progress)
-    model = build_model(cfg, inputs)
-    from gstore.pipeline.inference.layerwise import check_inference_budget
-
-    if cfg.method not in ROW_METHODS:       # row methods predict by row batches, no layer pass
-        check_inference_budget(inputs.store, model, cfg.memory_budget, cfg.inference_dtype)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    amp = Amp(cfg.amp, inputs.device)
-    loader = train_loader(cfg, inputs)
-    best = BestState()
-    epoch, epoch_progress = 0, None
-    if ckpt is not None:
-        saved_store = (ckpt.loader.get("config") or {}).get("store") if isinstance(ckpt.loader, dict) else None
-        if saved_store is not None and saved_store != loader.config().store:
-            raise OptionError(f"the store {cfg.store} changed since this run's last checkpoint (rebuilt, "
-                              "reordered or replaced): resuming would not continue the same training",
-                              hint="train a new run on the store as it is now (--force)")
-        try:
-            model.load_state_dict(ckpt.model)
-            optimizer.load_state_dict(ckpt.optimizer)
-            if ckpt.scaler:
-                amp.scaler.load_state_dict(ckpt.scaler)
-            loader.load_state_dict(ckpt.loader)
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise OptionError(f"checkpoint {rd.last} does not fit this run: {str(exc).splitlines()[0]}",
-                              hint="start a new run (--force)") from None
-        best = BestState.from_state(ckpt.progress.get("best", {}))
-        epoch = ckpt.epoch
-        if ckpt.batches_done:
-            epoch_progress = EpochProgress.from_state(ckpt.progress["epoch"])
-    rd.claim(fresh=not resume)
-    if not resume:
-        rd.write_config(cfg.to_json())
+    with ctx.agreement("the run's checks"):       # every rank raises, or none (no rank left waiting)
+        o = open_run(cfg, rd, resume, force, progress, ctx)
+    ckpt, inputs, model, optimizer, amp, loader = o.ckpt, o.inputs, o.model, o.optimizer, o.amp, o.loader
+    best, epoch, epoch_progress = o.best, o.epoch, o.epoch_progress
+    train_model = wrap_model(model, ctx, inputs.device)
+    if ctx.is_main:
+        rd.claim(fresh=not resume)
+        if not resume:
+            rd.write_config(cfg.to_json())
     hist = start_history(cfg, inputs, rd, model, loader, ckpt, progress)
-    kept = rd.keep_metrics(epoch)            # a new run (epoch 0) starts an empty file
+    # a new run (epoch 0) starts an empty file; the other ranks read what rank 0 keeps
+    kept = (rd.keep_metrics(epoch) if ctx.is_main
+            else [r for r in rd.read_metrics() if int(r.get("epoch", -1)) < epoch])
     resumed_from = epoch if resume else None
-    evals = {s: eval_loader(cfg, inputs, s) for s in ("val", "test")}
+    evals = {s: shard_loader(eval_loader(cfg, inputs, s), ctx, training=False) for s in ("val", "test")}
     if evals["val"] is None:
         log.warning("store %s has no val split: the best checkpoint and early stopping follow the "
                     "train %s (of sampled training batches), which rewards overfitting",
                     cfg.store, cfg.metric)
     stopped_early = bool(kept) and cfg.patience > 0 and best.bad_evals >= cfg.patience
     totals = {"batches": 0, "seconds": 0.0, "wait": 0.0}
+    shards = ShardLog(ctx)
     t_train = time.perf_counter()
 
     def checkpoint(epoch_now: int, batches_done: int, ep: EpochProgress | None, path: Path) -> None:
+        # mid-epoch: every rank's running sums (a collective: every rank calls it at the same batch)
+        rank_epochs = ctx.all_gather(ep.to_state()) if ep is not None and ctx.active else None
+        if not ctx.is_main:
+            return
         state = {"best": best.to_state()}
         if ep is not None:
             state["epoch"] = ep.to_state()
+            if rank_epochs is not None:
+                state["rank_epochs"] = rank_epochs
         if hist is not None and path == rd.last:
             state["history"] = hist.snapshot(epoch_now, batches_done)
         save_checkpoint(path, Checkpoint(epoch_now, batches_done, model.state_dict(), optimizer.state_dict(),
@@ -335,23 +307,30 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
 
             def on_batch(batch, p: EpochProgress) -> None:
                 fault_point(f"train:epoch{epoch}:batch{p.batches}")     # crash tests
+                if ctx.active:
+                    fault_point(f"train:rank{ctx.rank}:epoch{epoch}:batch{p.batches}")
+                shards.add(batch)
                 bar.advance(1)
                 bar.set_postfix(f"loss {p.metrics.loss:.4f}")
                 if cfg.checkpoint_every and p.batches % cfg.checkpoint_every == 0 and p.batches < len(loader):
                     checkpoint(epoch, p.batches, p, rd.last)
 
-            stats = train_epoch(model, loader, optimizer, epoch=epoch, seed=cfg.seed, amp=amp,
+            stats = train_epoch(train_model, loader, optimizer, epoch=epoch, seed=cfg.seed, amp=amp,
                                 progress=ep, on_batch=on_batch, step=None if hist is None else hist.step)
+        shards.emit(epoch)
         totals["batches"] += stats.batches
         totals["seconds"] += stats.seconds
         totals["wait"] += stats.wait_s
-        record = _epoch_record(stats, ep.metrics)
+        train_metrics = merge_metrics(ctx, ep.metrics)
+        record = _epoch_record(stats, train_metrics)
+        if ctx.active:
+            record["loss"] = train_metrics.loss     # of every rank's batches, as the metrics are
         improved = False
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             for split, ld in evals.items():
                 if ld is not None:
                     ld.set_epoch(0)
-                    record[split] = evaluate(model, ld, inputs.binary, amp).summary()
+                    record[split] = merge_metrics(ctx, evaluate(model, ld, inputs.binary, amp)).summary()
             score = _score(record.get("val", record["train"]), cfg.metric)
             if math.isfinite(score) and score > best.score:
                 best = BestState(score, epoch, 0)
@@ -362,34 +341,38 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                 stopped_early = True
                 record["stopped_early"] = True
         record["best_epoch"] = best.epoch
-        rd.append_metrics(record)
+        if ctx.is_main:
+            rd.append_metrics(record)
         epoch += 1
         checkpoint(epoch, 0, None, rd.last)
         if improved:
             checkpoint(epoch, 0, None, rd.best)
-        if on_epoch is not None:
+        if on_epoch is not None and ctx.is_main:
             on_epoch(record)
     train_seconds = time.perf_counter() - t_train
     if hist is not None:
         hist.close()
-    if cfg.plot:
+    ctx.barrier()                   # rank 0's checkpoints are complete before any rank reads best.pt
+    if cfg.plot and ctx.is_main:
         from gstore.train.plot import plot_curve
 
         plot_curve(rd.metrics, rd.path / "curve.png")
     t_inf = time.perf_counter()
     final = rd.best if rd.best.exists() else rd.last
-    pred = predict_into(inputs, cfg, model, final if final.exists() else None, rd, progress)
+    pred = predict_into(inputs, cfg, model, final if final.exists() else None, rd, progress, ctx)
     inference_seconds = time.perf_counter() - t_inf
     model_name = cfg.method if cfg.method in ROW_METHODS else cfg.model
     result = TrainResult(method=cfg.method, model=model_name, epochs=epoch, best_epoch=best.epoch,
-                         stopped_early=stopped_early, metrics=pred.metrics,
+                         stopped_early=stopped_early, metrics={} if pred is None else pred.metrics,
                          seconds=time.perf_counter() - t_start, train_seconds=train_seconds,
                          inference_seconds=inference_seconds,
                          batches_per_s=totals["batches"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          wait_share=totals["wait"] / totals["seconds"] if totals["seconds"] else float("nan"),
                          peak_rss_bytes=peak_rss_bytes(), run_dir=str(rd.path),
-                         predictions=str(rd.path / pred.table_path), resumed_from=resumed_from,
-                         extra={} if hist is None else hist.summary())
+                         predictions="" if pred is None else str(rd.path / pred.table_path),
+                         resumed_from=resumed_from, extra={} if hist is None else hist.summary())
+    if pred is None:                # a rank other than 0: its rows of the inference are written
+        return result
     from gstore.shard_array import write_json_atomic
     from gstore.cli_options import json_safe
 
@@ -416,11 +399,16 @@ def _epoch_record(stats: EpochStats, train: SplitMetrics) -> dict:
 
 
 def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ckpt_path: Path | None,
-                 rd: RunDir, progress: Progress = NULL_PROGRESS):
+                 rd: RunDir, progress: Progress = NULL_PROGRESS, ctx: DistContext = SINGLE):
     """Layer-wise inference of `model` (weights from `ckpt_path` when given) over every node, into
     rd's predictions; returns the PredictionsRecord with split metrics filled in. sgc / sign: row
-    batches of every node through the model instead (train/row_run.py: the graph is in the hops)."""
+    batches of every node through the model instead (train/row_run.py: the graph is in the hops).
+    Data-parallel: every rank computes its node range of each layer, rank 0 alone writes the
+    predictions (the other ranks return None; sgc / sign predict on rank 0 alone)."""
     from gstore.pipeline.inference.layerwise import layerwise_inference
+
+    if not ctx.is_main and cfg.method in ROW_METHODS:
+        return None
 
     if ckpt_path is not None:
         model.load_state_dict(load_checkpoint(ckpt_path, map_location=inputs.device).model)
@@ -433,7 +421,9 @@ def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ck
     else:
         out = layerwise_inference(inputs.store, model, rd.inference, memory_budget=cfg.memory_budget,
                                   dtype=cfg.inference_dtype, device=inputs.device, progress=progress,
-                                  overwrite=True)
+                                  overwrite=True, ranks=ctx if ctx.active else None)
+        if not ctx.is_main:
+            return None
         logits, logits_path = out.open_output(), out.output_path
     return _predictions_from_logits(inputs, cfg, rd, logits, logits_path, progress)
 

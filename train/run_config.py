@@ -70,6 +70,9 @@ class TrainConfig:
     history_dtype: str = "float16"
     history_refresh: int = 0            # refill the histories every N epochs (0 = never)
     history_sweep: int = 1              # scalable-gcn: non-train nodes in the batches once every N epochs
+    # ranks of a data-parallel run (train/distributed.py): decides the global batch (world_size x
+    # batch_size) and each rank's shard, so a checkpoint resumes only with as many ranks
+    world_size: int = 1
     version: int = field(default=CONFIG_VERSION)
 
     def to_json(self) -> dict:
@@ -102,9 +105,13 @@ class TrainConfig:
 
     def resume_differences(self, saved: "TrainConfig") -> list[str]:
         """'option: saved X, now Y' for every option outside RESUME_FREE that differs."""
+        return self.differences(saved, RESUME_FREE)
+
+    def differences(self, saved: "TrainConfig", skip: frozenset = frozenset()) -> list[str]:
+        """'option: saved X, now Y' for every option outside `skip` that differs."""
         out = []
         for f in fields(self):
-            if f.name in RESUME_FREE:
+            if f.name in skip:
                 continue
             mine, old = getattr(self, f.name), getattr(saved, f.name)
             if mine != old:
@@ -127,7 +134,7 @@ def _has_type(v, annotation: str) -> bool:
 
 
 # config fields whose command-line option has another name
-OPTION_NAMES = {"partition": "--parts", "store": "STORE"}
+OPTION_NAMES = {"partition": "--parts", "store": "STORE", "world_size": "--nproc (ranks)"}
 
 
 def option_name(field_name: str) -> str:
@@ -170,6 +177,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.patience >= 0, f"--patience must be >= 0 (0 = no early stopping), got {cfg.patience}")
     need(cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}")
     need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
+    need(cfg.world_size >= 1, f"world_size must be >= 1, got {cfg.world_size}")
     validate_history(cfg, need)
     if cfg.method in ROW_METHODS:
         validate_rows(cfg)

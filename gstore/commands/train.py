@@ -155,11 +155,15 @@ def method_options(options: dict, fanouts: str | None) -> None:
 @train_options
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Replace the earlier run in -o.")
+@click.option("--nproc", type=int, default=None,
+              help="Train data-parallel in N processes on this machine (torchrun's agent, started "
+                   "for you; the same as `torchrun --standalone --nproc-per-node N -m gstore train "
+                   "...`). --batch-size is per process. docs/distributed.md.")
 @json_option
 @verbose_option
 @quiet_option
-def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, quiet: bool, fanouts: str | None,
-            **options) -> None:
+def command(store: str, output: Path, resume: bool, force: bool, nproc: int | None, as_json: bool, quiet: bool,
+            fanouts: str | None, **options) -> None:
     """Train a GNN on STORE's train split, evaluate on val/test, predict every node (layer-wise
     inference, out of core) into RUN_DIR."""
     from gstore.errors import OptionError
@@ -170,7 +174,18 @@ def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, 
     if resume and force:
         raise OptionError("--resume and --force contradict each other", hint="pass one of them")
     method_options(options, fanouts)
-    cfg = TrainConfig(store=str(Path(store).resolve()), fanouts=parse_fanouts_option(fanouts, options["layers"]),
+    fanouts_resolved = parse_fanouts_option(fanouts, options["layers"])
+    if nproc is not None:
+        launch(nproc)
+        return
+    from gstore.train.distributed import (RankAgreementError, close_process_group, divide_threads,
+                                          env_context, init_process_group, lost_rank_error)
+
+    dist = env_context()
+    if dist.active:
+        divide_threads(dist)            # before numba's first kernel sizes its thread pool
+        init_process_group(dist, options["device"])
+    cfg = TrainConfig(store=str(Path(store).resolve()), fanouts=fanouts_resolved, world_size=dist.world_size,
                       **options)
 
     def epoch_line(r: dict) -> None:
@@ -186,7 +201,20 @@ def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, 
                      f"waited {100 * r['wait_share']:.0f}%")
         click.echo(", ".join(parts))
 
-    r = train_run(cfg, output, resume=resume, force=force, progress=TqdmProgress(quiet), on_epoch=epoch_line)
+    try:
+        r = train_run(cfg, output, resume=resume, force=force, progress=TqdmProgress(quiet or not dist.is_main),
+                      on_epoch=epoch_line, dist=dist)
+    except RankAgreementError:
+        click.get_current_context().exit(1)     # rank 0 prints the error: one line, not one per rank
+    except RuntimeError as exc:
+        lost = lost_rank_error(dist, exc)
+        if lost is None:
+            raise
+        raise lost from None
+    finally:
+        close_process_group(dist)
+    if not dist.is_main:
+        return
     if as_json:
         emit_json(r)
         return
@@ -202,3 +230,19 @@ def command(store: str, output: Path, resume: bool, force: bool, as_json: bool, 
                f"{r.seconds:.1f}s (train {r.train_seconds:.1f}s, inference {r.inference_seconds:.1f}s); "
                f"peak RSS {format_bytes(r.peak_rss_bytes)}")
     click.echo(f"run dir: {r.run_dir}; predictions: {r.predictions}")
+
+
+def launch(nproc: int) -> None:
+    """--nproc N: this command line, minus --nproc, as N ranks under torchrun's agent (gstore/launch.py)."""
+    import sys
+
+    from gstore.errors import OptionError
+    from gstore.launch import launch_train, passthrough_args
+
+    argv = sys.argv[1:]
+    if "train" not in argv:
+        raise OptionError("--nproc needs gstore's own command line (the ranks rerun it)",
+                          hint="run `gstore train ... --nproc N` from a shell, or torchrun")
+    status = launch_train(nproc, passthrough_args(argv))
+    if status:
+        click.get_current_context().exit(status)

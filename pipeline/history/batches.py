@@ -34,6 +34,9 @@ class ClusterNodePlan:
     def batches(self, epoch: int) -> list[np.ndarray]:
         return [self.sampler.cluster_nodes(c) for c in self.clusters.batches(epoch)]
 
+    def index(self, i: int) -> int:
+        return i
+
 
 class HaloClusterLoader(StagedLoader):
     """gas batches (see the module docstring); CPU tensors, `mask` = nodes of `split`."""
@@ -106,6 +109,9 @@ class SweepPlan:
         self.num_batches = count_batches(len(self.train) + self.per_epoch, self.batch_size, False)
         self._others: np.ndarray | None = None
         self._cycle: tuple[int, np.ndarray] | None = None
+
+    def index(self, i: int) -> int:
+        return i
 
     def others(self) -> np.ndarray:
         """int64 ids of the nodes outside the train split, ascending (built on first use)."""

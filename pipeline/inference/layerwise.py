@@ -57,6 +57,7 @@ from gstore.pipeline.inference.checks import (check_device, check_dtype, check_m
 from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks, working_set
 from gstore.pipeline.features.gather_kernels import in_degrees
 from gstore.pipeline.inference.protocol import LayerwiseModel
+from gstore.pipeline.inference.ranks import RankGroup, plan_range, rank_nodes
 from gstore.pipeline.inference.result import LayerStats, LayerwiseResult
 from gstore.pipeline.loader.batch import LayerBlock
 from gstore.pipeline.loader.queues import PipelineControl, StageQueue, StageThread, Stopped
@@ -102,7 +103,8 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
                         memory_budget: int | str = DEFAULT_MEMORY_BUDGET, dtype: str = "float32",
                         device: str | torch.device = "cpu", progress: Progress = NULL_PROGRESS,
                         keep_layers: bool = False, output_name: str = OUTPUT_NAME,
-                        overwrite: bool = False, prefetch_threads: int | None = None) -> LayerwiseResult:
+                        overwrite: bool = False, prefetch_threads: int | None = None,
+                        ranks: RankGroup | None = None) -> LayerwiseResult:
     """Run `model` over every node of `store` (an opened GraphStore) layer by layer, out of core.
 
     memory_budget: bytes (or '512MiB') for inference's working set; chunks are sized to it.
@@ -113,6 +115,9 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     prefetch_threads: numba threads of the prefetch thread's kernels (sampler, gather); default:
         the cores torch's intra-op pool leaves free, at least 1 (oversubscribed cores make torch's
         OpenMP barriers spin: a SAGE layer ran 7x slower on 2 busy cores with 2 torch threads).
+    ranks: the job of a data-parallel run (pipeline/inference/ranks.py): every rank calls this
+        with the same arguments and computes its node range; rank 0 publishes the output (the
+        other ranks' result has `output` None).
     Raises OptionError / StoreError / BudgetError (one line each) on bad input.
     """
     t0 = time.perf_counter()
@@ -129,19 +134,26 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     for layer, (w_in, w_out) in enumerate(zip(widths, widths[1:])):   # fail before writing anything
         _layer_working_set(budget, layer, w_in, w_out, features, dtype, model)
     csr = store.csr()
+    group = ranks if ranks is not None and ranks.world_size > 1 else None
+    main = group is None or group.rank == 0
     work = out_dir / SCRATCH_NAME
-    scratch.create(work, SCRATCH_PURPOSE, out_dir)
+    if main:
+        scratch.create(work, SCRATCH_PURPOSE, out_dir)
+    if group is not None:
+        group.barrier()
     try:
         with torch.no_grad(), _eval_mode(model):
             run = _Run(store, csr, features, model, widths, work, budget, dtype, dev, progress,
-                       keep_layers, output_name, threads)
+                       keep_layers, output_name, threads, group)
             record, kept = run.layers()
-        _publish(work, out_dir, targets, overwrite)
+        if main:
+            _publish(work, out_dir, targets, overwrite)
     except OSError as exc:
         scratch.name_path_in(exc, out_dir)
         raise
     finally:
-        scratch.remove(work)
+        if main:
+            scratch.remove(work)
     result = LayerwiseResult(root=str(out_dir), output=record, num_nodes=store.num_nodes,
                              out_dim=int(model.out_dim), dtype=dtype, device=str(dev),
                              memory_budget=budget, seconds=time.perf_counter() - t0,
@@ -206,8 +218,10 @@ class _Run:
     """State of one inference run: the arrays of the layer being read and written, the stats."""
 
     def __init__(self, store, csr, features, model, widths, work, budget, dtype, dev, progress,
-                 keep_layers, output_name, prefetch_threads: int) -> None:
+                 keep_layers, output_name, prefetch_threads: int, group: RankGroup | None = None) -> None:
         self.store, self.model, self.widths = store, model, widths
+        self.group = group
+        self.main = group is None or group.rank == 0
         self.indptr, self.indices = csr.indptr, csr.indices
         # the memmap objects behind the CSR (csr() hands out the checked arrays themselves)
         self._maps = [store.indptr, store.indices]
@@ -216,6 +230,9 @@ class _Run:
         self.keep_layers, self.output_name = keep_layers, output_name
         self.prefetch_threads = prefetch_threads
         self.num_nodes = int(store.num_nodes)
+        # the destination rows this process computes: all, or its rank's range
+        self.lo, self.hi = (0, self.num_nodes) if group is None else rank_nodes(
+            self.indptr, group.rank, group.world_size)
         self.sampler = NeighborSampler(self.indptr, self.indices, [-1])
         self.stats: list[LayerStats] = []
         self.peak_anon = anon_rss_bytes()
@@ -228,9 +245,9 @@ class _Run:
         src = self.features
         prev_dir: Path | None = None
         kept: list[ArrayRecord] = []
-        if self.keep_layers:
+        if self.keep_layers and self.main:
             write_group_metadata(self.work / LAYERS_DIR)
-        if self.readout_dim and L > 1:
+        if self.readout_dim and L > 1 and self.main:
             with open(self.state_path, "wb") as fh:
                 fh.truncate(self.num_nodes * self.readout_dim * 4)
         output = self._writer(self.output_name, int(self.model.out_dim), "float32")
@@ -242,7 +259,9 @@ class _Run:
                     writer = self._writer(f"{LAYERS_DIR}/layer_{layer}", self.widths[layer + 1], self.dtype)
                 try:
                     self._layer(layer, src, writer, output if last else None)
-                    if writer is not None and self.keep_layers:
+                    if self.group is not None:
+                        self.group.barrier()    # every range of the layer is written
+                    if writer is not None and self.keep_layers and self.main:
                         kept.append(writer.finish())
                 finally:
                     if writer is not None:
@@ -258,7 +277,7 @@ class _Run:
                     src = (np.memmap(writer.path, dtype=self.dtype, mode="r",
                                      shape=(self.num_nodes, self.widths[layer + 1]))
                            if self.num_nodes else np.zeros((0, self.widths[layer + 1]), self.dtype))
-            record = output.finish()
+            record = output.finish() if self.main else None
         finally:
             output.abort()
         return record, kept
@@ -267,7 +286,16 @@ class _Run:
         shape = (self.num_nodes, width)
         # a small graph's array is one chunk of its own size, not a 4 MiB (sparse) default chunk
         rows = max(1, min(self.num_nodes, default_chunk_rows(shape, dtype)))
-        return ShardArrayWriter(self.work, name, shape, dtype, chunk_rows=rows)
+        if self.group is None:
+            return ShardArrayWriter(self.work, name, shape, dtype, chunk_rows=rows)
+        # rank 0 makes the file, then the others open it: nobody writes rows before all have
+        w = ShardArrayWriter(self.work, name, shape, dtype, chunk_rows=rows) if self.main else None
+        self.group.barrier()
+        if w is None:
+            w = ShardArrayWriter(self.work, name, shape, dtype, chunk_rows=rows)
+        self.group.barrier()
+        w.external_writes()
+        return w
 
     # one layer: a prefetch thread builds chunk inputs, this thread computes and writes them
     def _layer(self, layer: int, src: np.ndarray, writer: ShardArrayWriter | None,
@@ -275,7 +303,8 @@ class _Run:
         t0 = time.perf_counter()
         w_in, w_out = self.widths[layer], self.widths[layer + 1]
         ws = _layer_working_set(self.budget, layer, w_in, w_out, self.features, self.dtype, self.model)
-        plan = plan_chunks(self.indptr, ws.max_edges, ws.max_rows)
+        plan = (plan_chunks(self.indptr, ws.max_edges, ws.max_rows) if self.group is None
+                else plan_range(self.indptr, self.lo, self.hi, ws.max_edges, ws.max_rows))
         log.debug("layer %d: %d chunks (max %d edges, %d rows), %d hubs", layer, len(plan),
                   ws.max_edges, ws.max_rows, plan.num_hubs)
         control = PipelineControl()
@@ -307,7 +336,7 @@ class _Run:
                            write_s=0.0)
         try:
             with self.progress.phase(f"inference layer {layer + 1}/{len(self.widths) - 1}",
-                                     total=self.num_nodes, unit="node") as bar:
+                                     total=self.hi - self.lo, unit="node") as bar:
                 pending = None       # a hub's merged aggregate while its slices arrive
                 while True:
                     t = time.perf_counter()
@@ -339,7 +368,7 @@ class _Run:
         stats.seconds = time.perf_counter() - t0
         self.stats.append(stats)
         log.info("layer %d: %d nodes, %d edges, %d chunks in %.2f s (waited %.2f s on reads)", layer,
-                 self.num_nodes, stats.edges, stats.chunks, stats.seconds, stats.wait_s)
+                 self.hi - self.lo, stats.edges, stats.chunks, stats.seconds, stats.wait_s)
 
     @staticmethod
     def _next(ready: StageQueue, control: PipelineControl):

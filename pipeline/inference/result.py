@@ -47,7 +47,7 @@ class LayerwiseResult:
     """
 
     root: str
-    output: ArrayRecord
+    output: ArrayRecord | None      # None on the ranks other than 0 of a data-parallel run
     num_nodes: int
     out_dim: int
     dtype: str

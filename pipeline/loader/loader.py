@@ -220,7 +220,7 @@ class StagedLoader:
                 batch = run.next()
                 if batch is None:
                     break
-                self._consumed = batch.index + 1
+                self._consumed += 1        # batch.index is its place in the whole epoch (ShardedPlan)
                 yield batch
                 del batch
             self._epoch, self._consumed = self._epoch + 1, 0

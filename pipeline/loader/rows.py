@@ -107,6 +107,9 @@ class RangePlan:
     def batches(self, epoch: int) -> _Ranges:
         return _Ranges(self.num_nodes, self.batch_size, self.num_batches)
 
+    def index(self, i: int) -> int:
+        return i
+
 
 def check_row_arrays(store, arrays: list, names: list[str] | None) -> tuple[list[np.ndarray], list[str]]:
     """The arrays (each (num_nodes, F_i) float32/float16, 2-d) and one name per array; OptionError

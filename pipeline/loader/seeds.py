@@ -5,9 +5,15 @@ Shuffling: epoch `e` of a loader with seed `s` permutes the seed nodes with `gst
 epoch 0), and a run is reproducible from (s, e) alone, which is what lets `load_state_dict` resume
 mid-epoch. Each batch's sampler seed is `derive_seed(s, e, batch index)` (`batch_seed`), independent
 of which worker thread samples it.
+
+Data-parallel runs (train/distributed.py) wrap a plan in `ShardedPlan`: every rank computes the
+same epoch permutation from (s, e), cuts it into the same batches, and takes every W-th batch from
+its rank on. `index` stays the batch's position in the whole epoch, so a batch's sampler seed (and
+the trainer's torch seed) is the one the one-process run gives that batch.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -37,6 +43,10 @@ class EpochPlan(Protocol):
     num_batches: int
 
     def batches(self, epoch: int) -> list[np.ndarray]: ...
+
+    def index(self, i: int) -> int:
+        """Position in the whole epoch of entry i of `batches` (i itself, unless sharded)."""
+        ...
 
 
 def check_int(name: str, value, lo: int, hi: int | None = None) -> int:
@@ -74,6 +84,9 @@ class SeedPlan:
             ids = rng(self.seed, epoch).permutation(ids)
         return [ids[i * self.batch_size:(i + 1) * self.batch_size] for i in range(self.num_batches)]
 
+    def index(self, i: int) -> int:
+        return i
+
 
 class ClusterPlan:
     """Batches of cluster ids from a ClusterSampler's `epoch_batches(epoch)` (which shuffles with
@@ -102,10 +115,68 @@ class ClusterPlan:
             out = out[:-1]
         return out[:self.num_batches]
 
+    def index(self, i: int) -> int:
+        return i
+
+
+def shard_counts(num_batches: int, world_size: int, drop_remainder: bool) -> list[int]:
+    """Batches of each rank when `num_batches` are dealt round robin to `world_size` ranks.
+
+    drop_remainder (training): every rank gets num_batches // world_size, and the last
+    num_batches % world_size batches of the epoch are left out (they are other seeds every epoch,
+    as the permutation changes), so every rank makes the same number of optimizer steps and no
+    rank waits at an epoch's end for a gradient all-reduce that never comes. Otherwise (evaluation,
+    which has no collective per batch) rank r gets every batch r, r + W, ...: all of them."""
+    check_int("world_size", world_size, 1)
+    if drop_remainder:
+        return [num_batches // world_size] * world_size
+    return [len(range(r, num_batches, world_size)) for r in range(world_size)]
+
+
+class _Strided(Sequence):
+    """Entries rank, rank + W, ... of one epoch's batches (a list or the lazy ranges of RangePlan)."""
+
+    def __init__(self, inner, rank: int, world_size: int, n: int) -> None:
+        self.inner, self.rank, self.world_size, self.n = inner, rank, world_size, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(self.n))]
+        if not 0 <= k < self.n:
+            raise IndexError(k)
+        return self.inner[self.rank + k * self.world_size]
+
+
+class ShardedPlan:
+    """Rank `rank`'s share of `plan` in a run of `world_size` ranks (see shard_counts for which
+    batches and how many). Every other attribute (ids, shuffle, drop_last, batch_size) is the
+    inner plan's: the loader's config and fingerprints describe the whole epoch."""
+
+    def __init__(self, plan: EpochPlan, rank: int, world_size: int, drop_remainder: bool) -> None:
+        self.world_size = check_int("world_size", world_size, 1)
+        self.rank = check_int("rank", rank, 0, world_size - 1)
+        self.plan = plan
+        self.drop_remainder = bool(drop_remainder)
+        self.num_batches = shard_counts(int(plan.num_batches), world_size, drop_remainder)[rank]
+
+    def __getattr__(self, name: str):
+        if name == "plan":              # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.plan, name)
+
+    def batches(self, epoch: int) -> Sequence:
+        return _Strided(self.plan.batches(epoch), self.rank, self.world_size, self.num_batches)
+
+    def index(self, i: int) -> int:
+        return self.plan.index(self.rank + i * self.world_size)
+
 
 def epoch_items(plan: EpochPlan, epoch: int, start: int, seed: int, first_seq: int = 0) -> list[WorkItem]:
     """The work items of `epoch` from batch `start` on (resume), numbered from `first_seq`."""
     batches = plan.batches(epoch)
-    return [WorkItem(seq=first_seq + k, epoch=epoch, index=i, payload=batches[i],
-                     seed=batch_seed(seed, epoch, i))
+    return [WorkItem(seq=first_seq + k, epoch=epoch, index=plan.index(i), payload=batches[i],
+                     seed=batch_seed(seed, epoch, plan.index(i)))
             for k, i in enumerate(range(start, len(batches)))]
