@@ -106,6 +106,16 @@ def test_history_is_refused_data_parallel_and_devices_follow_local_rank():
     assert rank_device(torch.device("cpu"), ctx) == torch.device("cpu")
 
 
+def test_the_ranks_on_one_machine_split_the_memory_budget():
+    """Each rank sized layer-wise inference to the whole --memory-budget: N ranks used N x it."""
+    from gstore.train.distributed import DistContext, rank_budget
+
+    assert rank_budget("2GiB", DistContext()) == 2 << 30
+    two_here = DistContext(rank=1, world_size=4, local_rank=1, local_world_size=2)  # 2 machines x 2
+    assert rank_budget("2GiB", two_here) == 1 << 30
+    assert rank_budget(3 << 20, DistContext(rank=0, world_size=3, local_world_size=3)) == 1 << 20
+
+
 def test_launcher_passes_arguments_through_and_names_the_failed_rank():
     import signal
     from types import SimpleNamespace as F

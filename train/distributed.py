@@ -152,6 +152,14 @@ def threads_per_rank(ctx: DistContext) -> int:
     return max(1, cores // max(1, ctx.local_world_size))
 
 
+def rank_budget(memory_budget: str | int, ctx: DistContext) -> int:
+    """Bytes of --memory-budget one rank may use: the budget is the machine's, so the ranks on one
+    machine (LOCAL_WORLD_SIZE) split it (layer-wise inference sizes its chunks to it)."""
+    from gstore.memory import parse_bytes
+
+    return parse_bytes(memory_budget) // max(1, ctx.local_world_size if ctx.active else 1)
+
+
 def divide_threads(ctx: DistContext) -> int:
     """Give torch and numba this rank's share of the cores (N ranks x all cores would make torch's
     OpenMP barriers and numba's thread teams spin against each other). Call before numba's first

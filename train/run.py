@@ -29,7 +29,7 @@ from gstore.progress import NULL_PROGRESS, Progress
 from gstore.seeding import derive_seed
 from gstore.train.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from gstore.train.distributed import (SINGLE, DistContext, ShardLog, check_same_config, merge_metrics,
-                                      refuse_serial_only, shard_loader, wrap_model)
+                                      rank_budget, refuse_serial_only, shard_loader, wrap_model)
 from gstore.train.loop import EpochProgress, EpochStats, evaluate, train_epoch
 from gstore.train.metrics import SplitMetrics, check_metric, split_metrics
 from gstore.train.run_config import ROW_METHODS, TrainConfig, validate
@@ -419,7 +419,8 @@ def predict_into(inputs: RunInputs, cfg: TrainConfig, model: torch.nn.Module, ck
         logits, logits_path = row_logits(cfg, inputs, model, rd.path, cfg.batch_size * EVAL_BATCH_FACTOR,
                                          progress)
     else:
-        out = layerwise_inference(inputs.store, model, rd.inference, memory_budget=cfg.memory_budget,
+        out = layerwise_inference(inputs.store, model, rd.inference,
+                                  memory_budget=rank_budget(cfg.memory_budget, ctx),
                                   dtype=cfg.inference_dtype, device=inputs.device, progress=progress,
                                   overwrite=True, ranks=ctx if ctx.active else None)
         if not ctx.is_main:

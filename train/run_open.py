@@ -8,7 +8,7 @@ import torch
 
 from gstore.errors import OptionError
 from gstore.train.checkpoint import Checkpoint, load_checkpoint
-from gstore.train.distributed import DistContext, rank_device, shard_loader
+from gstore.train.distributed import DistContext, rank_budget, rank_device, shard_loader
 from gstore.train.loop import Amp, EpochProgress
 from gstore.train.run import (BestState, RunInputs, build_model, check_checkpoint_config, check_inputs,
                               train_loader)
@@ -71,7 +71,8 @@ def open_run(cfg: TrainConfig, rd: RunDir, resume: bool, force: bool, progress: 
     from gstore.pipeline.inference.layerwise import check_inference_budget
 
     if cfg.method not in ROW_METHODS:       # row methods predict by row batches, no layer pass
-        check_inference_budget(inputs.store, model, cfg.memory_budget, cfg.inference_dtype)
+        check_inference_budget(inputs.store, model, rank_budget(cfg.memory_budget, ctx),
+                               cfg.inference_dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = Amp(cfg.amp, inputs.device)
     loader = shard_loader(train_loader(cfg, inputs), ctx, training=True)
