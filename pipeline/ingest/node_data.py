@@ -30,6 +30,7 @@ from gstore.pipeline.ingest.id_remap import IdTable
 from gstore.pipeline.ingest.spill_files import RawArrayFile, read_into
 from gstore.pipeline.ingest.string_ids import hash_column
 from gstore.memory import release_pages
+from gstore.set_kernels import mark_seen
 from gstore.progress import Progress
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -122,7 +123,7 @@ def _lookup(table: IdTable, ids, path: str, first_line: int, what: str) -> np.nd
 
 
 def _check_dups(seen: np.ndarray, dense: np.ndarray, ids, path: str, first_line: int, what: str) -> None:
-    i = K.mark_seen(seen, dense)
+    i = mark_seen(seen, dense)
     if i >= 0:
         raise InputError(f"duplicate {what} row for node id {_show(ids, i)}", path=path,
                          line=first_line + i, hint="each node may appear once")
