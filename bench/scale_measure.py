@@ -15,7 +15,9 @@ are found through /proc/PID/task/*/children):
   write_bytes       bytes the tree caused to be written to storage (/proc/PID/io write_bytes, the
                     last value seen for every process, summed)
   disk_delta_bytes  allocated bytes under the --watch directories after minus before (du)
-The command's stdout is kept in --stdout (a stage run with --json leaves its result there) and one
+--pty-log FILE gives the command's stderr a pseudo-terminal copied to FILE, so its tqdm bars are
+drawn (rate and ETA of a long stage, read while it runs to project it); without it stderr is
+inherited. The command's stdout is kept in --stdout (a stage run with --json leaves its result there) and one
 JSON line per stage is appended to --out. Exit status: the command's.
 """
 from __future__ import annotations
@@ -86,6 +88,20 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _copy_pty(master: int, path: str) -> None:
+    with open(path, "ab") as fh:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:          # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            fh.write(data)
+            fh.flush()
+    os.close(master)
+
+
 class Sampler(threading.Thread):
     def __init__(self, pid: int, interval: float) -> None:
         super().__init__(daemon=True)
@@ -121,6 +137,7 @@ def main() -> int:
     ap.add_argument("--watch", action="append", default=[], help="directory whose du delta is reported")
     ap.add_argument("--stdout", default=None, help="file for the command's stdout")
     ap.add_argument("--interval", type=float, default=0.2)
+    ap.add_argument("--pty-log", default=None, help="stderr on a pseudo-terminal, copied to this file")
     ap.add_argument("cmd", nargs=argparse.REMAINDER)
     args = ap.parse_args()
     cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
@@ -129,7 +146,17 @@ def main() -> int:
     before = {w: du_bytes(w) for w in args.watch}
     out_fh = open(args.stdout, "wb") if args.stdout else subprocess.DEVNULL
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out_fh)
+    err, copier = None, None
+    if args.pty_log:
+        import pty
+
+        master, slave = pty.openpty()
+        err = slave
+        copier = threading.Thread(target=_copy_pty, args=(master, args.pty_log), daemon=True)
+    proc = subprocess.Popen(cmd, stdout=out_fh, stderr=err)
+    if copier is not None:
+        os.close(err)
+        copier.start()
     s = Sampler(proc.pid, args.interval)
     s.start()
     # wait4 reaps the child and gives its rusage; sample the tree until it exits
@@ -137,6 +164,8 @@ def main() -> int:
     wall = time.perf_counter() - t0
     s.stop.set()
     s.join()
+    if copier is not None:
+        copier.join(5.0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if args.stdout:
         out_fh.close()
