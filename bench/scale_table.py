@@ -51,6 +51,8 @@ def throughput(stage: str, rec: dict, res: dict, entries: int | None, nodes: int
         return _rate(entries / wall, "entries") + cut
     if stage == "loader" and res:
         parts = [f"neighbor start {res['neighbor']['start_s']:.2f} s"]
+        if "neighbor_all_ids" in res:
+            parts.append(f"all-ids start {res['neighbor_all_ids']['start_s']:.2f} s")
         if "cluster" in res:
             parts.append(f"cluster start {res['cluster']['start_s']:.2f} s")
         parts.append(f"CSR check {res['check_s']:.1f} s")
