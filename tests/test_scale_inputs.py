@@ -97,3 +97,35 @@ def test_node_table_in_random_order_is_not_written_row_by_row(tmp_path, monkeypa
     train = np.zeros(s.num_nodes, bool)
     train[np.asarray(s.split("train"))] = True
     assert np.array_equal(train, rows[order, 2] == "train")
+
+
+@pytest.mark.parametrize("cap", [1 << 20, 40])
+def test_row_distributor_writes_rows_once_in_order(tmp_path, cap):
+    """Rows in random id order, through spill buckets (cap 40 bytes: 5 int64 rows of 1 column per
+    bucket) or one buffer, equal a plain scatter; later layers override; unset rows are the fill."""
+    from gstore.pipeline.ingest.row_scatter import RowDistributor
+
+    n = 103
+    out = np.full(n, 7, dtype=np.int64)
+    writes = []
+
+    def write_rows(start, block):
+        writes.append((start, len(block)))
+        out[start:start + len(block)] = block
+
+    d = RowDistributor(write_rows, n, (), np.int64, cap, tmp_path, "t", fill=-1)
+    rng = np.random.default_rng(1)
+    ids = rng.permutation(n)[:90]
+    want = np.full(n, -1, dtype=np.int64)
+    for part in np.array_split(ids, 7):
+        d.add(part, part * 10)
+        want[part] = part * 10
+    d.override()
+    again = ids[:20]
+    d.add(again, -again)
+    want[again] = -again
+    d.finish()
+    assert np.array_equal(out, want)
+    starts = [s for s, _ in writes]
+    assert starts == sorted(starts) and sum(m for _, m in writes) == n     # every row once, in order
+    assert not list(tmp_path.glob("t-*"))                                  # spill files consumed

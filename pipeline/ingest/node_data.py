@@ -1,9 +1,9 @@
 """Node data joined onto dense ids: `--nodes` (ids, label, split), `--labels`, `--features`, splits.
 
-Everything streams: rows are mapped to dense ids with the remap table and scattered into their
-output files through a shared memory map (one vectorised assignment per chunk: node tables list
-nodes in any order, so a write per run of consecutive ids would be a Python call per node), whose
-pages are released every budget/4 bytes touched; memory stays O(chunk) plus a 1-bit-per-node `seen` set.
+Everything streams: rows are mapped to dense ids with the remap table and handed to a
+RowDistributor (row_scatter.py: node tables list nodes in any order, so rows are grouped by id range
+into spill buckets and written once, in order), so memory stays O(budget) plus a 1-bit-per-node
+`seen` set, and no step is a Python call per node.
 
 Rules (docs/ingest.md): label strings that are all non-negative integers are their own class index
 (label_names "0".."C-1"); other labels are classes in sorted string order. --labels overrides labels
@@ -27,9 +27,9 @@ from gstore.errors import InputError, OptionError
 from gstore.pipeline.ingest import id_remap_kernels as K
 from gstore.pipeline.ingest.chunks import StringColumn
 from gstore.pipeline.ingest.id_remap import IdTable
+from gstore.pipeline.ingest.row_scatter import RowDistributor
 from gstore.pipeline.ingest.spill_files import RawArrayFile, read_into
 from gstore.pipeline.ingest.string_ids import hash_column
-from gstore.memory import release_pages
 from gstore.set_kernels import mark_seen
 from gstore.progress import Progress
 
@@ -129,44 +129,14 @@ def _check_dups(seen: np.ndarray, dense: np.ndarray, ids, path: str, first_line:
                          line=first_line + i, hint="each node may appear once")
 
 
-_PAGE = 4096
-
-
-class RowScatter:
-    """Writes rows at random dense ids into a file of N rows through a writable shared map.
-
-    `scatter(dense, values)` is one numpy assignment `map[dense] = values`. The mapped pages are
-    dirty page cache, not memory the process owns; they are unmapped (MADV_DONTNEED: they stay in
-    the page cache and reach the file) every `release_bytes` of pages touched, so RSS stays bounded.
-    `close()` msyncs and drops the map; call it before the file's writer finishes.
-    """
-
-    def __init__(self, mm: np.ndarray, release_bytes: int) -> None:
-        self.mm = mm
-        self.row_bytes = max(1, int(mm.dtype.itemsize * np.prod(mm.shape[1:], dtype=np.int64)))
-        self.release_bytes = max(_PAGE, int(release_bytes))
-        self._touched = 0
-
-    def scatter(self, dense: np.ndarray, values: np.ndarray) -> None:
-        if len(dense) == 0:
-            return
-        self.mm[dense] = values
-        # random ids touch about one page per row (or the row's own pages when it is larger)
-        self._touched += len(dense) * max(_PAGE, self.row_bytes)
-        if self._touched >= self.release_bytes:
-            release_pages(self.mm)
-            self._touched = 0
-
-    def close(self) -> None:
-        if isinstance(self.mm, np.memmap):
-            self.mm.flush()
-            release_pages(self.mm)
-        self.mm = None
-
-
-def scatter_rows(target: RowScatter, dense: np.ndarray, values: np.ndarray) -> None:
+def scatter_rows(target: RowDistributor, dense: np.ndarray, values: np.ndarray) -> None:
     """Rows `values` (len(dense), ...) to dense ids `dense` (int64, distinct) of `target`."""
-    target.scatter(dense, values)
+    target.add(dense, values)
+
+
+def _row_cap(budget: int) -> int:
+    """Bytes of one distribution bucket: labels, split codes and features share the budget."""
+    return max(1 << 16, int(budget) // 8)
 
 
 class _PwriteFile:
@@ -181,12 +151,6 @@ class _PwriteFile:
 
     def write_rows(self, start: int, block: np.ndarray) -> None:
         os.pwrite(self.fd, np.ascontiguousarray(block, dtype=self.dtype).tobytes(), start * self.dtype.itemsize)
-
-    def scatter(self, release_bytes: int) -> RowScatter:
-        """A RowScatter over the file (writes through the page cache: `read` sees them)."""
-        if self.n == 0:
-            return RowScatter(np.zeros(0, dtype=self.dtype), release_bytes)
-        return RowScatter(np.memmap(self.path, dtype=self.dtype, mode="r+", shape=(self.n,)), release_bytes)
 
     def read(self, start: int, n: int) -> np.ndarray:
         out = np.empty(n, dtype=self.dtype)
@@ -271,17 +235,14 @@ def write_node_data(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
         raise InputError("--labels file has no label column", path=opts.labels,
                          hint="expected columns id,label")
     codes = _PwriteFile(spill / "split_codes.bin", n, np.uint8)
-    release = max(_PAGE, opts.budget // 4)
-    code_rows = codes.scatter(release)
+    cap = _row_cap(opts.budget)
+    code_rows = RowDistributor(codes.write_rows, n, (), np.uint8, cap, spill, "split-codes")
     row_dense = RawArrayFile(spill / "node_rows.raw", np.int64) if opts.nodes else None
     label_w = label_rows = None
     if has_labels:
         coder.finalize()
         label_w = builder.array_writer("labels", (n,), np.int64)
-        fill = np.full(min(n, _BLOCK), -1, dtype=np.int64)
-        for s in range(0, n, _BLOCK):
-            label_w.write_rows(s, fill[:min(_BLOCK, n - s)])
-        label_rows = RowScatter(label_w.memmap(), release)
+        label_rows = RowDistributor(label_w.write_rows, n, (), np.int64, cap, spill, "labels", fill=-1)
     any_split = False
     with progress.phase("node table", unit="rows", unit_scale=True) if opts.nodes or opts.labels \
             else nullcontext(None) as bar:
@@ -299,15 +260,17 @@ def write_node_data(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
                     scatter_rows(code_rows, dense, c)
                 bar.advance(len(ch))
         if opts.labels:
+            if label_rows is not None:
+                label_rows.override()
             seen = np.zeros((n + 63) // 64, dtype=np.uint64)
             for ch in _node_chunks(opts.labels, id_type):
                 dense = _lookup(table, ch.ids, ch.path, ch.first_line, "--labels")
                 _check_dups(seen, dense, ch.ids, ch.path, ch.first_line, "--labels")
                 scatter_rows(label_rows, dense, coder.encode(ch.labels, ch.label_missing))
                 bar.advance(len(ch))
-    code_rows.close()
+    code_rows.finish()
     if label_w is not None:
-        label_rows.close()
+        label_rows.finish()
         builder.add(label_w.finish())
         res.label_names = coder.names
     if opts.features:
@@ -350,7 +313,7 @@ def _write_features(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
                              "would be missing for nodes that appear only in the edges", path=path,
                              hint="list every node in --nodes")
     w = builder.array_writer("features", (n, info.dim), dtype)
-    rows = None   # a RowScatter once rows arrive out of order (by id, or in --nodes order)
+    rows = None   # a RowDistributor once rows arrive out of order (by id, or in --nodes order)
     seen = np.zeros((n + 63) // 64, dtype=np.uint64)
     covered = 0
     with progress.phase("features", total=info.num_rows, unit="rows", unit_scale=True) as bar:
@@ -365,7 +328,8 @@ def _write_features(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
                                      hint="fix the value or pass --allow-nan")
             if ch.ids is not None or row_dense is not None:
                 if rows is None:
-                    rows = RowScatter(w.memmap(), max(_PAGE, opts.budget // 4))
+                    rows = RowDistributor(w.write_rows, n, (info.dim,), dtype, _row_cap(opts.budget),
+                                          builder.spill_dir, "features")
                 if ch.ids is not None:
                     dense = _lookup(table, ch.ids, ch.path, ch.first_line, "feature")
                     _check_dups(seen, dense, ch.ids, ch.path, ch.first_line, "feature")
@@ -377,12 +341,14 @@ def _write_features(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
                 w.write_rows(ch.row_start, values)
             covered += len(ch)
             bar.advance(len(ch))
-    if rows is not None:
-        rows.close()
     if info.keyed and covered != n:
+        if rows is not None:
+            rows.abort()
         w.abort()
         raise InputError(f"features cover {covered} of {n} nodes", path=path,
                          hint="give exactly one feature row per node")
+    if rows is not None:
+        rows.finish()
     builder.add(w.finish())
     return info.dim, dtype.name
 
