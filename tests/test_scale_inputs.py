@@ -71,7 +71,7 @@ def test_node_table_in_random_order_is_not_written_row_by_row(tmp_path, monkeypa
     """A node table listing nodes in random id order (what generate sbm writes) used to cost a
     positional write per node (runs of consecutive ids have length ~1): 3 x 33.5M Python calls at
     the chain's scale. Now a chunk is one scatter, and the store holds the same rows."""
-    g = generate_sbm(tmp_path / "raw", 4000, 5, 6.0, feature_dim=4, edge_format="npy", seed=2)
+    g = generate_sbm(tmp_path / "raw", 4000, 5, 6.0, feature_dim=64, edge_format="npy", seed=2)
     calls = {"n": 0}
     orig = ShardArrayWriter.write_rows
 
@@ -81,9 +81,10 @@ def test_node_table_in_random_order_is_not_written_row_by_row(tmp_path, monkeypa
 
     monkeypatch.setattr(ShardArrayWriter, "write_rows", counting)
     r = CliRunner().invoke(main, ["ingest", str(g.edges_path), "--undirected", "--nodes", str(g.nodes_path),
-                                  "--features", str(g.features_path), "-o", str(tmp_path / "g"), "-q"])
+                                  "--features", str(g.features_path), "-o", str(tmp_path / "g"), "-q",
+                                  "--memory-budget", "1MiB"])   # 64-d: feature chunks of 1024 rows
     assert r.exit_code == 0, r.output
-    assert calls["n"] < 200, calls["n"]     # was > 2 x 4000 (labels and features, one per node)
+    assert calls["n"] < 200, calls["n"]     # was 3036 (a feature row per call, chunks of 1024)
     s = gstore.open(tmp_path / "g")
     ids = np.asarray(s.node_ids, dtype=np.int64)
     rows = np.loadtxt(g.nodes_path, delimiter=",", skiprows=1, dtype=str)
