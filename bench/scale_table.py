@@ -78,7 +78,7 @@ def main() -> int:
     ap.add_argument("--md", default=None)
     args = ap.parse_args()
     path = Path(args.stages)
-    logs = path.parent / "logs"
+    logs = path.parent / "logs" if (path.parent / "logs").is_dir() else path.parent
     recs: dict[str, dict] = {}
     for line in path.read_text().splitlines():
         if line.strip():
