@@ -159,10 +159,20 @@ class BlockHasher:
                 self._cur = 0
 
     def feed_zeros(self, nbytes: int) -> None:
-        """Feed `nbytes` zero bytes (unwritten padding of a sparse file reads as zeros)."""
+        """Feed `nbytes` zero bytes (unwritten padding or holes of a sparse file read as zeros).
+        Whole zero blocks reuse one CRC, so a hole of gigabytes costs no pass over it."""
         zeros = np.zeros(min(nbytes, self.block_bytes), dtype=np.uint8)
+        zero_block_crc = None
         while nbytes > 0:
-            take = min(nbytes, len(zeros))
+            if self.pos % self.block_bytes == 0 and nbytes >= self.block_bytes:
+                if zero_block_crc is None:
+                    zero_block_crc = crc32c(zeros[:self.block_bytes], 0)
+                whole = nbytes // self.block_bytes
+                self.crcs.extend([zero_block_crc] * whole)
+                self.pos += whole * self.block_bytes
+                nbytes -= whole * self.block_bytes
+                continue
+            take = min(nbytes, len(zeros), self.block_bytes - self.pos % self.block_bytes)
             self.feed(zeros[:take])
             nbytes -= take
 

@@ -301,6 +301,16 @@ class ShardArrayWriter:
         `finish()` computes the checksums by reading the file back."""
         self._hasher = None
 
+    def skip_rows(self, count: int) -> None:
+        """Leave the next `count` rows after the appended ones unwritten: they read as zeros (a hole
+        of the sparse file, no disk used) and the checksums count them without a pass over them."""
+        if count < 0 or self._cursor + count > self.shape[0]:
+            raise StoreError(f"cannot skip {count} rows at row {self._cursor} of array {self.name} "
+                             f"of shape {self.shape}")
+        if self._hasher is not None and self._hasher.pos == self._cursor * self.row_bytes:
+            self._hasher.feed_zeros(count * self.row_bytes)
+        self._cursor += count
+
     def memmap(self) -> np.ndarray:
         """Writable memory map over the logical rows (for scatter writes; dirty pages count as RSS)."""
         if not self.n_chunks:

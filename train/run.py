@@ -301,7 +301,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
             loader.set_epoch(epoch)
             if hist is not None:
                 hist.before_epoch(epoch)
-        with progress.phase(f"epoch {epoch}", total=len(loader), unit="batches") as bar:
+        total = min(len(loader), cfg.max_batches) if cfg.max_batches else len(loader)
+        with progress.phase(f"epoch {epoch}", total=total, unit="batches") as bar:
             if ep.batches:
                 bar.advance(ep.batches)
 
@@ -315,7 +316,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
                 if cfg.checkpoint_every and p.batches % cfg.checkpoint_every == 0 and p.batches < len(loader):
                     checkpoint(epoch, p.batches, p, rd.last)
 
-            stats = train_epoch(train_model, loader, optimizer, epoch=epoch, seed=cfg.seed, amp=amp,
+            left = (max(cfg.max_batches - ep.batches, 0) or -1) if cfg.max_batches else 0
+            stats = train_epoch(train_model, bounded(loader, left), optimizer, epoch=epoch, seed=cfg.seed, amp=amp,
                                 progress=ep, on_batch=on_batch, step=None if hist is None else hist.step)
         shards.emit(epoch)
         totals["batches"] += stats.batches
@@ -330,7 +332,8 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
             for split, ld in evals.items():
                 if ld is not None:
                     ld.set_epoch(0)
-                    record[split] = merge_metrics(ctx, evaluate(model, ld, inputs.binary, amp)).summary()
+                    record[split] = merge_metrics(ctx, evaluate(model, bounded(ld, cfg.max_batches),
+                                                                inputs.binary, amp)).summary()
             score = _score(record.get("val", record["train"]), cfg.metric)
             if math.isfinite(score) and score > best.score:
                 best = BestState(score, epoch, 0)
@@ -378,6 +381,20 @@ def train_run(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, force: b
 
     write_json_atomic(rd.summary, json_safe(result.to_json()))
     return result
+
+
+def bounded(loader, limit: int):
+    """The loader's (remaining) batches, at most `limit` of them (0 = all; a negative limit = none).
+    Closing the iterator early stops the loader's threads at once, not when it is collected."""
+    if limit == 0:
+        yield from loader
+        return
+    it = iter(loader)
+    try:
+        for _, batch in zip(range(max(0, limit)), it):   # range first: no batch is pulled past limit
+            yield batch
+    finally:
+        it.close()
 
 
 def start_history(cfg: TrainConfig, inputs: RunInputs, rd: RunDir, model, loader, ckpt, progress):

@@ -60,6 +60,7 @@ class TrainConfig:
     heads: int = 4
     inference_dtype: str = "float32"
     checkpoint_every: int = 0
+    max_batches: int = 0                # at most this many batches per epoch and per evaluation (0 = all)
     plot: bool = False
     # sgc / sign: the propagated features A_hat^k X, k <= hops (pipeline/propagation)
     hops: int = 2
@@ -178,6 +179,7 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.eval_every >= 1, f"--eval-every must be >= 1, got {cfg.eval_every}")
     need(cfg.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {cfg.checkpoint_every}")
     need(cfg.world_size >= 1, f"world_size must be >= 1, got {cfg.world_size}")
+    need(cfg.max_batches >= 0, f"--max-batches must be >= 0 (0 = every batch), got {cfg.max_batches}")
     validate_history(cfg, need)
     if cfg.method in ROW_METHODS:
         validate_rows(cfg)

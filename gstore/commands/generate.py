@@ -52,6 +52,9 @@ def command() -> None:
               help="Write a 'source,target' header line (csv/tsv).")
 @click.option("--block-edges", type=int, default=1 << 22, show_default=True,
               help="Edges per block (a memory knob: the output does not depend on it).")
+@click.option("--edge-dtype", type=click.Choice(["int64", "int32", "auto"]), default="int64",
+              show_default=True, help="Id columns of npy / parquet edges (int32: half the file; auto: "
+                                      "int32 when every id fits).")
 @output_option("the edge file, edges.csv | .tsv | .npy | .parquet.", required=True,
                type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an existing output file.")
@@ -59,14 +62,15 @@ def command() -> None:
 @verbose_option
 @quiet_option
 def rmat(scale: int, edge_factor: int, num_edges: int | None, a: float, b: float, c: float,
-         seed: int, permute: bool, fmt: str | None, header: bool, block_edges: int, output: Path,
-         force: bool, as_json: bool, quiet: bool) -> None:
+         seed: int, permute: bool, fmt: str | None, header: bool, block_edges: int, edge_dtype: str,
+         output: Path, force: bool, as_json: bool, quiet: bool) -> None:
     """Graph500 R-MAT edge list: 2^SCALE nodes, EDGE_FACTOR * 2^SCALE edges (duplicates and self
     loops kept)."""
     from gstore.pipeline.generate.rmat import generate_rmat
 
     g = generate_rmat(output, scale, edge_factor, a=a, b=b, c=c, seed=seed, permute=permute, fmt=fmt,
-                      header=header, block_edges=block_edges, num_edges=num_edges, force=force,
+                      header=header, block_edges=block_edges, num_edges=num_edges,
+                      edge_dtype=edge_dtype, force=force,
                       progress=TqdmProgress(quiet))
     _report(g, as_json)
 
@@ -94,6 +98,11 @@ def rmat(scale: int, edge_factor: int, num_edges: int | None, a: float, b: float
 @click.option("--dense-ids", is_flag=True, help="Write ids 0..N-1 (default: sparse random ids).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "tsv", "npy", "parquet"]), default="csv",
               show_default=True, help="Edge file format.")
+@click.option("--edge-dtype", type=click.Choice(["int64", "int32", "auto"]), default="int64",
+              show_default=True, help="Id columns of npy / parquet edges (int32: half the file; auto: "
+                                      "int32 when every id fits).")
+@click.option("--feature-dtype", type=click.Choice(["float32", "float16"]), default="float32",
+              show_default=True, help="dtype of features.npy (float16: half the file).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
 @output_option("a directory: edges.*, nodes.csv, features.npy, generate.json.", required=True,
                type=click.Path(file_okay=False, path_type=Path))
@@ -104,12 +113,13 @@ def rmat(scale: int, edge_factor: int, num_edges: int | None, a: float, b: float
 @quiet_option
 def sbm(nodes: int, communities: int, avg_degree: float, mixing: float, degree_skew: float,
         feature_dim: int, snr: float, train_frac: float, val_frac: float, dense_ids: bool, fmt: str,
-        seed: int, output: Path, force: bool, as_json: bool, quiet: bool) -> None:
+        edge_dtype: str, feature_dtype: str, seed: int, output: Path, force: bool, as_json: bool, quiet: bool) -> None:
     """Planted-partition graph with labels (c0..cK-1), train/val/test splits and features."""
     from gstore.pipeline.generate.sbm import generate_sbm
 
     g = generate_sbm(output, nodes, communities, avg_degree, mixing=mixing, degree_skew=degree_skew,
                      feature_dim=feature_dim, snr=snr, train_frac=train_frac, val_frac=val_frac,
-                     dense_ids=dense_ids, seed=seed, edge_format=fmt, force=force,
+                     dense_ids=dense_ids, seed=seed, edge_format=fmt, edge_dtype=edge_dtype,
+                     feature_dtype=feature_dtype, force=force,
                      progress=TqdmProgress(quiet))
     _report(g, as_json)

@@ -50,9 +50,9 @@ def union_edges(batch) -> np.ndarray:
         ei = batch.edge_index.cpu().numpy()
     elif batch.blocks:
         ei = np.concatenate([b.edge_index.cpu().numpy() for b in batch.blocks], axis=1)
-        key = ei[0] * len(nodes) + ei[1]
-        _, first = np.unique(key, return_index=True)
-        ei = ei[:, np.sort(first)]
+        from gstore.set_kernels import first_pair_positions
+
+        ei = ei[:, first_pair_positions(ei[0], ei[1], len(nodes))]
     else:
         ei = np.zeros((2, 0), np.int64)
     return nodes[ei]

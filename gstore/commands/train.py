@@ -108,6 +108,10 @@ def train_options(f):
                                              "(roc_auc: two-class tasks; both are reported there)."),
         click.option("--checkpoint-every", type=int, default=0, show_default=True,
                      help="Also checkpoint every N batches inside an epoch (0 = at epoch ends only)."),
+        click.option("--max-batches", type=int, default=0, show_default=True,
+                     help="Stop every epoch, and every sampled evaluation, after N batches (0 = all): "
+                          "a bounded run on a graph too large for whole epochs; predictions still "
+                          "cover every node."),
         click.option("--inference-dtype", type=click.Choice(["float32", "float16"]), default="float32",
                      show_default=True, help="Dtype of the per-layer embedding arrays of layer-wise inference."),
         click.option("--hops", type=int, default=2, show_default=True,

@@ -20,7 +20,8 @@ from gstore.progress import NULL_PROGRESS, Progress
 from gstore.pipeline.generate.generate_kernels import rmat_edges
 from gstore.pipeline.generate.generated import GeneratedGraph
 from gstore.pipeline.generate.seeding import derive_key, permutation_params
-from gstore.pipeline.generate.writers import check_output_files, edge_format_for, open_edge_writer
+from gstore.pipeline.generate.writers import (check_edge_dtype, check_output_files, edge_format_for,
+                                              open_edge_writer)
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,10 @@ def rmat_block(start: int, count: int, *, scale: int, a: float = 0.57, b: float 
 def generate_rmat(path: str | Path, scale: int, edge_factor: int = 16, *, a: float = 0.57,
                   b: float = 0.19, c: float = 0.19, seed: int = 0, permute: bool = True,
                   fmt: str | None = None, header: bool = True, block_edges: int = DEFAULT_BLOCK_EDGES,
-                  num_edges: int | None = None, force: bool = False,
+                  num_edges: int | None = None, edge_dtype: str = "int64", force: bool = False,
                   progress: Progress = NULL_PROGRESS) -> GeneratedGraph:
     """Write edge_factor * 2^scale R-MAT edges (or exactly `num_edges`) to `path` (format from `fmt`
-    or the suffix).
+    or the suffix). edge_dtype: int64, int32 or auto (int32 when 2^scale - 1 fits) for npy / parquet.
 
     An existing file at `path` is replaced only with `force`.
     Memory: two (block_edges,) int64 buffers plus two formatted-text buffers, whatever the size.
@@ -96,6 +97,7 @@ def generate_rmat(path: str | Path, scale: int, edge_factor: int = 16, *, a: flo
     elif num_edges < 1:
         raise OptionError(f"--num-edges must be >= 1, got {num_edges}")
     block_edges = min(block_edges, num_edges)
+    ids_dtype = check_edge_dtype(fmt, edge_dtype, num_nodes - 1)
     key = derive_key(seed, "rmat-edges")
     table = rmat_pair_table(a, b, c)
     pk = permutation_params(num_nodes, derive_key(seed, "rmat-permute"))
@@ -103,7 +105,7 @@ def generate_rmat(path: str | Path, scale: int, edge_factor: int = 16, *, a: flo
     dst = np.empty(block_edges, dtype=np.int64)
     t0 = time.perf_counter()
     writer = open_edge_writer(path, fmt, block_edges=block_edges, num_edges=num_edges,
-                              max_id=num_nodes - 1, header=header)
+                              max_id=num_nodes - 1, header=header, dtype=ids_dtype)
     try:
         with progress.phase("rmat edges", total=num_edges, unit="edge", unit_scale=True) as bar:
             for start in range(0, num_edges, block_edges):
@@ -121,5 +123,5 @@ def generate_rmat(path: str | Path, scale: int, edge_factor: int = 16, *, a: flo
     return GeneratedGraph(
         kind="rmat", edges_path=path, edge_format=fmt, num_nodes=num_nodes, num_edges=num_edges,
         seed=seed, params={"scale": scale, "edge_factor": edge_factor, "a": a, "b": b, "c": c,
-                           "permute": permute, "header": header},
+                           "permute": permute, "header": header, "edge_dtype": str(ids_dtype)},
         dense_ids=True, id_range=num_nodes, bytes_written=path.stat().st_size, seconds=seconds)

@@ -7,7 +7,7 @@ Writes, streamed block by block in flat memory:
                       (`gstore ingest --undirected`) for an average degree of avg_degree.
   out/nodes.csv       "id,label,split": label names c0..c{K-1}, split train/val/test drawn per node
                       with probabilities train_frac / val_frac / rest.
-  out/features.npy    float32 (num_nodes, feature_dim), rows in nodes.csv order.
+  out/features.npy    float32 or float16 (num_nodes, feature_dim), rows in nodes.csv order.
   out/generate.json   the parameters and counts (written last: its presence means complete).
 
 Structure: node row r sits at position permute(r) of [0, N), and the K communities are near-equal
@@ -41,13 +41,14 @@ from gstore.pipeline.generate.generated import GeneratedGraph
 from gstore.pipeline.generate.rmat import DEFAULT_BLOCK_EDGES
 from gstore.pipeline.generate.seeding import derive_key, permutation_params
 from gstore.pipeline.generate.writers import (NodesCsvWriter, NpyRowsWriter, check_output_files,
-                                              edge_format_for, open_edge_writer)
+                                              check_edge_dtype, edge_format_for, open_edge_writer)
 from gstore.shard_array import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 ID_SPREAD = 8                 # sparse ids live in [0, ID_SPREAD * N)
 FEATURE_BLOCK_BYTES = 32 << 20
+FEATURE_DTYPES = ("float32", "float16")
 META_FILE = "generate.json"
 
 
@@ -98,14 +99,21 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
                  mixing: float = 0.1, degree_skew: float = 1.0, feature_dim: int = 64,
                  snr: float = 2.5, train_frac: float = 0.6, val_frac: float = 0.2,
                  dense_ids: bool = False, seed: int = 0, edge_format: str = "csv",
+                 edge_dtype: str = "int64", feature_dtype: str = "float32",
                  block_edges: int = DEFAULT_BLOCK_EDGES, block_rows: int | None = None,
                  force: bool = False, progress: Progress = NULL_PROGRESS) -> GeneratedGraph:
     """Write an SBM graph (edges, nodes.csv, features.npy, generate.json) into `out_dir`.
 
+    edge_dtype: int64, int32 or auto (int32 when every id fits) for npy / parquet edges;
+    feature_dtype: float32 or float16 (computed in float32, rounded once when written).
     Other files in `out_dir` are never touched; those four are replaced only with `force`."""
     _check_sbm(num_nodes, num_communities, avg_degree, mixing, degree_skew, feature_dim, snr,
                train_frac, val_frac)
+    if feature_dtype not in FEATURE_DTYPES:
+        raise OptionError(f"unknown --feature-dtype {feature_dtype!r}",
+                          hint=f"use one of {', '.join(FEATURE_DTYPES)}")
     fmt = edge_format_for(f"edges.{edge_format}", edge_format)
+    ids_dtype = check_edge_dtype(fmt, edge_dtype, (num_nodes if dense_ids else ID_SPREAD * num_nodes) - 1)
     out = Path(out_dir)
     if os.path.lexists(out) and not out.is_dir():
         raise OptionError("output exists and is not a directory", path=out,
@@ -132,7 +140,7 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
     dense = np.empty(block_edges, dtype=np.int64) if not dense_ids else None
     ekey = derive_key(seed, "sbm-edges")
     writer = open_edge_writer(edges_path, fmt, block_edges=block_edges, num_edges=num_edges,
-                              max_id=id_range - 1)
+                              max_id=id_range - 1, dtype=ids_dtype)
     try:
         with progress.phase("sbm edges", total=num_edges, unit="edge", unit_scale=True) as bar:
             for start in range(0, num_edges, block_edges):
@@ -156,7 +164,7 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
     features_path = out / "features.npy" if feature_dim > 0 else None
     means = class_means(k, feature_dim, snr, seed) if feature_dim > 0 else None
     nodes_w = NodesCsvWriter(nodes_path, block_rows=block_rows, max_id=id_range - 1, max_label=k - 1)
-    feat_w = NpyRowsWriter(features_path, (n, feature_dim), np.float32, block_rows=block_rows) \
+    feat_w = NpyRowsWriter(features_path, (n, feature_dim), feature_dtype, block_rows=block_rows) \
         if features_path else None
     rows = np.empty(block_rows, dtype=np.int64)
     labels = np.empty(block_rows, dtype=np.int64)
@@ -191,7 +199,8 @@ def generate_sbm(out_dir: str | Path, num_nodes: int, num_communities: int, avg_
     seconds = time.perf_counter() - t0
     params = {"num_communities": k, "avg_degree": avg_degree, "mixing": mixing,
               "degree_skew": degree_skew, "feature_dim": feature_dim, "snr": snr,
-              "train_frac": train_frac, "val_frac": val_frac, "edge_format": fmt}
+              "train_frac": train_frac, "val_frac": val_frac, "edge_format": fmt,
+              "edge_dtype": str(ids_dtype), "feature_dtype": feature_dtype}
     total = sum(p.stat().st_size for p in (edges_path, nodes_path, features_path) if p is not None)
     g = GeneratedGraph(kind="sbm", edges_path=edges_path, edge_format=fmt, num_nodes=n,
                        num_edges=num_edges, seed=seed, params=params, nodes_path=nodes_path,

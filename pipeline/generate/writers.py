@@ -21,6 +21,7 @@ EDGE_COLUMNS = ("source", "target")
 NODE_HEADER = "id,label,split"
 SPLIT_NAMES = ("train", "val", "test")
 TEXT_PIECES = 64    # formatting work units per block (threads write disjoint pieces)
+EDGE_DTYPES = ("int64", "int32", "auto")    # binary edge files (npy, parquet); text has no dtype
 
 
 def edge_format_for(path: str | Path, fmt: str | None = None) -> str:
@@ -33,6 +34,28 @@ def edge_format_for(path: str | Path, fmt: str | None = None) -> str:
         raise OptionError(f"unknown edge output format {fmt!r} for {path}",
                           hint=f"use a file ending in one of .{', .'.join(EDGE_FORMATS)} or --format")
     return fmt
+
+
+def edge_dtype_for(edge_dtype: str, max_id: int) -> np.dtype:
+    """The integer dtype of binary edge columns: int32 halves the file where every id fits in it
+    ('auto' picks it then, else int64); 'int32' with an id past 2^31 - 1 is refused, never wrapped."""
+    if edge_dtype not in EDGE_DTYPES:
+        raise OptionError(f"unknown --edge-dtype {edge_dtype!r}", hint=f"use one of {', '.join(EDGE_DTYPES)}")
+    fits = int(max_id) <= np.iinfo(np.int32).max
+    if edge_dtype == "int32" and not fits:
+        raise OptionError(f"--edge-dtype int32 cannot hold node id {int(max_id):,} (> 2^31 - 1)",
+                          hint="use --edge-dtype int64 (or auto)")
+    return np.dtype(np.int32 if edge_dtype == "int32" or (edge_dtype == "auto" and fits) else np.int64)
+
+
+def check_edge_dtype(fmt: str, edge_dtype: str, max_id: int) -> np.dtype:
+    """edge_dtype_for, refusing a non-default dtype for text formats (they have none to choose)."""
+    if fmt in ("csv", "tsv"):
+        if edge_dtype != "int64":
+            raise OptionError(f"--edge-dtype {edge_dtype} applies to npy and parquet edges, not {fmt}",
+                              hint="drop --edge-dtype, or use --format npy")
+        return np.dtype(np.int64)
+    return edge_dtype_for(edge_dtype, max_id)
 
 
 def max_pair_line_bytes(max_abs_value: int) -> int:
@@ -168,17 +191,19 @@ def _writev_all(fd: int, views: list[memoryview]) -> None:
 
 
 class NpyEdgeWriter(_BlockFile, EdgeWriter):
-    """A .npy file of shape (num_edges, 2) int64 (columns source, target), written as raw blocks."""
+    """A .npy file of shape (num_edges, 2) int64 or int32 (columns source, target), written as raw
+    blocks (the caller checked that every id fits the dtype: edge_dtype_for)."""
 
-    def __init__(self, path: str | Path, *, block_edges: int, num_edges: int) -> None:
+    def __init__(self, path: str | Path, *, block_edges: int, num_edges: int,
+                 dtype: np.dtype = np.dtype(np.int64)) -> None:
         super().__init__(path)
         self.num_edges = num_edges
         self._rows = 0
         np.lib.format.write_array_header_1_0(
-            self._fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.int64)),
+            self._fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
                        "fortran_order": False, "shape": (num_edges, 2)})
         self.bytes_written = self._fh.tell()
-        self._bufs = [np.empty((block_edges, 2), dtype=np.int64) for _ in range(2)]
+        self._bufs = [np.empty((block_edges, 2), dtype=dtype) for _ in range(2)]
 
     def write(self, src: np.ndarray, dst: np.ndarray) -> None:
         slot = self._next_slot()
@@ -196,9 +221,9 @@ class NpyEdgeWriter(_BlockFile, EdgeWriter):
 
 
 class ParquetEdgeWriter(EdgeWriter):
-    """Parquet with int64 columns source, target; one row group per block."""
+    """Parquet with int64 (or int32) columns source, target; one row group per block."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, dtype: np.dtype = np.dtype(np.int64)) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -206,13 +231,14 @@ class ParquetEdgeWriter(EdgeWriter):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = _partial(self.path)
-        self._schema = pa.schema([(EDGE_COLUMNS[0], pa.int64()), (EDGE_COLUMNS[1], pa.int64())])
+        self._type = pa.int32() if np.dtype(dtype) == np.int32 else pa.int64()
+        self._schema = pa.schema([(EDGE_COLUMNS[0], self._type), (EDGE_COLUMNS[1], self._type)])
         self._writer = pq.ParquetWriter(str(self._tmp), self._schema)
         self.bytes_written = 0
 
     def write(self, src: np.ndarray, dst: np.ndarray) -> None:
         pa = self._pa
-        table = pa.Table.from_arrays([pa.array(src, pa.int64()), pa.array(dst, pa.int64())],
+        table = pa.Table.from_arrays([pa.array(src, self._type), pa.array(dst, self._type)],
                                      schema=self._schema)
         self._writer.write_table(table, row_group_size=len(src))
 
@@ -230,15 +256,15 @@ class ParquetEdgeWriter(EdgeWriter):
 
 
 def open_edge_writer(path: str | Path, fmt: str, *, block_edges: int, num_edges: int, max_id: int,
-                     header: bool = True) -> EdgeWriter:
-    """An EdgeWriter for `fmt` (one of EDGE_FORMATS)."""
+                     header: bool = True, dtype: np.dtype = np.dtype(np.int64)) -> EdgeWriter:
+    """An EdgeWriter for `fmt` (one of EDGE_FORMATS); `dtype`: the columns of npy / parquet."""
     if fmt in ("csv", "tsv"):
         return TextEdgeWriter(path, block_edges=block_edges, max_id=max_id,
                               delimiter="," if fmt == "csv" else "\t", header=header)
     if fmt == "npy":
-        return NpyEdgeWriter(path, block_edges=block_edges, num_edges=num_edges)
+        return NpyEdgeWriter(path, block_edges=block_edges, num_edges=num_edges, dtype=dtype)
     if fmt == "parquet":
-        return ParquetEdgeWriter(path)
+        return ParquetEdgeWriter(path, dtype)
     raise OptionError(f"unknown edge format {fmt!r}", hint=f"use one of {', '.join(EDGE_FORMATS)}")
 
 

@@ -16,6 +16,7 @@ from numba import njit, prange
 
 from gstore.numba_config import NJIT, NJIT_PARALLEL
 from gstore.search_kernels import lower_bound
+from gstore.set_kernels import mark_seen  # noqa: F401  (its one copy; tests reach it here)
 
 INT64_MIN = np.iinfo(np.int64).min
 
@@ -448,16 +449,3 @@ def dedup_sorted_strings(keys: np.ndarray, order: np.ndarray, offsets: np.ndarra
         m += 1
         prev = i
     return m, p, -1
-
-
-@njit(**NJIT)
-def mark_seen(seen: np.ndarray, dense: np.ndarray) -> int:
-    """Set bit dense[i] of the uint64 bitset `seen`; returns the first i already set (or -1).
-    Stops at the first repeat, so the caller can report it."""
-    for i in range(len(dense)):
-        d = dense[i]
-        bit = np.uint64(1) << np.uint64(d & 63)
-        if seen[d >> 6] & bit:
-            return i
-        seen[d >> 6] |= bit
-    return -1

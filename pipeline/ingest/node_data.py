@@ -1,7 +1,9 @@
 """Node data joined onto dense ids: `--nodes` (ids, label, split), `--labels`, `--features`, splits.
 
-Everything streams: rows are mapped to dense ids with the remap table, sorted per chunk and written
-with positional writes in contiguous runs, so memory stays O(chunk) plus a 1-bit-per-node `seen` set.
+Everything streams: rows are mapped to dense ids with the remap table and handed to a
+RowDistributor (row_scatter.py: node tables list nodes in any order, so rows are grouped by id range
+into spill buckets and written once, in order), so memory stays O(budget) plus a 1-bit-per-node
+`seen` set, and no step is a Python call per node.
 
 Rules (docs/ingest.md): label strings that are all non-negative integers are their own class index
 (label_names "0".."C-1"); other labels are classes in sorted string order. --labels overrides labels
@@ -17,14 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from gstore.builder import StoreBuilder
 from gstore.errors import InputError, OptionError
 from gstore.pipeline.ingest import id_remap_kernels as K
 from gstore.pipeline.ingest.chunks import StringColumn
 from gstore.pipeline.ingest.id_remap import IdTable
+from gstore.pipeline.ingest.row_scatter import RowDistributor
 from gstore.pipeline.ingest.spill_files import RawArrayFile, read_into
 from gstore.pipeline.ingest.string_ids import hash_column
+from gstore.set_kernels import mark_seen
 from gstore.progress import Progress
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -117,24 +123,20 @@ def _lookup(table: IdTable, ids, path: str, first_line: int, what: str) -> np.nd
 
 
 def _check_dups(seen: np.ndarray, dense: np.ndarray, ids, path: str, first_line: int, what: str) -> None:
-    i = K.mark_seen(seen, dense)
+    i = mark_seen(seen, dense)
     if i >= 0:
         raise InputError(f"duplicate {what} row for node id {_show(ids, i)}", path=path,
                          line=first_line + i, hint="each node may appear once")
 
 
-def scatter_rows(write_rows, dense: np.ndarray, values: np.ndarray) -> None:
-    """write_rows(start, block) for each run of consecutive dense ids (after sorting)."""
-    if len(dense) == 0:
-        return
-    order = np.argsort(dense, kind="stable")
-    d = dense[order]
-    v = values[order]
-    breaks = np.flatnonzero(np.diff(d) != 1) + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [len(d)]])
-    for s, e in zip(starts.tolist(), ends.tolist()):
-        write_rows(int(d[s]), v[s:e])
+def scatter_rows(target: RowDistributor, dense: np.ndarray, values: np.ndarray) -> None:
+    """Rows `values` (len(dense), ...) to dense ids `dense` (int64, distinct) of `target`."""
+    target.add(dense, values)
+
+
+def _row_cap(budget: int) -> int:
+    """Bytes of one distribution bucket: labels, split codes and features share the budget."""
+    return max(1 << 16, int(budget) // 8)
 
 
 class _PwriteFile:
@@ -172,7 +174,7 @@ class _LabelCoder:
     def fit(self, labels: np.ndarray, missing: np.ndarray) -> None:
         vals = labels[~missing]
         if vals.dtype == object:
-            self.values.update(np.unique(vals.astype(str)).tolist())
+            self.values.update(pc.unique(_label_strings(vals)).to_pylist())
         else:
             self.values.update(str(int(x)) for x in np.unique(vals))
 
@@ -188,15 +190,30 @@ class _LabelCoder:
             self.index = {v: i for i, v in enumerate(vals)}
 
     def encode(self, labels: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """int64 class index per row (-1 where missing): a hash pass (strings) or a numeric unique
+        over the chunk, then a lookup per distinct value, never a Python call per row."""
         out = np.full(len(labels), -1, dtype=np.int64)
         keep = np.flatnonzero(~missing)
         if len(keep):
             vals = labels[keep]
-            strs = vals.astype(str) if vals.dtype == object else np.array([str(int(x)) for x in vals])
-            uniq, inv = np.unique(strs, return_inverse=True)
-            codes = np.array([self.index[u] for u in uniq.tolist()], dtype=np.int64)
+            if vals.dtype == object:
+                enc = _label_strings(vals).dictionary_encode()
+                uniq = enc.dictionary.to_pylist()
+                inv = enc.indices.to_numpy(zero_copy_only=False)
+            else:
+                values, inv = np.unique(vals, return_inverse=True)
+                uniq = [str(int(x)) for x in values.tolist()]
+            codes = np.array([self.index[u] for u in uniq], dtype=np.int64)
             out[keep] = codes[inv]
         return out
+
+
+def _label_strings(vals: np.ndarray) -> pa.Array:
+    """object (n,) label values as an arrow string array (str() of anything that is not a str)."""
+    try:
+        return pa.array(vals, type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(vals.astype(str), type=pa.string())
 
 
 def write_node_data(builder: StoreBuilder, table: IdTable, id_type: str, opts: NodeDataOptions,
@@ -218,14 +235,14 @@ def write_node_data(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
         raise InputError("--labels file has no label column", path=opts.labels,
                          hint="expected columns id,label")
     codes = _PwriteFile(spill / "split_codes.bin", n, np.uint8)
+    cap = _row_cap(opts.budget)
+    code_rows = RowDistributor(codes.write_rows, n, (), np.uint8, cap, spill, "split-codes")
     row_dense = RawArrayFile(spill / "node_rows.raw", np.int64) if opts.nodes else None
-    label_w = None
+    label_w = label_rows = None
     if has_labels:
         coder.finalize()
         label_w = builder.array_writer("labels", (n,), np.int64)
-        fill = np.full(min(n, _BLOCK), -1, dtype=np.int64)
-        for s in range(0, n, _BLOCK):
-            label_w.write_rows(s, fill[:min(_BLOCK, n - s)])
+        label_rows = RowDistributor(label_w.write_rows, n, (), np.int64, cap, spill, "labels", fill=-1)
     any_split = False
     with progress.phase("node table", unit="rows", unit_scale=True) if opts.nodes or opts.labels \
             else nullcontext(None) as bar:
@@ -236,20 +253,24 @@ def write_node_data(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
                 _check_dups(seen, dense, ch.ids, ch.path, ch.first_line, "--nodes")
                 row_dense.append(dense)
                 if ch.labels is not None:
-                    scatter_rows(label_w.write_rows, dense, coder.encode(ch.labels, ch.label_missing))
+                    scatter_rows(label_rows, dense, coder.encode(ch.labels, ch.label_missing))
                 if ch.splits is not None:
-                    c = np.array([_SPLIT_CODE[s] for s in ch.splits.tolist()], dtype=np.uint8)
+                    c = split_codes(ch.splits)
                     any_split = any_split or bool(c.any())
-                    scatter_rows(codes.write_rows, dense, c)
+                    scatter_rows(code_rows, dense, c)
                 bar.advance(len(ch))
         if opts.labels:
+            if label_rows is not None:
+                label_rows.override()
             seen = np.zeros((n + 63) // 64, dtype=np.uint64)
             for ch in _node_chunks(opts.labels, id_type):
                 dense = _lookup(table, ch.ids, ch.path, ch.first_line, "--labels")
                 _check_dups(seen, dense, ch.ids, ch.path, ch.first_line, "--labels")
-                scatter_rows(label_w.write_rows, dense, coder.encode(ch.labels, ch.label_missing))
+                scatter_rows(label_rows, dense, coder.encode(ch.labels, ch.label_missing))
                 bar.advance(len(ch))
+    code_rows.finish()
     if label_w is not None:
+        label_rows.finish()
         builder.add(label_w.finish())
         res.label_names = coder.names
     if opts.features:
@@ -292,6 +313,7 @@ def _write_features(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
                              "would be missing for nodes that appear only in the edges", path=path,
                              hint="list every node in --nodes")
     w = builder.array_writer("features", (n, info.dim), dtype)
+    rows = None   # a RowDistributor once rows arrive out of order (by id, or in --nodes order)
     seen = np.zeros((n + 63) // 64, dtype=np.uint64)
     covered = 0
     with progress.phase("features", total=info.num_rows, unit="rows", unit_scale=True) as bar:
@@ -304,24 +326,40 @@ def _write_features(builder: StoreBuilder, table: IdTable, id_type: str, opts: N
                                      (" after casting to float16" if dtype == np.float16 else ""),
                                      path=ch.path, line=ch.first_line + int(np.argmin(ok)),
                                      hint="fix the value or pass --allow-nan")
-            if ch.ids is not None:
-                dense = _lookup(table, ch.ids, ch.path, ch.first_line, "feature")
-                _check_dups(seen, dense, ch.ids, ch.path, ch.first_line, "feature")
-                scatter_rows(w.write_rows, dense, values)
-            elif row_dense is not None:
-                dense = np.empty(len(ch), dtype=np.int64)
-                read_into(row_dense._fd, dense, ch.row_start * 8)
-                scatter_rows(w.write_rows, dense, values)
+            if ch.ids is not None or row_dense is not None:
+                if rows is None:
+                    rows = RowDistributor(w.write_rows, n, (info.dim,), dtype, _row_cap(opts.budget),
+                                          builder.spill_dir, "features")
+                if ch.ids is not None:
+                    dense = _lookup(table, ch.ids, ch.path, ch.first_line, "feature")
+                    _check_dups(seen, dense, ch.ids, ch.path, ch.first_line, "feature")
+                else:
+                    dense = np.empty(len(ch), dtype=np.int64)
+                    read_into(row_dense._fd, dense, ch.row_start * 8)
+                scatter_rows(rows, dense, values)
             else:
                 w.write_rows(ch.row_start, values)
             covered += len(ch)
             bar.advance(len(ch))
     if info.keyed and covered != n:
+        if rows is not None:
+            rows.abort()
         w.abort()
         raise InputError(f"features cover {covered} of {n} nodes", path=path,
                          hint="give exactly one feature row per node")
+    if rows is not None:
+        rows.finish()
     builder.add(w.finish())
     return info.dim, dtype.name
+
+
+def split_codes(splits: np.ndarray) -> np.ndarray:
+    """uint8 codes (0 none, 1 train, 2 val, 3 test) of normalised split names (object (n,))."""
+    out = np.zeros(len(splits), dtype=np.uint8)
+    for name, code in _SPLIT_CODE.items():
+        if code:
+            out[splits == name] = code
+    return out
 
 
 def _random_split_codes(codes: _PwriteFile, n: int, fractions: tuple[float, float, float], seed: int,

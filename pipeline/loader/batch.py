@@ -223,9 +223,11 @@ class Batch:
         ei = torch.cat([b.edge_index for b in self.blocks], dim=1)
         if ei.shape[1] == 0:
             return ei
-        key = (ei[0] * self.num_nodes + ei[1]).cpu().numpy()
-        _, first = np.unique(key, return_index=True)
-        return ei[:, torch.from_numpy(np.sort(first)).to(ei.device)]
+        from gstore.set_kernels import first_pair_positions
+
+        host = ei.cpu().numpy()
+        first = first_pair_positions(host[0], host[1], self.num_nodes)
+        return ei[:, torch.from_numpy(first).to(ei.device)]
 
     def wait(self) -> None:
         """Make the current CUDA stream wait for this batch's async copy (no-op on CPU).

@@ -25,6 +25,7 @@ import numpy as np
 from gstore.builder import StoreBuilder
 from gstore.errors import StoreError
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes
+from gstore.set_kernels import sorted_unique_ids
 from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
@@ -92,7 +93,8 @@ def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Pro
             if name in CSR_ARRAYS or name.startswith("partition/") or name in derived_names:
                 continue
             if name.startswith("splits/"):
-                b.write_array(name, np.sort(inv[np.asarray(store.array(name))]))
+                # split ids are distinct: a bitmap pass sorts them in O(N / 64), not N log N
+                b.write_array(name, sorted_unique_ids(inv[np.asarray(store.array(name))], n))
             elif rec.shape and rec.shape[0] == n:
                 with progress.phase(f"reorder {name}", total=None):
                     _permute_row_array(store, rec, inv, b, cap_bytes)

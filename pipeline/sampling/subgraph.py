@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gstore.set_kernels import first_pair_positions
+
 
 @dataclass
 class Block:
@@ -76,9 +78,7 @@ class SampledSubgraph:
         ei = np.concatenate([b.edge_index() for b in self.blocks], axis=1)
         if ei.shape[1] == 0:
             return ei
-        key = ei[0] * np.int64(self.num_nodes) + ei[1]
-        _, first = np.unique(key, return_index=True)
-        return ei[:, np.sort(first)]
+        return ei[:, first_pair_positions(ei[0], ei[1], self.num_nodes)]
 
 
 @dataclass
