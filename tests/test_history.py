@@ -249,3 +249,12 @@ def test_scalable_gcn_pushes_the_rows_of_nodes_outside_the_train_split(store, tm
     non_train_grads = [np.abs(g).sum() for rows, b in zip(step.grad_pulled, step.batch_ids)
                        for g in [r[~train[b]] for r in rows]]
     assert (sum(non_train_grads) > 0) == bool(sweep)
+
+
+def test_the_scalable_gcn_loader_sorts_the_train_ids_without_np_unique(store, monkeypatch):
+    """np.unique of the train split (20M ids at the 10^9-edge chain's 33.5M nodes) is a hash or a
+    sort; the loader takes them through a bitmap pass."""
+    want = np.unique(np.asarray(store.split("train"), dtype=np.int64))
+    monkeypatch.setattr(np, "unique", lambda *a, **k: pytest.fail("np.unique over the train ids"))
+    loader = scalable_loader(store, 4, 16, seed=3, prefetch=2, num_workers=1, sweep=1)
+    assert np.array_equal(loader.gatherer.mask_ids, want)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from gstore.errors import OptionError
+from gstore.set_kernels import sorted_unique_ids
 from gstore.pipeline.loader.loader import StagedLoader
 from gstore.pipeline.loader.seeds import ClusterPlan, check_int, count_batches
 from gstore.pipeline.loader.state import LoaderConfig, array_fingerprint, sampler_name, store_fingerprint
@@ -156,7 +157,8 @@ class HaloSeedLoader(StagedLoader):
         if not len(train):
             raise OptionError("store has no 'train' split (or it is empty)", path=store.path,
                               hint="scalable-gcn's loss is on the train split: ingest one")
-        train = np.unique(train)      # sorted: split_mask needs it, and the plan's order is fixed
+        # sorted: split_mask needs it, and the plan's order is fixed (a bitmap pass, not np.unique)
+        train = sorted_unique_ids(train, store.num_nodes)
         self.fanout = int(fanout)
         self.batch_size = int(batch_size)
         sampler = NeighborSampler.from_store(store, [self.fanout], seed=seed)
