@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +11,7 @@ from click.testing import CliRunner
 
 from gstore.cli import main
 from train_graphs import community_store
+from run_checks import assert_same_run, kill_at, last_weights as weights
 
 FAST = ["--epochs", "3", "--hidden", "16", "--num-workers", "1", "--lr", "0.01", "-q"]
 VARIANTS = {"gas": ["--variant", "gas", "--clusters-per-batch", "2"],
@@ -36,16 +34,8 @@ def run(*args, ok: bool = True):
     return r
 
 
-def weights(run_dir: Path) -> dict:
-    from gstore.train.checkpoint import load_checkpoint
-
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt").model
 
 
-def metrics(run_dir: Path) -> list[dict]:
-    drop = {"seconds", "batches_per_s", "wait_s", "wait_share"}
-    return [{k: v for k, v in json.loads(x).items() if k not in drop}
-            for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("variant", ["gas", "scalable-gcn"])
@@ -75,15 +65,9 @@ def test_a_killed_history_run_resumes_exactly(store, tmp_path, variant, every, f
     a, b = tmp_path / "a", tmp_path / "b"
     opts = ["--method", "history", *VARIANTS[variant], *FAST, "--checkpoint-every", str(every), *extra]
     run("train", store, "-o", a, *opts)
-    env = {**os.environ, "GSTORE_FAULT_AT": fault}
-    p = subprocess.run([sys.executable, "-m", "gstore", "train", str(store), "-o", str(b), *opts],
-                       env=env, capture_output=True, text=True)
-    assert p.returncode == -9, p.stderr
+    kill_at(store, b, opts, fault)
     run("train", store, "-o", b, *opts, "--resume")
-    wa, wb = weights(a), weights(b)
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-    assert metrics(a) == metrics(b)
+    assert_same_run(a, b)
     for f in (a / "history").iterdir():
         assert f.read_bytes() == (b / "history" / f.name).read_bytes(), f.name
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from gstore.cli import main
 from cli_checks import one_line_error
 from store_factory import build_store
 from train_graphs import community_graph, community_store
+from run_checks import assert_same_run, kill_at, last_weights as _weights, stable_metrics as _metrics
 
 FAST = ["--epochs", "3", "--hidden", "16", "--batch-size", "64", "--fanouts", "5,5", "--num-workers", "1", "--lr", "0.01",
         "-q"]
@@ -79,19 +78,10 @@ def test_cluster_gcn_without_a_partition_names_the_command(store, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def _weights(run_dir: Path) -> dict:
-    from gstore.train.checkpoint import load_checkpoint
-
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt").model
 
 
-def _stable(lines: list[dict]) -> list[dict]:
-    drop = {"seconds", "batches_per_s", "wait_s", "wait_share"}
-    return [{k: v for k, v in x.items() if k not in drop} for x in lines]
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    return _stable([json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()])
 
 
 def test_resume_equals_an_uninterrupted_run(store, tmp_path):
@@ -115,16 +105,10 @@ def test_a_kill_inside_an_epoch_resumes_exactly(store, tmp_path, every):
     opts = ["--epochs", "3", "--hidden", "16", "--batch-size", "64", "--fanouts", "5,5",
             "--num-workers", "1", "-q", "--checkpoint-every", str(every)]
     run("train", store, "-o", a, *opts)
-    env = {**os.environ, "GSTORE_FAULT_AT": "train:epoch1:batch3"}
-    p = subprocess.run([sys.executable, "-m", "gstore", "train", str(store), "-o", str(b), *opts],
-                       env=env, capture_output=True, text=True)
-    assert p.returncode == -9, p.stderr
+    kill_at(store, b, opts, "train:epoch1:batch3")
     assert not (b / "predictions.parquet").exists()
     run("train", store, "-o", b, *opts, "--resume")
-    wa, wb = _weights(a), _weights(b)
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-    assert _metrics(a) == _metrics(b)
+    assert_same_run(a, b)
 
 
 def test_resume_with_other_options_names_them(store, tmp_path):
@@ -266,15 +250,9 @@ def test_cluster_gcn_with_two_workers_resumes_exactly(tmp_path):
     opts = ["--method", "cluster-gcn", "--model", "gcn", "--clusters-per-batch", "2", "--hidden", "16",
             "--num-workers", "2", "--checkpoint-every", "1", "-q", "--epochs", "2"]
     run("train", s, "-o", a, *opts)
-    env = {**os.environ, "GSTORE_FAULT_AT": "train:epoch1:batch2"}
-    p = subprocess.run([sys.executable, "-m", "gstore", "train", str(s), "-o", str(b), *opts],
-                       env=env, capture_output=True, text=True)
-    assert p.returncode == -9, p.stderr
+    kill_at(s, b, opts, "train:epoch1:batch2")
     run("train", s, "-o", b, *opts, "--resume")
-    wa, wb = _weights(a), _weights(b)
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-    assert _metrics(a) == _metrics(b)
+    assert_same_run(a, b)
 
 
 def test_without_a_val_split_the_best_checkpoint_is_said_to_follow_train(tmp_path, caplog):

@@ -3,9 +3,6 @@ precomputed hops computed once and reused, predictions, exact resume, options th
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,7 @@ import gstore
 from gstore.cli import main
 from train_graphs import community_store
 from cli_checks import one_line_error
+from run_checks import assert_same_run, kill_at, last_weights as _weights, stable_metrics as _metrics
 
 COMMON = ["--batch-size", "64", "--num-workers", "1", "-q"]
 SGC = ["--method", "sgc", "--epochs", "8", *COMMON]
@@ -39,16 +37,8 @@ def result(r) -> dict:
     return json.loads(r.output.strip().splitlines()[-1])
 
 
-def _weights(run_dir: Path) -> dict:
-    from gstore.train.checkpoint import load_checkpoint
-
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt").model
 
 
-def _metrics(run_dir: Path) -> list[dict]:
-    drop = {"seconds", "batches_per_s", "wait_s", "wait_share"}
-    return [{k: v for k, v in json.loads(x).items() if k not in drop}
-            for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("method", ["sgc", "sign"])
@@ -125,16 +115,10 @@ def test_a_kill_inside_an_epoch_resumes_exactly(store, tmp_path):
     opts = ["--method", "sign", "--epochs", "3", *COMMON, "--checkpoint-every", "2", "--hidden", "16",
             "--batch-norm"]
     run("train", store, "-o", a, *opts)
-    env = {**os.environ, "GSTORE_FAULT_AT": "train:epoch1:batch3"}
-    p = subprocess.run([sys.executable, "-m", "gstore", "train", str(store), "-o", str(b), *opts],
-                       env=env, capture_output=True, text=True)
-    assert p.returncode == -9, p.stderr
+    kill_at(store, b, opts, "train:epoch1:batch3")
     assert not (b / "predictions.parquet").exists()
     run("train", store, "-o", b, *opts, "--resume")
-    wa, wb = _weights(a), _weights(b)
-    for k in wa:
-        assert torch.equal(wa[k], wb[k]), k
-    assert _metrics(a) == _metrics(b)
+    assert_same_run(a, b)
 
 
 def test_resume_with_other_hops_names_them(store, tmp_path):
