@@ -26,6 +26,7 @@ import numpy as np
 from gstore import scratch
 from gstore.errors import OptionError, StoreError, StoreExistsError
 from gstore.manifest import MANIFEST_KEY, StoreManifest, write_manifest
+from gstore.store_invariants import check_structure
 from gstore.shard_array import ZARR_JSON, ArrayRecord, ShardArrayWriter, write_array, write_group_metadata
 
 log = logging.getLogger(__name__)
@@ -142,13 +143,21 @@ class StoreBuilder:
     def add(self, rec: ArrayRecord) -> None:
         self.records[rec.name] = rec
 
-    def commit(self, manifest: StoreManifest) -> Path:
+    def commit(self, manifest: StoreManifest, *, check: bool = True) -> Path:
         """Write group metadata and the manifest (last), then move the store into place.
+
+        `check`: run the structural check first (StoreError, nothing replaced, when it fails);
+        False only for tests that build damaged stores on purpose.
 
         The marker leaves `STORE.tmp` just before the rename (a committed store is not scratch); the
         replaced store, once out of the way, is marked as ours and only then deleted."""
         shutil.rmtree(self.tmp / "_spill", ignore_errors=True)
         manifest.arrays = dict(self.records)
+        # kernels trust the structure (gstore/store_invariants.py): a build bug stops here, before
+        # anything is replaced, and the passed checks are recorded in the store, so the first
+        # training process starts without its own pass (8 GiB of indices at 10^9 edges)
+        if check:
+            check_structure(self.tmp, manifest, record=True)
         for name in self.records:
             parent = Path(name).parent
             while str(parent) not in ("", "."):

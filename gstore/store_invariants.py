@@ -4,7 +4,8 @@ numba kernels walk `indices[indptr[v]:indptr[v+1]]` and index node arrays by the
 without bounds checks. A store whose bytes were damaged after the build (or a bug) could make them read
 far outside the memory map (a segfault) or return silently wrong batches. So before any kernel sees
 the CSR (`GraphStore.csr()`), every rule below is checked once per process, by one sequential pass
-over each array (4 MiB blocks, vectorised), and the result is cached by the files' identity:
+over each array (4 MiB blocks, vectorised), and the result is cached by the files' identity, in the
+process and, for passed checks, across processes in the store's `gstore-checked.json` (see below):
 
     indptr            int, shape (N+1,), indptr[0] == 0, non-decreasing, indptr[N] == num_edges
     indices           int, shape (E,), E == num_edges, 0 <= v < N
@@ -20,10 +21,12 @@ A violation names the array and its first bad position (`StoreError`), never a c
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,8 @@ import numpy as np
 from gstore.block_crc import read_blocks
 from gstore.errors import StoreError
 from gstore.shard_array import ArrayRecord, shard_path
+
+log = logging.getLogger(__name__)
 
 _MAX_VALUE = np.iinfo(np.int64).max
 UNRECORDED = "is named by the manifest but has no array record"
@@ -192,8 +197,10 @@ def check_rule(root: Path, rec: ArrayRecord, rule: Rule) -> Violation | None:
     return checker.result()
 
 
-def find_violations(root: Path, manifest, names: list[str] | tuple[str, ...] | None = None) -> list[Violation]:
-    """Check the rules of `names` (every rule when None); the first violation of each broken array."""
+def find_violations(root: Path, manifest, names: list[str] | tuple[str, ...] | None = None, *,
+                    record: bool = False) -> list[Violation]:
+    """Check the rules of `names` (every rule when None); the first violation of each broken array.
+    `record`: write passed checks to the store's CHECKED_FILE (builders only: readers never write)."""
     out = []
     try:
         rules = structural_rules(manifest)
@@ -208,15 +215,17 @@ def find_violations(root: Path, manifest, names: list[str] | tuple[str, ...] | N
             out.append(Violation(rule.array, "is missing from the manifest"
                                  if rule.array in ("indptr", "indices") else UNRECORDED))
             continue
-        found = _cached(root, rec, rule)
+        found = _cached(root, rec, rule, record)
         if found is not None:
             out.append(found)
     return out
 
 
-def check_structure(root: Path, manifest, names: list[str] | tuple[str, ...] | None = None) -> None:
-    """Raise StoreError for the first broken rule among `names` (all when None); cached per process."""
-    found = find_violations(root, manifest, names)
+def check_structure(root: Path, manifest, names: list[str] | tuple[str, ...] | None = None, *,
+                    record: bool = False) -> None:
+    """Raise StoreError for the first broken rule among `names` (all when None); cached per process,
+    and across processes where a build recorded it (`record`)."""
+    found = find_violations(root, manifest, names, record=record)
     if found:
         raise found[0].error(root)
 
@@ -226,19 +235,74 @@ def check_structure(root: Path, manifest, names: list[str] | tuple[str, ...] | N
 _CACHE: dict[tuple, Violation | None] = {}
 _CACHE_LOCK = threading.Lock()
 
+# Passed checks outlive the process in this file of the store's root, written by the build (ingest,
+# reorder: StoreBuilder.commit) before the store is published; readers only read it. At 10^9 edges
+# the pass reads 8 GiB, and every training process (every torchrun rank) would pay it before its
+# first batch. An entry counts only while the array file keeps its identity (device, inode, size,
+# mtime and ctime in ns: any write, truncation or replacement changes ctime, which no user call can
+# set back) and the record and rule are the ones checked. A damaged or foreign file is ignored; a read-only store is
+# checked again by each process. `gstore verify` never trusts it.
+CHECKED_FILE = "gstore-checked.json"
+CHECKED_VERSION = 1
 
-def _cached(root: Path, rec: ArrayRecord, rule: Rule) -> Violation | None:
-    path = shard_path(Path(root) / rec.name, len(rec.shape))
+
+def _identity(path: Path) -> list[int] | None:
     try:
         st = os.stat(path)
-        ident = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     except OSError:
-        ident = (os.path.realpath(path), None)
-    key = (ident, rec, rule)
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _entry(rec: ArrayRecord, rule: Rule, ident: list[int]) -> dict:
+    return {"identity": ident, "record": rec.to_json(), "rule": asdict(rule)}
+
+
+def _load_checked(root: Path) -> dict:
+    try:
+        with open(Path(root) / CHECKED_FILE, encoding="utf-8") as f:
+            d = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(d, dict) or d.get("version") != CHECKED_VERSION or not isinstance(d.get("arrays"), dict):
+        return {}
+    return d["arrays"]
+
+
+def _save_checked(root: Path, name: str, entry: dict) -> None:
+    """Add one passed check to the store's file (atomic replace; concurrent writers lose at most an
+    entry, which costs a check, never a wrong answer)."""
+    target = Path(root) / CHECKED_FILE
+    arrays = _load_checked(root)
+    arrays[name] = entry
+    tmp = target.with_name(f".{CHECKED_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"version": CHECKED_VERSION, "arrays": arrays}, f)
+        os.replace(tmp, target)
+    except OSError as exc:      # a read-only or full store: the check is simply not remembered
+        log.debug("could not record the structural check of %s in %s: %s", name, target, exc)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _cached(root: Path, rec: ArrayRecord, rule: Rule, record: bool) -> Violation | None:
+    path = shard_path(Path(root) / rec.name, len(rec.shape))
+    ident = _identity(path)
+    key = (os.path.realpath(path), None if ident is None else tuple(ident), rec, rule)
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
-    found = check_rule(root, rec, rule)
+    needs_data = RuleChecker(rule, rec).needs_data and rec.logical_bytes > 0
+    if needs_data and ident is not None and _load_checked(root).get(rec.name) == _entry(rec, rule, ident):
+        found = None
+    else:
+        found = check_rule(root, rec, rule)
+        # the identity is taken again after the pass: a write during it must not be recorded as checked
+        if record and needs_data and found is None and ident is not None and _identity(path) == ident:
+            _save_checked(root, rec.name, _entry(rec, rule, ident))
     with _CACHE_LOCK:
         _CACHE[key] = found
     return found

@@ -37,8 +37,9 @@ def sparse_store(path):
         w.skip_rows(N - 4)
         w.append(tail_rows)
         b.add(w.finish())
+        # check=False: the structural check would read the 8 GiB hole (the tests mark the CSR checked)
         b.commit(StoreManifest(num_nodes=N, num_edges=e, directed=True, feature_dim=F,
-                               feature_dtype="float16"))
+                               feature_dtype="float16"), check=False)
     return tail_rows
 
 
