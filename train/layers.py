@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gstore.errors import OptionError
-from gstore.pipeline.inference.protocol import Aggregate
+from gstore.pipeline.inference.protocol import GCN_SUM, NO_NEIGHBORS, SUM, Aggregate
 from gstore.pipeline.loader.batch import LayerBlock
 
 # torch warns once per process that sparse CSR is "beta"; the one op used here (CSR @ dense and
@@ -137,6 +137,11 @@ class MLPLayer(nn.Module):
     def merge(self, a: Aggregate, b: Aggregate) -> Aggregate:
         return a
 
+    sum_aggregation = NO_NEIGHBORS
+
+    def aggregate_sum(self, total: torch.Tensor, count: torch.Tensor) -> Aggregate:
+        return Aggregate(total.new_zeros(total.shape[0], 0), count)
+
     def finish(self, h_dst: torch.Tensor, agg: Aggregate,
                degree_dst: torch.Tensor | None = None) -> torch.Tensor:
         return self.lin(h_dst)
@@ -166,6 +171,12 @@ class SAGEConv(nn.Module):
 
     def merge(self, a: Aggregate, b: Aggregate) -> Aggregate:
         return sum_merge(a, b)
+
+    sum_aggregation = SUM
+
+    def aggregate_sum(self, total: torch.Tensor, count: torch.Tensor) -> Aggregate:
+        """total: sum_u h_u over every in-edge (lin_neigh has no bias: it commutes with the sum)."""
+        return Aggregate(self.lin_neigh(total) if self.project_first else total, count)
 
     def finish(self, h_dst: torch.Tensor, agg: Aggregate,
                degree_dst: torch.Tensor | None = None) -> torch.Tensor:
@@ -210,6 +221,12 @@ class GCNConv(nn.Module):
                               hint="pass Batch.degree (one entry per batch node)")
         scale = torch.rsqrt(degree_src[:x.shape[0]].to(x.dtype) + 1).unsqueeze(1)
         return Aggregate(edge_sum(block, x * scale), count)
+
+    sum_aggregation = GCN_SUM
+
+    def aggregate_sum(self, total: torch.Tensor, count: torch.Tensor) -> Aggregate:
+        """total: sum_u h_u / sqrt(d_u + 1) over every in-edge (lin has no bias)."""
+        return Aggregate(self.lin(total) if self.project_first else total, count)
 
     def merge(self, a: Aggregate, b: Aggregate) -> Aggregate:
         if type(a) is not type(b):
@@ -300,6 +317,11 @@ class GATConv(nn.Module):
                   degree_src: torch.Tensor | None = None) -> Aggregate:
         xw, s_src, s_dst = self._project(h_src)
         return self._partial(xw, s_src, prefix(s_dst, block.num_dst), block)
+
+    sum_aggregation = None          # attention weights are not a sum: the block path
+
+    def aggregate_sum(self, total: torch.Tensor, count: torch.Tensor) -> Aggregate:
+        raise OptionError("GATConv attention is not a sum of its sources' rows (use aggregate)")
 
     def merge(self, a: Aggregate, b: Aggregate) -> Aggregate:
         peak = torch.maximum(a.peak, b.peak)

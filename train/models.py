@@ -172,6 +172,12 @@ class GNN(nn.Module):
     def merge(self, layer: int, a: Aggregate, b: Aggregate) -> Aggregate:
         return self.convs[layer].merge(a, b)
 
+    def sum_aggregation(self, layer: int) -> str | None:
+        return self.convs[layer].sum_aggregation
+
+    def aggregate_sum(self, layer: int, total: torch.Tensor, count: torch.Tensor) -> Aggregate:
+        return self.convs[layer].aggregate_sum(total, count)
+
     def finish(self, layer: int, h_dst: torch.Tensor, agg: Aggregate,
                degree_dst: torch.Tensor | None) -> torch.Tensor:
         return self._post(layer, h_dst, self.convs[layer].finish(h_dst, agg, degree_dst))

@@ -56,9 +56,10 @@ from gstore.pipeline.inference.checks import (check_device, check_dtype, check_m
                                               check_store, check_threads)
 from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks, working_set
 from gstore.pipeline.features.gather_kernels import in_degrees
-from gstore.pipeline.inference.protocol import LayerwiseModel
+from gstore.pipeline.inference.protocol import LayerwiseModel, SumAggregating
 from gstore.pipeline.inference.ranks import RankGroup, plan_range, rank_nodes
 from gstore.pipeline.inference.result import LayerStats, LayerwiseResult
+from gstore.pipeline.inference.sum_layer import SUM_MODES, SumLayers
 from gstore.pipeline.loader.batch import LayerBlock
 from gstore.pipeline.loader.queues import PipelineControl, StageQueue, StageThread, Stopped
 from gstore.pipeline.sampling.neighbor import NeighborSampler
@@ -104,7 +105,7 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
                         device: str | torch.device = "cpu", progress: Progress = NULL_PROGRESS,
                         keep_layers: bool = False, output_name: str = OUTPUT_NAME,
                         overwrite: bool = False, prefetch_threads: int | None = None,
-                        ranks: RankGroup | None = None) -> LayerwiseResult:
+                        ranks: RankGroup | None = None, sum_path: bool = True) -> LayerwiseResult:
     """Run `model` over every node of `store` (an opened GraphStore) layer by layer, out of core.
 
     memory_budget: bytes (or '512MiB') for inference's working set; chunks are sized to it.
@@ -118,6 +119,9 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     ranks: the job of a data-parallel run (pipeline/inference/ranks.py): every rank calls this
         with the same arguments and computes its node range; rank 0 publishes the output (the
         other ranks' result has `output` None).
+    sum_path: layers the model declares sum-aggregating (SumAggregating: SAGE, GCN, MLP) read
+        their sources' rows straight into per-destination sums (pipeline/inference/sum_layer.py);
+        False: every layer takes the block path (the tests compare the two).
     Raises OptionError / StoreError / BudgetError (one line each) on bad input.
     """
     t0 = time.perf_counter()
@@ -144,7 +148,7 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     try:
         with torch.no_grad(), _eval_mode(model):
             run = _Run(store, csr, features, model, widths, work, budget, dtype, dev, progress,
-                       keep_layers, output_name, threads, group)
+                       keep_layers, output_name, threads, group, sum_path)
             record, kept = run.layers()
         if main:
             _publish(work, out_dir, targets, overwrite)
@@ -218,7 +222,8 @@ class _Run:
     """State of one inference run: the arrays of the layer being read and written, the stats."""
 
     def __init__(self, store, csr, features, model, widths, work, budget, dtype, dev, progress,
-                 keep_layers, output_name, prefetch_threads: int, group: RankGroup | None = None) -> None:
+                 keep_layers, output_name, prefetch_threads: int, group: RankGroup | None = None,
+                 sum_path: bool = True) -> None:
         self.store, self.model, self.widths = store, model, widths
         self.group = group
         self.main = group is None or group.rank == 0
@@ -234,6 +239,7 @@ class _Run:
         self.lo, self.hi = (0, self.num_nodes) if group is None else rank_nodes(
             self.indptr, group.rank, group.world_size)
         self.sampler = NeighborSampler(self.indptr, self.indices, [-1])
+        self.sums = SumLayers(self.indptr, self.indices, self.num_nodes) if sum_path else None
         self.stats: list[LayerStats] = []
         self.peak_anon = anon_rss_bytes()
         self.readout_dim = int(model.readout_dim)
@@ -307,6 +313,10 @@ class _Run:
                 else plan_range(self.indptr, self.lo, self.hi, ws.max_edges, ws.max_rows))
         log.debug("layer %d: %d chunks (max %d edges, %d rows), %d hubs", layer, len(plan),
                   ws.max_edges, ws.max_rows, plan.num_hubs)
+        mode = self._sum_mode(layer)
+        if mode is not None:
+            self._sum_layer(layer, mode, src, plan, ws.max_rows, ws.max_edges, writer, output, t0)
+            return
         control = PipelineControl()
         free = StageQueue(CHUNKS_IN_FLIGHT, control)
         ready = StageQueue(1, control)
@@ -369,6 +379,38 @@ class _Run:
         self.stats.append(stats)
         log.info("layer %d: %d nodes, %d edges, %d chunks in %.2f s (waited %.2f s on reads)", layer,
                  self.hi - self.lo, stats.edges, stats.chunks, stats.seconds, stats.wait_s)
+
+    def _sum_mode(self, layer: int) -> str | None:
+        if self.sums is None or not isinstance(self.model, SumAggregating):
+            return None
+        mode = self.model.sum_aggregation(layer)
+        return mode if mode in SUM_MODES else None
+
+    def _sum_layer(self, layer: int, mode: str, src: np.ndarray, plan: ChunkPlan, max_rows: int,
+                   max_edges: int, writer: ShardArrayWriter | None, output: ShardArrayWriter | None, t0: float) -> None:
+        w_in, w_out = self.widths[layer], self.widths[layer + 1]
+        stats = LayerStats(layer=layer, in_width=w_in, out_width=w_out, seconds=0.0, chunks=len(plan),
+                           hubs=plan.num_hubs, hub_slices=plan.num_hub_slices, edges=0,
+                           max_edges=max_edges,
+                           max_rows=max_rows, wait_s=0.0, compute_s=0.0, write_s=0.0, path="sum")
+
+        def emit(start: int, out: torch.Tensor) -> None:
+            self._write(layer, start, self._checked(layer, out, len(out)), writer, output)
+
+        def release() -> None:
+            _release_pages(src)
+            for m in self._maps:
+                _release_pages(m)
+            self.peak_anon = max(self.peak_anon, anon_rss_bytes())
+
+        with self.progress.phase(f"inference layer {layer + 1}/{len(self.widths) - 1}",
+                                 total=self.hi - self.lo, unit="node") as bar:
+            self.sums.run(layer, mode, self.model, src, plan, max_rows, self.dev, emit, stats,
+                          bar.advance, release)
+        stats.seconds = time.perf_counter() - t0
+        self.stats.append(stats)
+        log.info("layer %d (sum path): %d nodes, %d edges, %d chunks in %.2f s", layer,
+                 self.hi - self.lo, stats.edges, stats.chunks, stats.seconds)
 
     @staticmethod
     def _next(ready: StageQueue, control: PipelineControl):

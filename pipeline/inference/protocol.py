@@ -17,7 +17,7 @@ Everything runs in eval mode under torch.no_grad(); tensors are float32 on the m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -81,3 +81,27 @@ class LayerwiseModel(Protocol):
 
     def readout(self, state: torch.Tensor | None, h_last: torch.Tensor) -> torch.Tensor:
         """Output rows (n, out_dim) from the final state (or h_last when readout_dim == 0)."""
+
+
+# How a layer aggregates, when it is a sum of its sources' rows (SumAggregating.sum_aggregation):
+SUM = "sum"                   # sum_u h_u (SAGE's mean divides by the count in finish)
+GCN_SUM = "gcn"               # sum_u h_u / sqrt(d_u + 1), d_u = u's full in-degree
+NO_NEIGHBORS = "none"         # the neighborhood is ignored (the MLP baseline)
+
+
+@runtime_checkable
+class SumAggregating(Protocol):
+    """A LayerwiseModel whose layers may aggregate a linear function of their sources' rows; for
+    those inference takes the sum path (pipeline/inference/sum_layer.py), which needs no block."""
+
+    def sum_aggregation(self, layer: int) -> str | None:
+        """SUM, GCN_SUM or NO_NEIGHBORS for a layer `aggregate_sum` can serve, None for any other
+        (attention): that layer takes the block path."""
+
+    def aggregate_sum(self, layer: int, total: torch.Tensor, count: torch.Tensor) -> Aggregate:
+        """The Aggregate `aggregate` would return over every in-edge of the destinations, from
+        total: float32 (num_dst, layer input width), the row sums `sum_aggregation` names, and
+        count: float32 (num_dst,), their in-edge counts."""
+
+    def finish(self, layer: int, h_dst: torch.Tensor, agg: Aggregate,
+               degree_dst: torch.Tensor) -> torch.Tensor: ...

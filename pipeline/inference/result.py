@@ -27,6 +27,7 @@ class LayerStats:
     wait_s: float
     compute_s: float
     write_s: float
+    path: str = "blocks"       # "blocks": sampled blocks and a row gather; "sum": sum_layer.py
 
     def to_json(self) -> dict:
         return asdict(self)
