@@ -36,7 +36,6 @@ class SumLayers:
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, num_nodes: int) -> None:
         self.indptr, self.indices, self.num_nodes = indptr, indices, num_nodes
         self._gcn_scale: np.ndarray | None = None
-        self._table: np.ndarray | None = None
         self._dummy = np.ones(1, dtype=np.float32)
 
     def _scale(self, mode: str) -> np.ndarray | None:
@@ -61,8 +60,6 @@ class SumLayers:
         own = np.empty((max(1, max_rows), w_in), dtype=np.float32)
         scale = self._scale(mode)
         half = src.dtype == np.float16
-        if half and self._table is None:
-            self._table = K.half_table()
         bits = src.view(np.uint16) if half else src
         for i in range(len(plan)):
             t = time.perf_counter()
@@ -95,7 +92,6 @@ class SumLayers:
         use_scale = scale is not None
         s = scale if use_scale else self._dummy
         if half:
-            K.neighbor_sum_f16(self.indptr, self.indices, bits, self._table, s, use_scale, start, stop,
-                               lo, hi, acc)
+            K.neighbor_sum_f16(self.indptr, self.indices, bits, s, use_scale, start, stop, lo, hi, acc)
         else:
             K.neighbor_sum_f32(self.indptr, self.indices, bits, s, use_scale, start, stop, lo, hi, acc)
