@@ -376,6 +376,43 @@ def test_row_distributor_past_2_31_bytes(tmp_path):
     assert pos == n and n * 128 > 2**31 and max(ids) * 128 > 2**31
 
 
+# ---- byte offsets from numpy int32 indices ---------------------------------------------------------
+# numpy 2 keeps np.int32 * int in int32 (NEP 50): a row or entry index that arrives as a numpy int32
+# wraps its byte offset past 2^31 bytes, so the readers and writers take int() first
+
+def test_array_file_reads_at_int32_offsets_past_2_31_bytes(tmp_path):
+    f = window_file(tmp_path / "a", np.arange(4, dtype=np.int32), base=2**30)   # bytes 2^32..
+    assert f.read(np.int32(2**30), np.int32(2**30 + 4)).tolist() == [0, 1, 2, 3]
+    assert f.read(np.int64(2**30 + 2), 2**30 + 4).tolist() == [2, 3]
+
+
+def test_shard_writer_rows_at_int32_start_past_2_31_bytes(tmp_path):
+    from gstore.shard_array import ShardArrayWriter
+
+    n, f = 2**24 + 16, 64                           # 128-byte rows: row 2^24 + 8 is past 2^31 bytes
+    w = ShardArrayWriter(tmp_path, "features", (n, f), np.float16)
+    row = np.arange(1, f + 1, dtype=np.float16)[None]
+    w.write_rows(np.int32(2**24 + 8), row)
+    w.abort()
+    with open(w.path, "rb") as fh:
+        got = np.frombuffer(os.pread(fh.fileno(), 2 * f, (2**24 + 8) * 2 * f), np.float16)
+    np.testing.assert_array_equal(got, row[0])
+
+
+def test_npy_rows_at_int32_start_past_2_31_bytes(tmp_path):
+    from gstore.pipeline.ingest.npy_blocks import open_npy, read_rows
+
+    path = tmp_path / "big.npy"
+    m = np.lib.format.open_memmap(path, mode="w+", dtype=np.int64, shape=(2**28 + 8, 2))   # sparse
+    m[-8:] = np.arange(16).reshape(8, 2)
+    m.flush()
+    del m
+    a = open_npy(str(path), "")
+    with open(path, "rb") as fh:
+        got = read_rows(fh, a, np.int32(2**28), 8)
+    np.testing.assert_array_equal(got, np.arange(16).reshape(8, 2))
+
+
 # ---- reorder: touches every entry, so only with GSTORE_SLOW=1 ----------------------------------
 
 slow = pytest.mark.skipif(os.environ.get("GSTORE_SLOW") != "1",

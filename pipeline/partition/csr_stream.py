@@ -31,6 +31,7 @@ class ArrayFile:
 
     def read(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
         """Items [lo, hi) as a numpy array (into `out[:hi-lo]` when given, to reuse its pages)."""
+        lo, hi = int(lo), int(hi)    # numpy int32 offsets times itemsize would wrap past 2^31 bytes
         n = hi - lo
         dst = np.empty(n, dtype=self.dtype) if out is None or len(out) < n else out[:n]
         if n == 0:
