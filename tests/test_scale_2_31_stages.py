@@ -419,55 +419,61 @@ slow = pytest.mark.skipif(os.environ.get("GSTORE_SLOW") != "1",
                           reason="writes 8 GiB past 2^31 entries: set GSTORE_SLOW=1")
 
 
-def _reorder_hub_store(tmp_path, hub: int) -> float:
-    """Partition --reorder of a store whose node 0 holds `hub` self loops (a hole of the sparse
-    file) before the real rows of nodes 1..63: the reordered store holds the same graph, renumbered.
-    Returns the reorder's seconds."""
+def _reorder_hub_store(tmp_path, hub_rows: int, deg: int, budget: str) -> float:
+    """`reorder_store` on a directed store whose first `hub_rows` rows hold `deg` in-edges from
+    node 0 each (a hole of the sparse file), followed by the real rows of 64 nodes; the real nodes
+    form the last part, so their rows start past hub_rows * deg entries in the new store too.
+    Checks the renumbered graph; returns the reorder's seconds."""
     from gstore.builder import StoreBuilder
     from gstore.manifest import StoreManifest
     from gstore.pipeline.partition.partition import PartitionResult, partition_arrays, record_partition
     from gstore.pipeline.partition.reorder import reorder_store
 
-    n = 64
-    src, dst = planted_graph(n - 1, 3, 5, 1, 4)
-    t_indptr, t_nbrs = reference_csr(src + 1, dst + 1, n, directed=False)   # nodes 1..63
-    indptr = t_indptr + hub
-    indptr[0] = 0
+    m = 64
+    n = hub_rows + m
+    src, dst = planted_graph(m, 4, 5, 1, 4)
+    t_indptr, t_nbrs = reference_csr(src, dst, m, directed=True)
+    hub = hub_rows * deg
+    indptr = np.concatenate([np.arange(hub_rows + 1, dtype=np.int64) * deg, hub + t_indptr[1:]])
     e = int(indptr[-1])
     path = tmp_path / "g.gstore"
     with StoreBuilder(path) as b:
         b.write_array("indptr", indptr)
         w = b.array_writer("indices", (e,), np.int32)
         w.skip_rows(hub)
-        w.append(t_nbrs.astype(np.int32))
+        w.append((t_nbrs + hub_rows).astype(np.int32))
         b.add(w.finish())
-        b.commit(StoreManifest(num_nodes=n, num_edges=e, directed=False))
-    parts = (np.arange(n) % 3).astype(np.int32)[::-1].copy()
+        b.commit(StoreManifest(num_nodes=n, num_edges=e, directed=True))
+    # parts: the hub's two halves swap places (contiguous runs, so each output bucket reads a few
+    # input chunks), the real nodes last, in reverse id order
+    parts = np.full(n, 2, dtype=np.int32)
+    parts[:hub_rows // 2] = 1
+    parts[hub_rows // 2:hub_rows] = 0
     record_partition(path, "3", parts, PartitionResult(num_parts=3, method="multilevel", edge_cut=0.0,
                                                        balance=1.0, seconds=0.0, peak_rss=0,
                                                        metis_estimate=0))
     t0 = time.perf_counter()
-    reorder_store(path, "3", memory_budget="64MiB")
+    reorder_store(path, "3", memory_budget=budget)
     seconds = time.perf_counter() - t0
     s = gstore.open(path)
     _, perm = partition_arrays(parts, 3)
     inv = np.empty(n, np.int64)
     inv[perm] = np.arange(n)
     assert s.num_edges == e and s.manifest.partitions["3"]["contiguous"]
-    hub_lo = int(s.indptr[inv[0]])
-    assert len(s.neighbors(int(inv[0]))) == hub
-    assert np.all(np.asarray(s.indices[hub_lo:hub_lo + min(hub, 1 << 20)]) == inv[0])
-    assert np.all(np.asarray(s.indices[hub_lo + hub - min(hub, 1 << 20):hub_lo + hub]) == inv[0])
-    for v in range(1, n):
-        want = sorted(inv[t_nbrs[t_indptr[v]:t_indptr[v + 1]]].tolist())
-        assert s.neighbors(int(inv[v])).tolist() == want
-    assert int(s.indptr[-1]) == e and (hub < 2**31 or s.indptr.dtype == np.int64)
+    assert s.indptr.dtype == np.int64 and int(s.indptr[-1]) == e
+    np.testing.assert_array_equal(np.asarray(s.partition.parts), np.sort(parts))
+    for v in (0, 1, hub_rows // 2 - 1, hub_rows // 2, hub_rows - 1):     # hub rows: deg times inv[0]
+        assert s.neighbors(int(inv[v])).tolist() == [int(inv[0])] * deg
+    assert int(s.indptr[inv[hub_rows]]) == hub                          # the real rows start past it
+    for v in range(m):
+        want = sorted(inv[t_nbrs[t_indptr[v]:t_indptr[v + 1]] + hub_rows].tolist())
+        assert s.neighbors(int(inv[hub_rows + v])).tolist() == want
     return seconds
 
 
 def test_reorder_store_hub_below_2_31(tmp_path):
     """The reorder check below, on a small hub (the same code path; runs in CI)."""
-    _reorder_hub_store(tmp_path, 100_000)
+    _reorder_hub_store(tmp_path, 2000, 50, "1MiB")
 
 
 @pytest.mark.slow
@@ -476,5 +482,5 @@ def test_reorder_store_past_2_31(tmp_path):
     """Reorder past 2^31 entries: every entry is read and written again, 8 GiB of real blocks."""
     if shutil.disk_usage(tmp_path).free < 24 << 30:
         pytest.skip("needs 24 GiB of free disk (the reordered indices are 8 GiB of real blocks)")
-    seconds = _reorder_hub_store(tmp_path, BASE)
-    print(f"reorder of {BASE} + real entries: {seconds:.1f} s")
+    seconds = _reorder_hub_store(tmp_path, 2**21 + 1, 1024, "1GiB")    # 2^31 + 1024 hub entries
+    print(f"reorder past 2^31 entries: {seconds:.1f} s")
