@@ -7,9 +7,10 @@ of a sparse file (the entries before it are a hole: no disk, no reads), and the 
 exactly: a global offset or a byte offset kept in 32 bits reads the wrong entries or fails. Sums past
 2^31 (cut weights, connection weights, part and cluster weights) are checked against the
 plain-Python twins with weights near 2^30. Ingest: the CSR build's bucket loop and its indptr rows,
-driven with 2^31 entries already emitted, and the row distributor at byte offsets past 2^31.
-Reorder writes every entry again (8 GiB past 2^31), so its end-to-end test only runs with
-GSTORE_SLOW=1 (and enough free disk)."""
+driven with 2^31 entries already emitted, and the row distributor at byte offsets past 2^31. Byte
+offsets: the readers and writers given numpy int32 indices whose byte offsets pass 2^31. Reorder
+reads and writes every entry again (8 GiB past 2^31): CI runs its check on a small hub, and
+GSTORE_SLOW=1 (with 24 GiB of free disk) runs it past 2^31."""
 from __future__ import annotations
 
 import os
