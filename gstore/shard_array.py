@@ -286,7 +286,8 @@ class ShardArrayWriter:
         if len(block) == 0:
             return
         view = memoryview(block).cast("B")
-        offset = start * self.row_bytes
+        # int(): a numpy int32 row index times row_bytes would wrap past 2^31 bytes (NEP 50)
+        offset = int(start) * self.row_bytes
         written = 0
         while written < len(view):     # pwrite may write less than asked (signals, huge blocks)
             written += os.pwrite(self._fh.fileno(), view[written:], offset + written)

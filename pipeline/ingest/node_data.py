@@ -150,11 +150,11 @@ class _PwriteFile:
         os.ftruncate(self.fd, n * self.dtype.itemsize)
 
     def write_rows(self, start: int, block: np.ndarray) -> None:
-        os.pwrite(self.fd, np.ascontiguousarray(block, dtype=self.dtype).tobytes(), start * self.dtype.itemsize)
+        os.pwrite(self.fd, np.ascontiguousarray(block, dtype=self.dtype).tobytes(), int(start) * self.dtype.itemsize)
 
     def read(self, start: int, n: int) -> np.ndarray:
         out = np.empty(n, dtype=self.dtype)
-        read_into(self.fd, out, start * self.dtype.itemsize)
+        read_into(self.fd, out, int(start) * self.dtype.itemsize)
         return out
 
     def close(self) -> None:

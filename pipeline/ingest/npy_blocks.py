@@ -50,7 +50,7 @@ def open_npy(path: str, hint: str) -> NpyArray:
 
 def _read_run(fh: BinaryIO, a: NpyArray, first: int, count: int) -> np.ndarray:
     """`count` consecutive elements of the file's data, starting at element `first`."""
-    offset = a.data_offset + first * a.dtype.itemsize
+    offset = a.data_offset + int(first) * a.dtype.itemsize   # int(): no int32 wrap past 2^31 bytes
     fh.seek(offset)
     out = np.fromfile(fh, dtype=a.dtype, count=count)
     if len(out) != count:

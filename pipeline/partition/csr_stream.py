@@ -31,6 +31,7 @@ class ArrayFile:
 
     def read(self, lo: int, hi: int, out: np.ndarray | None = None) -> np.ndarray:
         """Items [lo, hi) as a numpy array (into `out[:hi-lo]` when given, to reuse its pages)."""
+        lo, hi = int(lo), int(hi)    # numpy int32 offsets times itemsize would wrap past 2^31 bytes
         n = hi - lo
         dst = np.empty(n, dtype=self.dtype) if out is None or len(out) < n else out[:n]
         if n == 0:
@@ -87,7 +88,10 @@ class RawAppender:
 @dataclass
 class CSRFile:
     """A CSR graph on disk. indptr: int64 (N+1,) in RAM; indices int32/int64 and optional integer
-    weights (E,) on disk; vweights: int64 (N,) node weights in RAM or None (all ones)."""
+    weights (E,) on disk; vweights: int64 (N,) node weights in RAM or None (all ones).
+
+    indptr holds absolute entry offsets into the files and may start past 0: a window of rows of a
+    larger file, such as the rows after a hub (tests drive every stage this way past 2^31 entries)."""
 
     indptr: np.ndarray
     indices: ArrayFile
@@ -100,7 +104,7 @@ class CSRFile:
 
     @property
     def num_entries(self) -> int:
-        return int(self.indptr[-1])
+        return int(self.indptr[-1] - self.indptr[0])
 
     def node_weights(self) -> np.ndarray:
         """int64 (N,) node weights (ones when unweighted)."""

@@ -6,7 +6,8 @@ A directed store (rows = destinations, entries = in-neighbours) is symmetrised o
 1. out-degrees by streaming `indices` (O(N) counts);
 2. the transpose (out-CSR) written to scratch in row buckets of at most `chunk_entries` entries, each
    bucket one sequential pass over the in-CSR;
-3. a streaming merge of in- and out-rows into the symmetric CSR, edge weight = multiplicity (1 or 2),
+3. a streaming merge of in- and out-rows into the symmetric CSR, edge weight = multiplicity (1 or 2;
+   more for a pair stored several times in a store built without dedup),
    so the weighted cut of the symmetric graph equals the cut counted on the directed store.
 
 Memory: O(N) node arrays plus O(chunk_entries) edge buffers; disk: up to 3x the store's indices.
@@ -36,6 +37,24 @@ def symmetric_graph(store, scratch: Path, chunk_entries: int,
     csr = store_csr(store)
     if not store.directed:
         return csr
+    return symmetrize_csr(csr, scratch, chunk_entries, progress)
+
+
+# a merged weight counts one neighbour's entries in both directions of a row: a store built without
+# dedup (multi-edges) can hold one pair 2^31 times, and an int32 weight would wrap negative
+INT32_WEIGHT_MAX_ROW = 2**31 - 1
+
+
+def multiplicity_dtype(row_entries: np.ndarray) -> np.dtype:
+    """Weight dtype of the symmetric graph: int32 while no row (in- plus out-entries, int (N,))
+    exceeds INT32_WEIGHT_MAX_ROW entries (half the scratch of int64), else int64."""
+    return np.dtype(np.int32) if int(row_entries.max(initial=0)) <= INT32_WEIGHT_MAX_ROW else np.dtype(np.int64)
+
+
+def symmetrize_csr(csr: CSRFile, scratch: Path, chunk_entries: int,
+                   progress: Progress = NULL_PROGRESS) -> CSRFile:
+    """The symmetric graph of the directed in-edge CSR `csr` (steps 1-3 of the module doc), written
+    under `scratch`: weights = multiplicity (1 or 2), self loops dropped, rows sorted."""
     n = csr.num_nodes
     outdeg = np.zeros(n, dtype=np.int64)
     with progress.phase("symmetrise: degrees", total=csr.num_entries, unit="edge", unit_scale=True) as bar:
@@ -60,8 +79,9 @@ def symmetric_graph(store, scratch: Path, chunk_entries: int,
     out_csr = CSRFile(indptr=out_indptr, indices=out_app.finish())
 
     both = csr.indptr + out_indptr
+    w_dtype = multiplicity_dtype(np.diff(both))
     sym_idx = RawAppender(Path(scratch) / "sym.indices", csr.indices.dtype)
-    sym_w = RawAppender(Path(scratch) / "sym.weights", np.int32)
+    sym_w = RawAppender(Path(scratch) / "sym.weights", w_dtype)
     counts = np.zeros(n, dtype=np.int64)
     with progress.phase("symmetrise: merge", total=n, unit="node", unit_scale=True) as bar:
         for r0, r1 in row_ranges(both, chunk_entries):
@@ -69,7 +89,7 @@ def symmetric_graph(store, scratch: Path, chunk_entries: int,
             o = out_csr.read_rows(r0, r1)
             cap = len(a.nbrs) + len(o.nbrs)
             res_n = np.empty(cap, dtype=csr.indices.dtype)
-            res_w = np.empty(cap, dtype=np.int32)
+            res_w = np.empty(cap, dtype=w_dtype)
             k = merge_rows(a.local_indptr, a.nbrs, o.local_indptr, o.nbrs, r0, counts[r0:r1], res_n, res_w)
             sym_idx.append(res_n[:k])
             sym_w.append(res_w[:k])
