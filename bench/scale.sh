@@ -8,7 +8,8 @@
 #   bench/scale.sh --work /tmp/s --nodes 3000 --parts 8 --clusters-per-batch 2 --batches 3 --degree 8
 #
 # Stages (--stages, comma-separated, in this order): generate ingest partition reorder loader sage
-# cluster-gcn propagate history. --lock FILE holds `flock FILE` around every stage (one heavy job at
+# cluster-gcn propagate history (--history-variant gas|scalable-gcn, --history-dtype float16|float32).
+# --lock FILE holds `flock FILE` around every stage (one heavy job at
 # a time on a shared machine). --drop-raw deletes the generated inputs once ingest has succeeded.
 # The chain's graph is an SBM (labels = communities, a train/val/test split, float16 features),
 # stored undirected; every stage runs with --memory-budget BUDGET.
@@ -22,6 +23,8 @@ PARTS=1024
 BATCHES=200          # training batches per method (--max-batches; 0 = one whole epoch)
 CPB=20               # --clusters-per-batch of cluster-gcn and history (gas)
 BUDGET=4GiB
+HISTORY_VARIANT=gas  # --method history --variant (scalable-gcn keeps a gradient store per layer too)
+HISTORY_DTYPE=float16
 WORK=""
 LOCK=""
 STAGES="generate,ingest,partition,reorder,loader,sage,cluster-gcn,propagate,history"
@@ -40,6 +43,8 @@ while [ $# -gt 0 ]; do
         --batches) BATCHES="$2"; shift 2 ;;
         --clusters-per-batch) CPB="$2"; shift 2 ;;
         --budget) BUDGET="$2"; shift 2 ;;
+        --history-variant) HISTORY_VARIANT="$2"; shift 2 ;;
+        --history-dtype) HISTORY_DTYPE="$2"; shift 2 ;;
         --work) WORK="$2"; shift 2 ;;
         --lock) LOCK="$2"; shift 2 ;;
         --stages) STAGES="$2"; shift 2 ;;
@@ -104,7 +109,7 @@ if want propagate; then
         --force --json -q
 fi
 if want history; then
-    stage history "${GSTORE[@]}" train "$STORE" --method history --variant gas -k "$PARTS" \
-        --clusters-per-batch "$CPB" -o "$WORK/runs/gas" --force "${TRAIN[@]}"
+    stage history "${GSTORE[@]}" train "$STORE" --method history --variant "$HISTORY_VARIANT" -k "$PARTS" \
+        --clusters-per-batch "$CPB" --history-dtype "$HISTORY_DTYPE" -o "$WORK/runs/history" --force "${TRAIN[@]}"
 fi
 "$PYTHON" "$HERE/scale_table.py" "$OUT" --json "$WORK/scale.json" --md "$WORK/scale.md"
