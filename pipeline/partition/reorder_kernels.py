@@ -1,4 +1,10 @@
-"""numba kernels for reordering a CSR by a node permutation, one bucket of new rows at a time. No I/O."""
+"""numba kernels for reordering a CSR-like array by a node permutation, by distribution. No I/O.
+
+A chunk of old rows is grouped by the bucket of new ids each row goes to (`set_kernels.counting_groups`
+gives the row order, `concat_rows` copies the rows in that order); a bucket read back from its spill
+is placed by `scatter_rows` (its rows' new ids as `inv`) and, for indices, mapped and sorted by
+`map_sort_rows`.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -27,6 +33,23 @@ def scatter_rows(local_indptr, vals, row0, inv, a, b, new_start, out):
             dst += 1
         copied += 1
     return copied
+
+
+@njit(**NJIT)
+def concat_rows(local_indptr, order, vals, out):
+    """out = the rows order[0], order[1], ... of a chunk, back to back.
+
+    local_indptr int64 (rows+1, from 0) and vals (entries,) are one chunk of an old CSR-like array;
+    order int64 (rows,) a permutation of the chunk's rows; out (entries,) of vals' dtype. Returns
+    the number of entries written.
+    """
+    dst = 0
+    for k in range(len(order)):
+        i = order[k]
+        for j in range(local_indptr[i], local_indptr[i + 1]):
+            out[dst] = vals[j]
+            dst += 1
+    return dst
 
 
 @njit(**NJIT)
