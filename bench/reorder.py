@@ -3,12 +3,13 @@ this checkout against another commit's reorder.py, side by side on the same stor
 
     nice -n 15 flock /tmp/gstore-heavy.lock python bench/reorder.py --work /work/data/reorder1
     python bench/reorder.py --work DIR --baseline main --budget 128MiB --repeats 3 [--uncached]
+    python bench/reorder.py --work DIR --kernels       # map_sort_rows alone, baseline vs this checkout
 
 The store (cached under --work): --nodes nodes, about --entries stored entries (directed, int32
 indices, log-normal degrees, sorted rows), int64 node ids, and a random --parts-way partition (a
 part's nodes spread over the old id order, as a real partition of an unordered store is). Every run
-reorders a fresh copy of it (copy time excluded). The baseline is `git show BASELINE:pipeline/
-partition/reorder.py` loaded as a module beside this checkout's (it calls the same kernels).
+reorders a fresh copy of it (copy time excluded). The baseline is BASELINE's pipeline/partition/
+reorder.py and reorder_kernels.py (`git show`), loaded as modules beside this checkout's.
 Each run is a child process; per run: wall seconds of reorder_store, bytes read through preadv
 from the old indices file (ArrayFile.read) and in all (rchar of /proc/self/io: page cache
 included), bytes written (wchar), the child's peak RSS; rounds interleave baseline and new;
@@ -68,11 +69,22 @@ def build_store(path: Path, n: int, entries: int, parts: int, seed: int = 0) -> 
 
 
 def load_baseline(rev: str):
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:pipeline/partition/reorder.py"],
-                         check=True, capture_output=True, text=True).stdout
-    tmp = Path(tempfile.mkdtemp(prefix="reorder-baseline-")) / "reorder_baseline.py"
-    tmp.write_text(src)
-    spec = importlib.util.spec_from_file_location("reorder_baseline", tmp)
+    """`rev`'s reorder.py with `rev`'s reorder_kernels.py, as modules in a fixed folder (so numba's
+    cache of the baseline's kernels survives from one child to the next)."""
+    def show(path: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{path}"], check=True,
+                              capture_output=True, text=True).stdout
+
+    folder = Path(tempfile.gettempdir()) / f"reorder-baseline-{rev.replace('/', '_')}"
+    folder.mkdir(exist_ok=True)
+    kernels = show("pipeline/partition/reorder_kernels.py")
+    src = show("pipeline/partition/reorder.py").replace(
+        "from gstore.pipeline.partition.reorder_kernels import", "from reorder_kernels_baseline import")
+    for name, text in (("reorder_kernels_baseline.py", kernels), ("reorder_baseline.py", src)):
+        if not (folder / name).exists() or (folder / name).read_text() != text:
+            (folder / name).write_text(text)
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location("reorder_baseline", folder / "reorder_baseline.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -134,27 +146,54 @@ def run_once(reorder_store, pristine: Path, work: Path, key: str, budget: str,
             "indices": np.asarray(g.indices[:1000]).tolist()}
 
 
-def warm_kernels() -> None:
-    """Load the numba kernels both versions call (from numba's cache) before the clock starts."""
-    from gstore.pipeline.partition.reorder_kernels import concat_rows, map_sort_rows, scatter_rows
+def warm_kernels(mod) -> None:
+    """Compile or load (numba's cache) the kernels `mod` calls before the clock starts."""
     from gstore.set_kernels import counting_groups
 
     ptr, vals, ids = np.array([0, 1], np.int64), np.zeros(1, np.int32), np.zeros(1, np.int64)
-    scatter_rows(ptr, vals, 0, ids, 0, 1, ids, vals.copy())
-    map_sort_rows(ptr, vals.copy(), ids, np.zeros(0, np.float32), False)
-    concat_rows(ptr, ids, vals, vals.copy())
+    mod.scatter_rows(ptr, vals, 0, ids, 0, 1, ids, vals.copy())
+    mod.map_sort_rows(ptr, vals.copy(), ids, np.zeros(0, np.float32), False)
+    if hasattr(mod, "concat_rows"):
+        mod.concat_rows(ptr, ids, vals, vals.copy())
     counting_groups(ids, np.int64(1), np.zeros(2, np.int64), ids.copy())
 
 
 def child(args) -> None:
-    warm_kernels()
     if args.child == "new":
-        from gstore.pipeline.partition.reorder import reorder_store
+        from gstore.pipeline.partition import reorder as mod
     else:
-        reorder_store = load_baseline(args.child).reorder_store
+        mod = load_baseline(args.child)
+    warm_kernels(mod)
+    reorder_store = mod.reorder_store
     res = run_once(reorder_store, Path(args.pristine), args.work / "run", str(args.parts), args.budget,
                    args.uncached)
     print("RESULT " + json.dumps(res))
+
+
+def time_sort_kernels(pristine: Path, key: str, rev: str, repeats: int) -> None:
+    """map_sort_rows of `rev` and of this checkout on the store's own rows (indices in RAM, new ids
+    from the partition's permutation), min of `repeats`: ns per entry."""
+    import gstore
+    from gstore.pipeline.partition import reorder as mod
+    from gstore.pipeline.partition.reorder import reorder_permutation
+
+    g = gstore.open(pristine)
+    indptr, indices = np.array(g.indptr), np.array(g.indices)
+    meta = g.manifest.partitions[key]
+    _, inv, _ = reorder_permutation(np.array(g.array(meta["arrays"]["parts"])), int(meta["num_parts"]))
+    no_w = np.zeros(0, np.float32)
+    out = {}
+    for name, m in ((rev, load_baseline(rev)), ("new", mod)):
+        warm_kernels(m)
+        ts = []
+        for _ in range(repeats):
+            a = indices.copy()
+            t0 = time.perf_counter()
+            m.map_sort_rows(indptr, a, inv, no_w, False)
+            ts.append(time.perf_counter() - t0)
+        out[name] = a
+        print(f"map_sort_rows {name:>8}: {min(ts) / len(a) * 1e9:6.1f} ns an entry (min of {repeats})", flush=True)
+    assert np.array_equal(out[rev], out["new"])
 
 
 def main() -> None:
@@ -169,6 +208,8 @@ def main() -> None:
     ap.add_argument("--uncached", action="store_true",
                     help="drop the old indices' pages from the page cache before the run and after "
                          "every read of them (the 10^9 case, where 8 GiB of indices do not stay cached)")
+    ap.add_argument("--kernels", action="store_true",
+                    help="time only map_sort_rows (baseline's and this checkout's) on the store's rows")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--pristine", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -189,6 +230,8 @@ def main() -> None:
     print(f"{g.num_nodes} nodes, {e} entries ({e * 4 / 2**20:.0f} MiB of indices), budget "
           f"{args.budget}: ~{-(-e // cap)} buckets of new rows", flush=True)
     del g
+    if args.kernels:
+        return time_sort_kernels(pristine, str(args.parts), args.baseline, args.repeats)
     impls = [args.baseline, "new"]
     results: dict[str, list[dict]] = {k: [] for k in impls}
     for r in range(args.repeats):

@@ -288,6 +288,28 @@ def test_concat_and_scatter_rows_by_hand():
     assert out.tolist() == [1, 2, 3, 7, 8]
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_map_sort_rows_short_and_long_rows_stable(weighted):
+    """Rows on both sides of SHORT_ROW (insertion sort / library sort), with repeated ids whose
+    weights must keep their order."""
+    from gstore.pipeline.partition.reorder_kernels import SHORT_ROW, map_sort_rows
+    import reference_partition as ref
+
+    rng = np.random.default_rng(3)
+    lens = [0, 1, 2, SHORT_ROW - 1, SHORT_ROW, SHORT_ROW + 1, 5 * SHORT_ROW]
+    ptr = np.zeros(len(lens) + 1, np.int64)
+    np.cumsum(lens, out=ptr[1:])
+    nbr = rng.integers(0, 10, ptr[-1]).astype(np.int32)    # 10 ids: many repeats in every long row
+    inv = rng.permutation(10).astype(np.int64)
+    w = np.arange(ptr[-1], dtype=np.float32)               # distinct: the order of equal ids shows
+    got_n, got_w = nbr.copy(), w.copy()
+    map_sort_rows(ptr, got_n, inv, got_w if weighted else np.zeros(0, np.float32), weighted)
+    want_n, want_w = ref.map_sort_rows(ptr, nbr, inv, w if weighted else None)
+    assert got_n.tolist() == want_n
+    if weighted:
+        assert got_w.tolist() == want_w
+
+
 class _Writer:
     def __init__(self):
         self.blocks = []

