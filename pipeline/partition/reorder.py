@@ -99,7 +99,7 @@ def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Pro
             b.write_array("node_ids/offsets", new_off)
             _permute_ragged([store_array_file(store, "node_ids/utf8")], off, new_off, inv,
                             [b.array_writer("node_ids/utf8", (int(new_off[-1]),), np.uint8)], b,
-                            cap_bytes, "node-ids")
+                            cap_bytes, "node-ids", progress)
         for name, rec in arrays.items():
             if name in CSR_ARRAYS or name.startswith("partition/") or name in derived_names:
                 continue
@@ -201,43 +201,56 @@ def _permute_ragged(sources: list[ArrayFile], old_ptr: np.ndarray, new_ptr: np.n
     chunks = list(row_ranges(old_ptr, cap))
     n = len(inv)
     nb = len(buckets)
-    # read / group buffers reused by every chunk and bucket (first touch of fresh pages is slow);
-    # a row longer than cap comes alone, into a buffer of its own
-    rbufs = [np.empty(cap, f.dtype) for f in sources]
-    gbufs = [np.empty(cap, f.dtype) for f in sources]
-
-    def buf(pool: list[np.ndarray], i: int, size: int) -> np.ndarray:
-        return pool[i][:size] if size <= cap else np.empty(size, sources[i].dtype)
-
+    bufs = _Buffers(cap, [f.dtype for f in sources])
     log.info("reorder %s: %d entries, %d bucket(s) of new rows, %d chunk(s) of old rows",
              name, int(new_ptr[-1]), nb, len(chunks))
     with progress.phase(f"reorder {name}", total=len(chunks) + (nb if nb > 1 else 0), unit="block") as bar:
         if nb <= 1:
             size = int(new_ptr[-1])
-            outs = [buf(gbufs, i, size) for i in range(len(sources))]
+            outs = [bufs.out(i, size) for i in range(len(sources))]
             for r0, r1 in chunks:
                 lo, hi = int(old_ptr[r0]), int(old_ptr[r1])
                 local = old_ptr[r0:r1 + 1] - lo
                 for i, src in enumerate(sources):
-                    scatter_rows(local, src.read(lo, hi, rbufs[i]), r0, inv, 0, n, new_ptr[:-1], outs[i])
+                    scatter_rows(local, src.read(lo, hi, bufs.read[i]), r0, inv, 0, n, new_ptr[:-1], outs[i])
                 bar.advance(1)
             if finish is not None:
                 finish(new_ptr, outs)
             for w, out in zip(writers, outs):
                 w.append(out)
         else:
-            _distribute(sources, old_ptr, new_ptr, inv, writers, b, name, buckets, chunks, rbufs,
-                        gbufs, buf, finish, bar)
+            _distribute(sources, old_ptr, new_ptr, inv, writers, b.spill_dir, name, buckets, chunks,
+                        bufs, finish, bar)
     for w in writers:
         b.add(w.finish())
 
 
-def _distribute(sources, old_ptr, new_ptr, inv, writers, b, name, buckets, chunks, rbufs, gbufs,
-                buf, finish, bar) -> None:
-    """The spill path of `_permute_ragged` (more than one bucket)."""
+class _Buffers:
+    """Read and output buffers of `cap` entries per source, reused by every chunk and bucket (first
+    touch of fresh pages is slow); a row longer than cap comes alone, into a buffer of its own."""
+
+    def __init__(self, cap: int, dtypes: list[np.dtype]) -> None:
+        self.cap, self.dtypes = cap, dtypes
+        self.read = [np.empty(cap, d) for d in dtypes]
+        self._out = [np.empty(cap, d) for d in dtypes]
+
+    def _take(self, pool: list[np.ndarray], i: int, size: int) -> np.ndarray:
+        return pool[i][:size] if size <= self.cap else np.empty(size, self.dtypes[i])
+
+    def reading(self, i: int, size: int) -> np.ndarray:
+        return self._take(self.read, i, size)
+
+    def out(self, i: int, size: int) -> np.ndarray:
+        return self._take(self._out, i, size)
+
+
+def _distribute(sources: list[ArrayFile], old_ptr: np.ndarray, new_ptr: np.ndarray,
+                inv: np.ndarray, writers: list, spill: Path, name: str,
+                buckets: list[tuple[int, int]], chunks: list[tuple[int, int]], bufs: _Buffers,
+                finish: Callable[[np.ndarray, list[np.ndarray]], None] | None, bar) -> None:
+    """The spill path of `_permute_ragged` (more than one bucket of new rows)."""
     nb = len(buckets)
     bounds = np.array([a for a, _ in buckets] + [len(inv)], dtype=np.int64)
-    spill = b.spill_dir
     id_files = BucketFiles(spill, f"reorder-{name}-rows-", nb, np.int64, max_open=MAX_OPEN_SPILLS)
     val_files = [BucketFiles(spill, f"reorder-{name}-{i}-", nb, f.dtype, max_open=MAX_OPEN_SPILLS)
                  for i, f in enumerate(sources)]
@@ -255,8 +268,8 @@ def _distribute(sources, old_ptr, new_ptr, inv, writers, b, name, buckets, chunk
             np.cumsum(np.diff(local)[order], out=ent_cum[1:])
             ent_starts = ent_cum[row_starts]
             for i, src in enumerate(sources):
-                grouped = buf(gbufs, i, hi - lo)
-                concat_rows(local, order, src.read(lo, hi, rbufs[i]), grouped)
+                grouped = bufs.out(i, hi - lo)
+                concat_rows(local, order, src.read(lo, hi, bufs.read[i]), grouped)
                 val_files[i].append_grouped(grouped, ent_starts)
             bar.advance(1)
         id_files.close_writers()
@@ -276,8 +289,8 @@ def _distribute(sources, old_ptr, new_ptr, inv, writers, b, name, buckets, chunk
             start = new_ptr[a:bb] - blo
             outs = []
             for i, f in enumerate(val_files):
-                vals = _read_bucket(f, k, buf(rbufs, i, size))
-                out = buf(gbufs, i, size)
+                vals = _read_bucket(f, k, bufs.reading(i, size))
+                out = bufs.out(i, size)
                 scatter_rows(spill_ptr, vals, 0, ids, a, bb, start, out)
                 outs.append(out)
             if finish is not None:
