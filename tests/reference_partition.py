@@ -191,6 +191,37 @@ def reorder_csr(indptr, indices, weights, perm):
             None if weights is None else np.array(new_w, dtype=np.float32))
 
 
+def concat_rows(local_indptr, order, vals) -> list:
+    """Twin of reorder_kernels.concat_rows: the rows order[0], order[1], ... back to back."""
+    out = []
+    for i in order:
+        out += list(vals[local_indptr[i]:local_indptr[i + 1]])
+    return out
+
+
+def scatter_rows(local_indptr, vals, row0, inv, a, b, new_start, out) -> int:
+    """Twin of reorder_kernels.scatter_rows: rows whose new id lies in [a, b) copied to new_start."""
+    copied = 0
+    for i in range(len(local_indptr) - 1):
+        nv = inv[row0 + i]
+        if a <= nv < b:
+            row = vals[local_indptr[i]:local_indptr[i + 1]]
+            out[new_start[nv - a]:new_start[nv - a] + len(row)] = row
+            copied += 1
+    return copied
+
+
+def map_sort_rows(bucket_ptr, nbr, inv, w):
+    """Twin of reorder_kernels.map_sort_rows: (nbr, w) with ids mapped and rows stably sorted."""
+    out_n, out_w = [], []
+    for r in range(len(bucket_ptr) - 1):
+        row = [(int(inv[nbr[j]]), None if w is None else w[j]) for j in range(bucket_ptr[r], bucket_ptr[r + 1])]
+        row.sort(key=lambda t: t[0])
+        out_n += [u for u, _ in row]
+        out_w += [x for _, x in row]
+    return out_n, (None if w is None else out_w)
+
+
 def pair_hash(a: int, b: int, seed: int) -> int:
     lo, hi = min(a, b), max(a, b)
     return mix_hash(lo ^ mix_hash((hi ^ seed) & MASK))

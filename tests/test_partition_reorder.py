@@ -77,11 +77,14 @@ def _weighted_string_store(path, n=120, m=700, seed=0):
     return path
 
 
-@pytest.mark.parametrize("budget", ["16KB", "1GiB"])
-@pytest.mark.parametrize("kind", ["int-undirected", "string-weighted-directed"])
+@pytest.mark.parametrize("budget,kind", [
+    (budget, kind) for budget in ("16KB", "1GiB") for kind in ("int-undirected", "string-weighted-directed")
+] + [("16KB", "string-many-buckets")])
 def test_reorder_preserves_graph_and_node_data(tmp_path, budget, kind):
     path = tmp_path / "s"
-    if kind == "int-undirected":
+    if kind == "string-many-buckets":      # string ids (~8 KB) and edges both in many buckets at 16KB
+        _weighted_string_store(path, n=900, m=5000)
+    elif kind == "int-undirected":
         n = 300
         src, dst = random_graph(n, 1500, seed=1)
         rng = np.random.default_rng(1)
@@ -132,8 +135,8 @@ def test_reorder_via_cli_and_missing_partition(tmp_path):
     np.testing.assert_array_equal(np.asarray(g.partition.parts), before[old_dense[np.asarray(g.node_ids)]])
 
 
-@pytest.mark.parametrize("phase", ["reorder:after-indices", "reorder:after-node-data",
-                                   "reorder:before-commit"])
+@pytest.mark.parametrize("phase", ["reorder:edges-spilled", "reorder:after-indices",
+                                   "reorder:after-node-data", "reorder:before-commit"])
 def test_killed_reorder_leaves_old_store_intact(tmp_path, phase):
     n = 200
     src, dst = random_graph(n, 900, seed=8)
@@ -144,8 +147,10 @@ def test_killed_reorder_leaves_old_store_intact(tmp_path, phase):
     before = _snapshot(gstore.open(path))
     raw_before = {name: np.array(gstore.open(path).array(name)) for name in ("indptr", "indices", "features")}
     env = dict(os.environ, GSTORE_FAULT_AT=phase)
+    # a budget small enough that the edges go through spill files (killed with them on disk)
     proc = subprocess.run([sys.executable, "-m", "gstore.cli", "partition", str(path), "--parts", "4",
-                           "--force", "--reorder", "-q"], env=env, capture_output=True)
+                           "--force", "--reorder", "--memory-budget", "16KB", "-q"], env=env,
+                          capture_output=True)
     assert proc.returncode == -9, proc.stderr
     g = gstore.open(path)  # the old store: opens and verifies
     for name, arr in raw_before.items():
@@ -156,4 +161,62 @@ def test_killed_reorder_leaves_old_store_intact(tmp_path, phase):
     partition_store(path, 4, force=True, reorder=True)
     g = gstore.open(path)
     assert g.partition.contiguous and _snapshot(g)["edges"] == before["edges"]
+    assert not (tmp_path / "s.tmp").exists()
+
+
+def _count_reads(monkeypatch):
+    """{path: bytes read through ArrayFile.read}: every streaming read of a store array goes there."""
+    from gstore.pipeline.partition.csr_stream import ArrayFile
+
+    counts: dict = {}
+    real = ArrayFile.read
+
+    def read(self, lo, hi, out=None):
+        key = os.path.realpath(self.path)
+        counts[key] = counts.get(key, 0) + (hi - lo) * self.dtype.itemsize
+        return real(self, lo, hi, out)
+
+    monkeypatch.setattr(ArrayFile, "read", read)
+    return counts
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_reorder_reads_old_edges_once_at_any_budget(tmp_path, monkeypatch, weighted):
+    """At a budget that cuts the new indices into many buckets, the old indices (and weights) are
+    still read once (a distribution pass), not once per bucket; the result is the in-RAM reference."""
+    from gstore.pipeline.partition.csr_stream import store_array_file
+    from reference_partition import reorder_csr
+
+    n = 1200
+    src, dst = random_graph(n, 3000, seed=5)
+    src, dst = np.concatenate([src, np.arange(1000)]), np.concatenate([dst, np.full(1000, 7)])
+    keep = (src < n - 20) & (dst < n - 20)  # node 7's row is longer than a bucket; 20 isolated nodes
+    indptr, indices = reference_csr(src[keep], dst[keep], n, directed=True)
+    path = tmp_path / "s"
+    with StoreBuilder(path) as b:
+        b.write_array("indptr", indptr)
+        b.write_array("indices", indices.astype(np.int32))
+        if weighted:
+            b.write_array("weights", np.random.default_rng(5).random(len(indices)).astype(np.float32))
+        b.commit(StoreManifest(num_nodes=n, num_edges=len(indices), directed=True))
+    partition_store(path, 9, seed=3)
+    old = gstore.open(path)
+    indptr, indices = np.asarray(old.indptr), np.asarray(old.indices)
+    w = np.asarray(old.weights) if weighted else None
+    perm = np.argsort(np.asarray(old.partition.parts), kind="stable")
+    arrays = [store_array_file(old, a) for a in (["indices", "weights"] if weighted else ["indices"])]
+    files = [os.path.realpath(a.path) for a in arrays]
+    sizes = [a.length * a.dtype.itemsize for a in arrays]
+    del old
+    counts = _count_reads(monkeypatch)
+    monkeypatch.setattr("gstore.pipeline.partition.reorder.MAX_OPEN_SPILLS", 3)  # spill files reopened
+    reorder_store(path, "9", memory_budget="16KB")      # buckets of <= 512 entries: > 8 buckets
+    for f, size in zip(files, sizes):
+        assert size <= counts.get(f, 0) <= 2 * size, (f, counts, size)
+    g = gstore.open(path)
+    ref_ptr, ref_idx, ref_w = reorder_csr(indptr, indices, w, perm)
+    np.testing.assert_array_equal(np.asarray(g.indptr), ref_ptr)
+    np.testing.assert_array_equal(np.asarray(g.indices), ref_idx)
+    if weighted:
+        np.testing.assert_array_equal(np.asarray(g.weights), ref_w)
     assert not (tmp_path / "s.tmp").exists()

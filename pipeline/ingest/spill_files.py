@@ -37,10 +37,12 @@ class BucketFiles:
     """One append-only file per bucket for records of a fixed dtype and row shape.
 
     rows(b) counts records appended to bucket b; `open_read(b)` gives an fd for `read_into`.
+    With `max_open`, at most that many append descriptors stay open (all are closed when one more
+    is needed): thousands of buckets must not exhaust the process's descriptors.
     """
 
     def __init__(self, directory: Path, prefix: str, n_buckets: int, dtype: np.dtype,
-                 row_shape: tuple[int, ...] = ()) -> None:
+                 row_shape: tuple[int, ...] = (), max_open: int | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
@@ -48,6 +50,7 @@ class BucketFiles:
         self.row_shape = row_shape
         self.row_bytes = int(np.prod(row_shape, dtype=np.int64)) * self.dtype.itemsize
         self.counts = np.zeros(n_buckets, dtype=np.int64)
+        self.max_open = max_open
         self._fds: dict[int, int] = {}
 
     def path(self, b: int) -> Path:
@@ -62,6 +65,8 @@ class BucketFiles:
             return
         fd = self._fds.get(b)
         if fd is None:
+            if self.max_open is not None and len(self._fds) >= self.max_open:
+                self.close_writers()
             fd = os.open(self.path(b), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             self._fds[b] = fd
         _write_all(fd, block)

@@ -5,27 +5,35 @@ A complete new store is built next to the old one (StoreBuilder, `STORE.tmp`, ma
 process's scratch: see gstore/scratch.py) and swapped in by rename, so a kill or a full disk at any
 point leaves the old store intact; a user's own `STORE.tmp` is refused, never deleted.
 
-Out of core: every array is produced in buckets of new rows whose output fits a quarter of the budget;
-each bucket is filled by one sequential pass over the old array (read with preadv, no memory maps), so
-memory is O(N) for the permutation plus O(budget), at the price of size / (budget / 4) passes over
-the edge arrays. Node-aligned arrays (features) go through one distribution pass into per-bucket spill
-files instead (2 reads + 2 writes, whatever their size). Neighbour ids are mapped through the permutation and rows re-sorted; features, labels,
-node ids, splits and all recorded partitions follow their nodes. Derived arrays keyed by node
+Out of core, and every array read a constant number of times whatever the budget: memory is O(N)
+for the permutation plus O(budget). New rows are cut into buckets whose output fits a quarter of
+the budget. Ragged arrays (indices + weights, string id bytes: `_permute_ragged`) and node-aligned
+arrays (features: `_permute_row_array`) go through one distribution pass: the old array is read
+once, sequentially, in bounded chunks (preadv, no memory maps); each chunk's rows are grouped by the
+bucket of their new ids (a counting pass in numba) and appended, with those ids, to the bucket's
+spill file in the builder's scratch (`STORE.tmp/_spill`); then each bucket is read back once, its
+rows placed (and, for indices, mapped and sorted), written in order, and its spill files removed.
+So 2 reads + 2 writes of each array (one read + one write when it fits one bucket), where the
+former bucket-by-bucket fill read the whole old indices once per bucket (16 passes over 8 GiB at
+10^9 edges and a 4 GiB budget). Features, labels, node ids, splits and all recorded partitions
+follow their nodes. Derived arrays keyed by node
 (embeddings, predictions: `manifest.derived`) are dropped with a warning, others copied.
 """
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from gstore.builder import StoreBuilder
 from gstore.errors import StoreError
 from gstore.memory import DEFAULT_MEMORY_BUDGET, parse_bytes
-from gstore.set_kernels import sorted_unique_ids
+from gstore.set_kernels import counting_groups, sorted_unique_ids
 from gstore.partition_info import DEFAULT_KEY
 from gstore.progress import NULL_PROGRESS, Progress
 from gstore.shard_array import ArrayRecord
@@ -33,11 +41,13 @@ from gstore.pipeline.partition.csr_stream import ArrayFile, row_ranges, store_ar
 from gstore.pipeline.partition.partition import inverse_perm, partition_arrays
 from gstore.faults import fault_point
 from gstore.store_update import store_lock
-from gstore.pipeline.partition.reorder_kernels import map_sort_rows, scatter_rows
+from gstore.pipeline.ingest.spill_files import BucketFiles, read_into
+from gstore.pipeline.partition.reorder_kernels import concat_rows, map_sort_rows, scatter_rows
 
 log = logging.getLogger(__name__)
 
 CSR_ARRAYS = {"indptr", "indices", "weights", "node_ids/offsets", "node_ids/utf8"}
+MAX_OPEN_SPILLS = 64    # append descriptors kept open per spilled array (thousands of buckets at tiny budgets)
 
 
 def reorder_permutation(parts: np.ndarray, num_parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,8 +97,9 @@ def _reorder_store(path: Path, key: str, memory_budget: str | int, progress: Pro
             off = np.array(store.array("node_ids/offsets"), dtype=np.int64)
             new_off = _new_indptr(off, perm)
             b.write_array("node_ids/offsets", new_off)
-            _permute_ragged(store_array_file(store, "node_ids/utf8"), off, new_off, inv,
-                            b.array_writer("node_ids/utf8", (int(new_off[-1]),), np.uint8), b, cap_bytes)
+            _permute_ragged([store_array_file(store, "node_ids/utf8")], off, new_off, inv,
+                            [b.array_writer("node_ids/utf8", (int(new_off[-1]),), np.uint8)], b,
+                            cap_bytes, "node-ids", progress)
         for name, rec in arrays.items():
             if name in CSR_ARRAYS or name.startswith("partition/") or name in derived_names:
                 continue
@@ -143,54 +154,168 @@ def _new_indptr(old_indptr: np.ndarray, perm: np.ndarray) -> np.ndarray:
 def _reorder_csr(store, b: StoreBuilder, old_indptr: np.ndarray, new_indptr: np.ndarray,
                  inv: np.ndarray, cap_bytes: int, progress: Progress) -> None:
     """indices (and weights) in new row order, neighbours mapped through inv and re-sorted."""
-    idx_file = store_array_file(store, "indices")
-    w_file = store_array_file(store, "weights") if store.has_array("weights") else None
-    entry_bytes = idx_file.dtype.itemsize + (w_file.dtype.itemsize if w_file else 0)
-    cap = max(1, cap_bytes // (2 * entry_bytes))
+    sources = [store_array_file(store, "indices")]
+    if store.has_array("weights"):
+        sources.append(store_array_file(store, "weights"))
     e = int(new_indptr[-1])
-    iw = b.array_writer("indices", (e,), idx_file.dtype)
-    ww = b.array_writer("weights", (e,), w_file.dtype) if w_file else None
-    buckets = list(row_ranges(new_indptr, cap))
-    read_chunk = max(1, cap)
-    with progress.phase("reorder edges", total=len(buckets), unit="pass") as bar:
-        for a, bb in buckets:
-            lo = int(new_indptr[a])
-            size = int(new_indptr[bb]) - lo
-            start = new_indptr[a:bb] - lo
-            nbr = np.empty(size, dtype=idx_file.dtype)
-            wv = np.empty(size, dtype=w_file.dtype) if w_file else np.zeros(0, np.float32)
-            for r0, r1 in row_ranges(old_indptr, read_chunk):
-                sel = inv[r0:r1]
-                if not np.any((sel >= a) & (sel < bb)):
-                    continue
-                olo, ohi = int(old_indptr[r0]), int(old_indptr[r1])
-                local = old_indptr[r0:r1 + 1] - olo
-                scatter_rows(local, idx_file.read(olo, ohi), r0, inv, a, bb, start, nbr)
-                if w_file:
-                    scatter_rows(local, w_file.read(olo, ohi), r0, inv, a, bb, start, wv)
-            map_sort_rows(new_indptr[a:bb + 1] - lo, nbr, inv, wv, w_file is not None)
-            iw.append(nbr)
-            if ww:
-                ww.append(wv)
+    writers = [b.array_writer(name, (e,), f.dtype) for name, f in zip(("indices", "weights"), sources)]
+    _reorder_csr_sources(sources, old_indptr, new_indptr, inv, writers, b, cap_bytes, progress)
+
+
+def _reorder_csr_sources(sources: list[ArrayFile], old_indptr: np.ndarray, new_indptr: np.ndarray,
+                         inv: np.ndarray, writers: list, b: StoreBuilder, cap_bytes: int,
+                         progress: Progress = NULL_PROGRESS) -> None:
+    """sources = [indices] or [indices, weights] of the old CSR, written in new order through
+    `writers`, each row's neighbours mapped through inv and sorted (weights follow)."""
+    weighted = len(sources) > 1
+    no_w = np.zeros(0, np.float32)
+
+    def map_sort(bucket_ptr: np.ndarray, outs: list[np.ndarray]) -> None:
+        map_sort_rows(bucket_ptr, outs[0], inv, outs[1] if weighted else no_w, weighted)
+
+    _permute_ragged(sources, old_indptr, new_indptr, inv, writers, b, cap_bytes, "edges", progress,
+                    map_sort)
+
+
+def _permute_ragged(sources: list[ArrayFile], old_ptr: np.ndarray, new_ptr: np.ndarray,
+                    inv: np.ndarray, writers: list, b: StoreBuilder, cap_bytes: int, name: str,
+                    progress: Progress = NULL_PROGRESS,
+                    finish: Callable[[np.ndarray, list[np.ndarray]], None] | None = None) -> None:
+    """Variable-length rows (CSR indices + weights, string id bytes) in new order.
+
+    sources: the old arrays, all with row offsets old_ptr int64 (N+1,); new_ptr int64 (N+1,) the new
+    offsets; inv int64 (N,) old id -> new id; writers[i] receives sources[i] in new order.
+    finish(bucket_ptr, outs) may rework a bucket of new rows in place before it is written (the
+    CSR maps and sorts its neighbours).
+
+    New rows are cut into buckets whose entries of all sources fit half of cap_bytes. One bucket:
+    each old chunk is scattered straight into it (one read). More: a distribution pass. Each old
+    chunk (same size) is read once, its rows grouped by bucket (a counting pass) and appended, with
+    their new ids, to the bucket's spill files in b.spill_dir; then each bucket is read back once,
+    its rows placed, finished and written, and its spill files removed. Reads and writes each
+    source twice whatever the budget; memory O(cap_bytes) beside the O(N) offsets.
+    """
+    entry_bytes = sum(f.dtype.itemsize for f in sources)
+    cap = max(1, min(cap_bytes // (2 * entry_bytes), int(old_ptr[-1])))
+    buckets = list(row_ranges(new_ptr, cap))
+    chunks = list(row_ranges(old_ptr, cap))
+    n = len(inv)
+    nb = len(buckets)
+    bufs = _Buffers(cap, [f.dtype for f in sources])
+    log.info("reorder %s: %d entries, %d bucket(s) of new rows, %d chunk(s) of old rows",
+             name, int(new_ptr[-1]), nb, len(chunks))
+    with progress.phase(f"reorder {name}", total=len(chunks) + (nb if nb > 1 else 0), unit="block") as bar:
+        if nb <= 1:
+            size = int(new_ptr[-1])
+            outs = [bufs.out(i, size) for i in range(len(sources))]
+            for r0, r1 in chunks:
+                lo, hi = int(old_ptr[r0]), int(old_ptr[r1])
+                local = old_ptr[r0:r1 + 1] - lo
+                for i, src in enumerate(sources):
+                    scatter_rows(local, src.read(lo, hi, bufs.read[i]), r0, inv, 0, n, new_ptr[:-1], outs[i])
+                bar.advance(1)
+            if finish is not None:
+                finish(new_ptr, outs)
+            for w, out in zip(writers, outs):
+                w.append(out)
+        else:
+            _distribute(sources, old_ptr, new_ptr, inv, writers, b.spill_dir, name, buckets, chunks,
+                        bufs, finish, bar)
+    for w in writers:
+        b.add(w.finish())
+
+
+class _Buffers:
+    """Read and output buffers of `cap` entries per source, reused by every chunk and bucket (first
+    touch of fresh pages is slow); a row longer than cap comes alone, into a buffer of its own."""
+
+    def __init__(self, cap: int, dtypes: list[np.dtype]) -> None:
+        self.cap, self.dtypes = cap, dtypes
+        self.read = [np.empty(cap, d) for d in dtypes]
+        self._out = [np.empty(cap, d) for d in dtypes]
+
+    def _take(self, pool: list[np.ndarray], i: int, size: int) -> np.ndarray:
+        return pool[i][:size] if size <= self.cap else np.empty(size, self.dtypes[i])
+
+    def reading(self, i: int, size: int) -> np.ndarray:
+        return self._take(self.read, i, size)
+
+    def out(self, i: int, size: int) -> np.ndarray:
+        return self._take(self._out, i, size)
+
+
+def _distribute(sources: list[ArrayFile], old_ptr: np.ndarray, new_ptr: np.ndarray,
+                inv: np.ndarray, writers: list, spill: Path, name: str,
+                buckets: list[tuple[int, int]], chunks: list[tuple[int, int]], bufs: _Buffers,
+                finish: Callable[[np.ndarray, list[np.ndarray]], None] | None, bar) -> None:
+    """The spill path of `_permute_ragged` (more than one bucket of new rows)."""
+    nb = len(buckets)
+    bounds = np.array([a for a, _ in buckets] + [len(inv)], dtype=np.int64)
+    id_files = BucketFiles(spill, f"reorder-{name}-rows-", nb, np.int64, max_open=MAX_OPEN_SPILLS)
+    val_files = [BucketFiles(spill, f"reorder-{name}-{i}-", nb, f.dtype, max_open=MAX_OPEN_SPILLS)
+                 for i, f in enumerate(sources)]
+    row_starts = np.empty(nb + 1, dtype=np.int64)
+    try:
+        for r0, r1 in chunks:
+            lo, hi = int(old_ptr[r0]), int(old_ptr[r1])
+            local = old_ptr[r0:r1 + 1] - lo
+            new_ids = inv[r0:r1]
+            keys = np.searchsorted(bounds, new_ids, side="right") - 1
+            order = np.empty(r1 - r0, dtype=np.int64)
+            counting_groups(keys, np.int64(nb), row_starts, order)
+            id_files.append_grouped(new_ids[order], row_starts)
+            ent_cum = np.zeros(r1 - r0 + 1, dtype=np.int64)
+            np.cumsum(np.diff(local)[order], out=ent_cum[1:])
+            ent_starts = ent_cum[row_starts]
+            for i, src in enumerate(sources):
+                grouped = bufs.out(i, hi - lo)
+                concat_rows(local, order, src.read(lo, hi, bufs.read[i]), grouped)
+                val_files[i].append_grouped(grouped, ent_starts)
             bar.advance(1)
-    b.add(iw.finish())
-    if ww:
-        b.add(ww.finish())
+        id_files.close_writers()
+        for f in val_files:
+            f.close_writers()
+        fault_point(f"reorder:{name}-spilled")
+        for k, (a, bb) in enumerate(buckets):
+            blo = int(new_ptr[a])
+            size = int(new_ptr[bb]) - blo
+            ids = _read_bucket(id_files, k, np.empty(int(id_files.counts[k]), np.int64))
+            if len(ids) != bb - a or any(int(f.counts[k]) != size for f in val_files):
+                raise StoreError(f"reorder of {name}: spilled bucket {k} holds {len(ids)} rows, "
+                                 f"expected {bb - a}", path=spill,
+                                 hint="the scratch was changed under the reorder; run it again")
+            spill_ptr = np.zeros(len(ids) + 1, dtype=np.int64)
+            np.cumsum(new_ptr[ids + 1] - new_ptr[ids], out=spill_ptr[1:])
+            start = new_ptr[a:bb] - blo
+            outs = []
+            for i, f in enumerate(val_files):
+                vals = _read_bucket(f, k, bufs.reading(i, size))
+                out = bufs.out(i, size)
+                scatter_rows(spill_ptr, vals, 0, ids, a, bb, start, out)
+                outs.append(out)
+            if finish is not None:
+                finish(new_ptr[a:bb + 1] - blo, outs)
+            for w, out in zip(writers, outs):
+                w.append(out)
+            id_files.remove(k)
+            for f in val_files:
+                f.remove(k)
+            bar.advance(1)
+    finally:
+        id_files.remove_all()
+        for f in val_files:
+            f.remove_all()
 
 
-def _permute_ragged(src: ArrayFile, old_off: np.ndarray, new_off: np.ndarray, inv: np.ndarray,
-                    writer, b: StoreBuilder, cap_bytes: int) -> None:
-    """Variable-length rows (string id bytes) in new order."""
-    cap = max(1, cap_bytes // 2)
-    for a, bb in row_ranges(new_off, cap):
-        lo = int(new_off[a])
-        out = np.empty(int(new_off[bb]) - lo, dtype=src.dtype)
-        start = new_off[a:bb] - lo
-        for r0, r1 in row_ranges(old_off, cap):
-            olo, ohi = int(old_off[r0]), int(old_off[r1])
-            scatter_rows(old_off[r0:r1 + 1] - olo, src.read(olo, ohi), r0, inv, a, bb, start, out)
-        writer.append(out)
-    b.add(writer.finish())
+def _read_bucket(files: BucketFiles, k: int, out: np.ndarray) -> np.ndarray:
+    fd = files.open_read(k)
+    if fd is None:
+        return out
+    try:
+        read_into(fd, out, 0)
+    finally:
+        os.close(fd)
+    return out
 
 
 def _permute_row_array(store, rec: ArrayRecord, inv: np.ndarray, b: StoreBuilder,
@@ -226,9 +351,9 @@ def _permute_row_array(store, rec: ArrayRecord, inv: np.ndarray, b: StoreBuilder
         r1 = min(n, r0 + rows_per_bucket)
         block = read_rows(r0, r1)
         ids = inv[r0:r1]
-        bucket = ids // rows_per_bucket
-        order = np.argsort(bucket, kind="stable")
-        bounds = np.searchsorted(bucket[order], np.arange(n_buckets + 1))
+        order = np.empty(r1 - r0, dtype=np.int64)
+        bounds = np.empty(n_buckets + 1, dtype=np.int64)
+        counting_groups(ids // rows_per_bucket, np.int64(n_buckets), bounds, order)
         for k in range(n_buckets):
             sel = order[bounds[k]:bounds[k + 1]]
             if len(sel):
