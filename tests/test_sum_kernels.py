@@ -86,3 +86,33 @@ def test_sum_path_equals_the_block_path(half_store, tmp_path, conv, budget, dtyp
         assert sums[2].layers[0].hubs >= 1                  # the hub's in-edges were sliced
     tol = 1e-5 if dtype == "float32" else 2e-3
     assert np.allclose(sums[0], blocks[0], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("every,most", [(1, None), (1 << 40, 1)])
+def test_mapped_pages_are_released_per_bytes_touched_not_per_chunk(half_store, every, most):
+    """A release per chunk made every chunk fault the whole source's pages in again (half of a
+    layer's time at 10^9 edges): the sum path releases once `every` bytes were touched, and at the end."""
+    from gstore.pipeline.inference.chunks import plan_chunks
+    from gstore.pipeline.inference.result import LayerStats
+    from gstore.pipeline.inference.sum_layer import SumLayers
+
+    store = half_store
+    csr = store.csr()
+    plan = plan_chunks(csr.indptr, 40, 8)                  # many small chunks
+    assert len(plan) > 5
+    torch.manual_seed(0)
+    model = GNN("sage", in_dim=6, hidden=10, out_dim=4, num_layers=1).eval()
+    stats = LayerStats(layer=0, in_width=6, out_width=4, seconds=0.0, chunks=len(plan), hubs=0,
+                       hub_slices=0, edges=0, max_edges=40, max_rows=8, wait_s=0.0, compute_s=0.0,
+                       write_s=0.0)
+    calls = []
+    with torch.no_grad():
+        SumLayers(csr.indptr, csr.indices, store.num_nodes).run(
+            0, "sum", model, store.features, plan, int((plan.stops - plan.starts).max()),
+            torch.device("cpu"), lambda start, out: None, stats, lambda n: None,
+            lambda: calls.append(1), release_every=every)
+    assert stats.edges == store.num_edges
+    if most is None:
+        assert len(calls) >= len(plan)                    # every chunk crosses a 1-byte threshold
+    else:
+        assert len(calls) == most                          # only the final release

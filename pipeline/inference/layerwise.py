@@ -396,17 +396,17 @@ class _Run:
 
         def emit(start: int, out: torch.Tensor) -> None:
             self._write(layer, start, self._checked(layer, out, len(out)), writer, output)
+            self.peak_anon = max(self.peak_anon, anon_rss_bytes())
 
         def release() -> None:
             _release_pages(src)
             for m in self._maps:
                 _release_pages(m)
-            self.peak_anon = max(self.peak_anon, anon_rss_bytes())
 
         with self.progress.phase(f"inference layer {layer + 1}/{len(self.widths) - 1}",
                                  total=self.hi - self.lo, unit="node") as bar:
             self.sums.run(layer, mode, self.model, src, plan, max_rows, self.dev, emit, stats,
-                          bar.advance, release)
+                          bar.advance, release, release_every=self.budget)
         stats.seconds = time.perf_counter() - t0
         self.stats.append(stats)
         log.info("layer %d (sum path): %d nodes, %d edges, %d chunks in %.2f s", layer,

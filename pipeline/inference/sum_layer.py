@@ -10,8 +10,11 @@ accumulator, and the model's own `aggregate_sum` and `finish` turn the sums into
 the same arithmetic (to float tolerance), one random row read per entry.
 
 Memory: the accumulator and the destinations' own rows, (max_rows, in_width) float32 each, within
-the chunk plan's rows; the rows read are page cache (released after each chunk, as in the block
-path). Hubs are the plan's slices, summed into one accumulator before one `finish`.
+the chunk plan's rows; the rows read are page cache, released from the process once the chunks
+have touched `release_every` bytes of mapped rows and indices (the budget), not after every chunk:
+at 10^9 edges a release per chunk had every chunk fault the 4.3 GB feature array's pages in again,
+and `perf` put half the layer's time in that page-table work. Hubs are the plan's slices, summed
+into one accumulator before one `finish`.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from gstore.memory import ReleaseCounter
 from gstore.pipeline.inference import sum_kernels as K
 from gstore.pipeline.inference.chunks import ChunkPlan
 from gstore.pipeline.inference.protocol import GCN_SUM, NO_NEIGHBORS, SUM, SumAggregating
@@ -50,17 +54,21 @@ class SumLayers:
 
     def run(self, layer: int, mode: str, model: SumAggregating, src: np.ndarray, plan: ChunkPlan,
             max_rows: int, device: torch.device, emit: Callable[[int, torch.Tensor], None],
-            stats: LayerStats, advance: Callable[[int], None], release: Callable[[], None]) -> None:
+            stats: LayerStats, advance: Callable[[int], None], release: Callable[[], None],
+            release_every: int) -> None:
         """Layer `layer` for every chunk of `plan`; `emit(start, rows)` writes each chunk's output.
 
         src: (N, in_width) float32 or float16 rows of the layer's input (a memmap is fine);
-        max_rows: the plan's largest chunk (destination rows)."""
+        max_rows: the plan's largest chunk (destination rows); release(): drop the mapped pages
+        from the process, called every `release_every` bytes touched and at the end."""
         w_in = int(src.shape[1])
         acc = np.empty((max(1, max_rows), w_in), dtype=np.float32)
         own = np.empty((max(1, max_rows), w_in), dtype=np.float32)
         scale = self._scale(mode)
         half = src.dtype == np.float16
         bits = src.view(np.uint16) if half else src
+        touched = ReleaseCounter(release_every)
+        entry_bytes = w_in * src.dtype.itemsize + self.indices.dtype.itemsize
         for i in range(len(plan)):
             t = time.perf_counter()
             start, stop = int(plan.starts[i]), int(plan.stops[i])
@@ -85,7 +93,9 @@ class SumLayers:
                 advance(rows)
             else:
                 stats.compute_s += time.perf_counter() - t
-            release()
+            if touched.add((hi - lo) * entry_bytes + rows * w_in * src.dtype.itemsize):
+                release()
+        release()
 
     def _sum(self, bits: np.ndarray, half: bool, scale: np.ndarray | None, start: int, stop: int,
              lo: int, hi: int, acc: np.ndarray) -> None:
