@@ -20,7 +20,19 @@ import sys
 import time
 
 
-def _time_loader(make, batches: int) -> dict:
+def _time_loader(make, batches: int, evict=None) -> dict:
+    """evict: the opened store, whose pages are dropped from the page cache first (its own mappings
+    released, since pages mapped by a process stay cached)."""
+    if evict is not None:
+        import gc
+
+        from gstore.memory import release_pages
+        from gstore.pipeline.loader.throughput import drop_page_cache
+
+        gc.collect()            # the previous loader's mappings
+        for name in ("indptr", "indices", "features", "labels"):
+            release_pages(getattr(evict, name))
+        drop_page_cache(evict.path)
     t0 = time.perf_counter()
     loader = make()
     t1 = time.perf_counter()
@@ -36,6 +48,7 @@ def _time_loader(make, batches: int) -> dict:
         n += 1
     t3 = time.perf_counter()
     it.close()
+    loader.close()      # its read-ahead must not run into the next measurement
     return {"batches": len(loader), "build_s": round(t1 - t0, 3), "first_batch_s": round(t2 - t1, 3),
             "start_s": round(t2 - t0, 3), "first_batch_nodes": int(first.num_nodes),
             "batches_per_s": round(n / (t3 - t2), 3) if n else None}
@@ -49,6 +62,10 @@ def main() -> int:
     ap.add_argument("--clusters-per-batch", type=int, default=20)
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--num-workers", type=int, default=2)
+    ap.add_argument("--fault-threads", type=int, default=None,
+                    help="loader fault threads (gstore/cold_pages.py; 0: off; default: the loader's)")
+    ap.add_argument("--evict", action="store_true",
+                    help="drop the store's pages from the page cache before each loader (cold start)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     import numpy as np
@@ -58,6 +75,7 @@ def main() -> int:
     from gstore.pipeline.loader import ClusterLoader, NeighborLoader
 
     fanouts = [int(f) for f in args.fanouts.split(",")]
+    extra = {} if args.fault_threads is None else {"fault_threads": args.fault_threads}
 
     # numba loads (or compiles) the sampler and gather kernels on first use: timed apart, on a
     # 3-node graph, so start_s is the loader's own work on the big store
@@ -69,21 +87,23 @@ def main() -> int:
     jit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     store = gstore.open(args.store)
+    evict = store if args.evict else None
     store.csr()
     out = {"store": args.store, "num_nodes": store.num_nodes, "num_edges": store.num_edges,
            "check_s": round(time.perf_counter() - t0, 3), "jit_warmup_s": round(jit_s, 3)}
     out["neighbor"] = _time_loader(lambda: NeighborLoader(store, fanouts, args.batch_size, "train",
-                                                          num_workers=args.num_workers), args.batches)
+                                                          num_workers=args.num_workers, **extra), args.batches, evict)
     # explicit seed ids (what `gstore sample` passes): their duplicate check was np.unique, 82 s
     # of 91 s at 32.8M seeds; now one bitmap pass
     ids = np.arange(store.num_nodes, dtype=np.int64)
     out["neighbor_all_ids"] = _time_loader(lambda: NeighborLoader(store, fanouts, args.batch_size, ids,
-                                                                  num_workers=args.num_workers), args.batches)
+                                                                  num_workers=args.num_workers, **extra), args.batches, evict)
     del ids
     if store.partition is not None:
         out["cluster"] = _time_loader(lambda: ClusterLoader(store, clusters_per_batch=args.clusters_per_batch,
                                                             split="train", num_workers=args.num_workers,
-                                                            seeds_first=True), args.batches)
+                                                            seeds_first=True, **extra),
+                                        args.batches, evict)
     out["peak_rss_bytes"] = peak_rss_bytes()
     out["anon_rss_bytes"] = anon_rss_bytes()
     text = json.dumps(out)

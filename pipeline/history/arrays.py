@@ -261,21 +261,13 @@ class HistoryArrays:
         read of all of them runs at the disk's bandwidth. Histories larger than that share are left
         to the random reads (reading them ahead would only evict what the pass needs).
         `stop`: a threading.Event that ends the prefetch early."""
+        from gstore.cold_pages import read_ahead
         from gstore.memory import available_memory_bytes
 
         avail = available_memory_bytes()
         if avail is None or self.layout.nbytes > PREFETCH_SHARE * avail or not hasattr(os, "posix_fadvise"):
             return False
-        for path in self.paths():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                size = os.fstat(fd).st_size
-                for off in range(0, size, PREFETCH_CHUNK):
-                    if stop is not None and stop.is_set():
-                        return True
-                    os.posix_fadvise(fd, off, min(PREFETCH_CHUNK, size - off), os.POSIX_FADV_WILLNEED)
-            finally:
-                os.close(fd)
+        read_ahead(self.paths(), stop, PREFETCH_CHUNK)
         return True
 
     def flush(self) -> None:

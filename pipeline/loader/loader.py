@@ -21,6 +21,7 @@ import threading
 import numpy as np
 import torch
 
+from gstore.cold_pages import FAULT_THREADS, ColdPages, ColdStart
 from gstore.errors import LoaderError, OptionError
 from gstore.pipeline.features.gather import FeatureSource
 from gstore.pipeline.loader.batch import Batch
@@ -30,7 +31,7 @@ from gstore.pipeline.loader.staging import PINNED_BYTES_DEFAULT, PinnedBudget
 from gstore.pipeline.loader.queues import (InFlightLimit, PipelineControl, StageFailure, StageQueue,
                                            StageThread)
 from gstore.pipeline.loader.sample_stage import WorkFeed, sample_worker
-from gstore.pipeline.loader.seeds import ClusterPlan, SeedPlan, WorkItem, check_int, epoch_items
+from gstore.pipeline.loader.seeds import ClusterPlan, EpochItems, SeedPlan, check_int, epoch_items
 from gstore.pipeline.loader.state import (LoaderConfig, LoaderState, array_fingerprint, sampler_name,
                                           store_fingerprint)
 from gstore.pipeline.loader.to_device import END, DeviceCopier, deliver_worker, resolve_device
@@ -46,13 +47,15 @@ MAX_WORKERS = 256
 class PipelineRun:
     """The threads and queues producing one sequence of batches (`items`, in order)."""
 
-    def __init__(self, items: list[WorkItem], sampler, gatherer: Gatherer, copier: DeviceCopier,
-                 prefetch: int, num_workers: int) -> None:
+    def __init__(self, items: EpochItems, sampler, gatherer: Gatherer, copier: DeviceCopier,
+                 prefetch: int, num_workers: int, first_alone: bool = False) -> None:
         self.control = c = PipelineControl()
         self.total = len(items)
-        self._where = [(it.epoch, it.index) for it in items]
-        self.limit = InFlightLimit(prefetch + 2 * num_workers, c)
-        feed = WorkFeed(list(items), self.limit)
+        self._items = items
+        # first_alone: the first batch of a cold loader is made alone (its page faults would share
+        # the disk with the next batches'), the rest once it is out
+        self.limit = InFlightLimit(prefetch + 2 * num_workers, c, start=1 if first_alone else None)
+        feed = WorkFeed(items, self.limit)
         self.q_sampled = StageQueue(prefetch, c)
         self.q_gathered = StageQueue(prefetch, c)
         self.q_out = StageQueue(prefetch, c)
@@ -88,8 +91,9 @@ class PipelineRun:
             self._done = True
             return None
         self.limit.release()
+        self.limit.widen()
         if isinstance(got, StageFailure):
-            epoch, index = self._where[got.seq]
+            epoch, index = self._items.where(got.seq)
             raise LoaderError(f"loader stage {got.stage!r} failed on batch {index} of epoch {epoch}: "
                               f"{got.exc!r}") from got.exc
         got.wait()
@@ -130,7 +134,8 @@ class StagedLoader:
     def __init__(self, store, sampler, plan, *, seed: int, prefetch: int, device, pin_memory,
                  cache_bytes: int, num_workers: int, features: bool, labels: bool,
                  mask_ids: np.ndarray | None, sort_ids: bool | None = None,
-                 pinned_bytes: int = PINNED_BYTES_DEFAULT, seeds_first: bool = False) -> None:
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT, seeds_first: bool = False,
+                 cold_start: ColdStart | None = None) -> None:
         check_int("pinned_bytes", pinned_bytes, 1)
         check_int("prefetch", prefetch, 1)
         check_int("num_workers", num_workers, 1, MAX_WORKERS)
@@ -142,7 +147,10 @@ class StagedLoader:
         self.prefetch = int(prefetch)
         self.num_workers = int(num_workers)
         self.device, self.pin_memory = _resolve_device(device, pin_memory)
-        self.source = FeatureSource(store, cache_bytes=cache_bytes if features else 0, sort_ids=sort_ids)
+        self.cold_start = cold_start
+        self._first_alone = cold_start is not None   # the loader's first batch is made alone
+        self.source = FeatureSource(store, cache_bytes=cache_bytes if features else 0, sort_ids=sort_ids,
+                                    cold_pages=ColdPages(cold_start) if cold_start else None)
         # pinned: one staging buffer per batch from torch's caching host allocator, at most
         # pinned_bytes of it (staging.py); pageable: recycled feature buffers (pin.py)
         self.pool = self.budget = None
@@ -209,9 +217,28 @@ class StagedLoader:
         items = epoch_items(self.plan, self._epoch, self._consumed, self.seed)
         return self._run(items)
 
-    def _run(self, items: list[WorkItem]):
+    def close(self) -> None:
+        """Stop the loader's background work (fault threads, read-ahead); iterating after it runs
+        without them. Garbage collection does the same."""
+        if self.cold_start is not None:
+            self.cold_start.close()
+
+    def _start_cold(self) -> None:
+        """As the first run begins: read the store's per-node arrays, features and CSR indices
+        ahead, those that fit in the page cache (gstore/cold_pages.py)."""
+        s = self.store
+        paths = [getattr(s.array(n), "filename", None)
+                 for n in ("indptr", "labels", "features", "indices") if s.has_array(n)]
+        self.cold_start.start([p for p in paths if p is not None])
+
+    def _run(self, items: EpochItems):
+        if self.cold_start is not None and not self.cold_start.started:
+            # after the epoch's permutation: beside it, the page-cache fill (reclaim, completions
+            # on 2 cores) made the 2.3 s permutation take 5.5 s
+            self._start_cold()
         run = PipelineRun(items, self.sampler, self.gatherer, DeviceCopier(self.device, self.budget),
-                          self.prefetch, self.num_workers)
+                          self.prefetch, self.num_workers, first_alone=self._first_alone)
+        self._first_alone = False
         del items
         if self.budget is not None:
             self.budget.advance(0)  # sequence numbers restart with each run
@@ -222,11 +249,19 @@ class StagedLoader:
                 if batch is None:
                     break
                 self._consumed += 1        # batch.index is its place in the whole epoch (ShardedPlan)
+                if self.cold_start is not None:
+                    self.cold_start.first_batch_out()
                 yield batch
                 del batch
             self._epoch, self._consumed = self._epoch + 1, 0
         finally:
             run.close()
+
+
+def _cold_start(fault_threads: int) -> ColdStart | None:
+    """The loader's cold-page machinery (gstore/cold_pages.py); 0 fault threads turn it off."""
+    check_int("fault_threads", fault_threads, 0, MAX_WORKERS)
+    return ColdStart(fault_threads) if fault_threads else None
 
 
 def _seed_ids(store, split) -> np.ndarray:
@@ -263,19 +298,22 @@ class NeighborLoader(StagedLoader):
                  drop_last: bool = False, seed: int = 0, prefetch: int = 4, device="cpu",
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  replace: bool = False, sampler=None, features: bool = True, labels: bool = True,
-                 sort_ids: bool | None = None, pinned_bytes: int = PINNED_BYTES_DEFAULT) -> None:
+                 sort_ids: bool | None = None, pinned_bytes: int = PINNED_BYTES_DEFAULT,
+                 fault_threads: int = FAULT_THREADS) -> None:
         from gstore.pipeline.sampling.neighbor import NeighborSampler, check_fanouts
 
         self.fanouts = check_fanouts(fanouts)
         self.replace = bool(replace)
+        cold = _cold_start(fault_threads)
         if sampler is None:
-            sampler = NeighborSampler.from_store(store, self.fanouts, replace=replace, seed=seed)
+            sampler = NeighborSampler.from_store(store, self.fanouts, replace=replace, seed=seed,
+                                                 cold_start=cold)
         self.batch_size = int(batch_size)
         plan = SeedPlan(_seed_ids(store, split), batch_size, shuffle, drop_last, seed)
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
                          features=features, labels=labels, mask_ids=None, sort_ids=sort_ids,
-                         pinned_bytes=pinned_bytes)
+                         pinned_bytes=pinned_bytes, cold_start=cold)
 
     def _make_config(self) -> LoaderConfig:
         return LoaderConfig(kind=self.kind, store=store_fingerprint(self.store), seed=self.seed,
@@ -303,7 +341,8 @@ class ClusterLoader(StagedLoader):
                  pin_memory: bool | None = None, cache_bytes: int = 0, num_workers: int = 1,
                  normalize: bool = True, self_loops: bool = True, sampler=None,
                  features: bool = True, labels: bool = True, sort_ids: bool | None = None,
-                 pinned_bytes: int = PINNED_BYTES_DEFAULT, seeds_first: bool = False) -> None:
+                 pinned_bytes: int = PINNED_BYTES_DEFAULT, seeds_first: bool = False,
+                 fault_threads: int = FAULT_THREADS) -> None:
         if seeds_first and not split:
             raise OptionError("seeds_first needs a split (the loss nodes to put first)")
         if sampler is None:
@@ -322,7 +361,8 @@ class ClusterLoader(StagedLoader):
         super().__init__(store, sampler, plan, seed=seed, prefetch=prefetch, device=device,
                          pin_memory=pin_memory, cache_bytes=cache_bytes, num_workers=num_workers,
                          features=features, labels=labels, mask_ids=mask_ids, sort_ids=sort_ids,
-                         pinned_bytes=pinned_bytes, seeds_first=seeds_first)
+                         pinned_bytes=pinned_bytes, seeds_first=seeds_first,
+                         cold_start=_cold_start(fault_threads))
 
     def _make_config(self) -> LoaderConfig:
         s = self.sampler

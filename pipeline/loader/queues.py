@@ -91,9 +91,19 @@ class StageQueue:
 class InFlightLimit:
     """Caps the batches dispatched but not yet taken by the consumer (bounds memory)."""
 
-    def __init__(self, limit: int, control: PipelineControl) -> None:
-        self._sem = threading.Semaphore(max(1, limit))
+    def __init__(self, limit: int, control: PipelineControl, start: int | None = None) -> None:
+        """start: permits at first (default: all `limit`); `widen()` grants the rest once."""
+        limit = max(1, limit)
+        first = limit if start is None else min(limit, max(1, start))
+        self._sem = threading.Semaphore(first)
+        self._held_back = limit - first
         self._control = control
+
+    def widen(self) -> None:
+        """Grant the permits held back by `start` (idempotent)."""
+        n, self._held_back = self._held_back, 0
+        for _ in range(n):
+            self._sem.release()
 
     def acquire(self) -> None:
         while not self._sem.acquire(timeout=POLL_S):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from gstore.pipeline.loader.queues import InFlightLimit, StageFailure, StageQueue
@@ -28,7 +29,7 @@ class SampledItem:
 class WorkFeed:
     """Hands out the run's work items in order, at most `limit` in flight."""
 
-    def __init__(self, items: list[WorkItem], limit: InFlightLimit) -> None:
+    def __init__(self, items: Sequence[WorkItem], limit: InFlightLimit) -> None:
         self._items = items
         self._next = 0
         self._lock = threading.Lock()
@@ -40,8 +41,7 @@ class WorkFeed:
             if self._next >= len(self._items):
                 self._limit.release()
                 return None
-            item = self._items[self._next]
-            self._items[self._next] = None  # the feed need not keep dispatched payloads alive
+            item = self._items[self._next]      # made here (seeds.EpochItems), dropped once sampled
             self._next += 1
             return item
 

@@ -174,9 +174,37 @@ class ShardedPlan:
         return self.plan.index(self.rank + i * self.world_size)
 
 
-def epoch_items(plan: EpochPlan, epoch: int, start: int, seed: int, first_seq: int = 0) -> list[WorkItem]:
+class EpochItems(Sequence):
+    """The work items of `epoch` from batch `start` on (resume), numbered from `first_seq`, each
+    made when asked for: an epoch of 2 x 10^4 batches spent 0.8 s deriving every batch's seed
+    (one SeedSequence each) before its first batch could start."""
+
+    def __init__(self, plan: EpochPlan, epoch: int, start: int, seed: int, first_seq: int = 0) -> None:
+        self.plan, self.epoch, self.start = plan, int(epoch), int(start)
+        self.seed, self.first_seq = int(seed), int(first_seq)
+        self._batches = plan.batches(self.epoch)
+
+    def __len__(self) -> int:
+        return max(0, len(self._batches) - self.start)
+
+    def where(self, k: int) -> tuple[int, int]:
+        """(epoch, batch index in the whole epoch) of item k."""
+        return self.epoch, self.plan.index(self.start + k)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        n = len(self)
+        if k < 0:
+            k += n
+        if not 0 <= k < n:
+            raise IndexError(k)
+        index = self.plan.index(self.start + k)
+        return WorkItem(seq=self.first_seq + k, epoch=self.epoch, index=index,
+                        payload=self._batches[self.start + k],
+                        seed=batch_seed(self.seed, self.epoch, index))
+
+
+def epoch_items(plan: EpochPlan, epoch: int, start: int, seed: int, first_seq: int = 0) -> EpochItems:
     """The work items of `epoch` from batch `start` on (resume), numbered from `first_seq`."""
-    batches = plan.batches(epoch)
-    return [WorkItem(seq=first_seq + k, epoch=epoch, index=plan.index(i), payload=batches[i],
-                     seed=batch_seed(seed, epoch, plan.index(i)))
-            for k, i in enumerate(range(start, len(batches)))]
+    return EpochItems(plan, epoch, start, seed, first_seq)
