@@ -68,7 +68,7 @@ def open_run(cfg: TrainConfig, rd: RunDir, resume: bool, force: bool, progress: 
     inputs = check_inputs(cfg, progress)
     inputs.device = rank_device(inputs.device, ctx)
     model = build_model(cfg, inputs)
-    from gstore.pipeline.inference.layerwise import check_inference_budget
+    from gstore.pipeline.inference.checks import check_inference_budget
 
     if cfg.method not in ROW_METHODS:       # row methods predict by row batches, no layer pass
         check_inference_budget(inputs.store, model, rank_budget(cfg.memory_budget, ctx),

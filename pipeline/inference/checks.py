@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from gstore.errors import OptionError, StoreError
+from gstore.memory import parse_bytes
+from gstore.pipeline.inference.chunks import working_set
 from gstore.pipeline.inference.protocol import LayerwiseModel
 
 STORAGE_DTYPES = ("float32", "float16")
@@ -96,3 +98,24 @@ def check_threads(threads: int | None) -> int:
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= limit:
         raise OptionError(f"prefetch threads must be an integer in [1, {limit}], got {threads!r}")
     return int(threads)
+
+
+def check_inference_budget(store, model: LayerwiseModel, memory_budget: int | str, dtype: str = "float32") -> None:
+    """BudgetError when `memory_budget` cannot hold one chunk of some layer: what layerwise_inference
+    checks first, for callers (gstore train) that must refuse before hours of work, not after."""
+    budget, dtype = parse_bytes(memory_budget), check_dtype(dtype)
+    features = check_store(store)
+    widths = check_model(model, int(features.shape[1]))
+    for layer, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
+        layer_working_set(budget, layer, w_in, w_out, features, dtype, model)
+
+
+def layer_working_set(budget: int, layer: int, w_in: int, w_out: int, features: np.ndarray,
+                      dtype: str, model: LayerwiseModel):
+    """The chunk plan's limits (chunks.working_set) for one layer under `budget` bytes."""
+    last = layer == model.num_layers - 1
+    return working_set(budget, in_width=w_in,
+                       in_itemsize=features.dtype.itemsize if layer == 0 else np.dtype(dtype).itemsize,
+                       out_width=w_out, out_itemsize=np.dtype(dtype).itemsize,
+                       readout_dim=int(model.readout_dim), final_dim=int(model.out_dim) if last else 0,
+                       layer=layer)

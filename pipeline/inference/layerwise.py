@@ -53,13 +53,13 @@ from gstore.memory import (DEFAULT_MEMORY_BUDGET, anon_rss_bytes, current_rss_by
 from gstore.memory import release_pages as _release_pages
 from gstore.pipeline.features.gather import gather_features, should_sort
 from gstore.pipeline.inference.checks import (check_device, check_dtype, check_model, check_out_dir,
-                                              check_store, check_threads)
-from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks, working_set
+                                              check_store, check_threads, layer_working_set)
+from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks
 from gstore.pipeline.features.gather_kernels import in_degrees
-from gstore.pipeline.inference.protocol import LayerwiseModel, SumAggregating
+from gstore.pipeline.inference.protocol import LayerwiseModel
 from gstore.pipeline.inference.ranks import RankGroup, plan_range, rank_nodes
 from gstore.pipeline.inference.result import LayerStats, LayerwiseResult
-from gstore.pipeline.inference.sum_layer import SUM_MODES, SumLayers
+from gstore.pipeline.inference.sum_layer import SumLayers, sum_mode
 from gstore.pipeline.loader.batch import LayerBlock
 from gstore.pipeline.loader.queues import PipelineControl, StageQueue, StageThread, Stopped
 from gstore.pipeline.sampling.neighbor import NeighborSampler
@@ -136,7 +136,7 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
     targets = [output_name] + ([LAYERS_DIR] if keep_layers else [])
     check_out_dir(out_dir, targets, overwrite)
     for layer, (w_in, w_out) in enumerate(zip(widths, widths[1:])):   # fail before writing anything
-        _layer_working_set(budget, layer, w_in, w_out, features, dtype, model)
+        layer_working_set(budget, layer, w_in, w_out, features, dtype, model)
     csr = store.csr()
     group = ranks if ranks is not None and ranks.world_size > 1 else None
     main = group is None or group.rank == 0
@@ -167,26 +167,6 @@ def layerwise_inference(store, model: LayerwiseModel, out_dir: str | Path, *,
              result.num_nodes, len(widths) - 1, result.seconds, result.peak_rss_bytes,
              result.peak_anon_bytes)
     return result
-
-
-def check_inference_budget(store, model: LayerwiseModel, memory_budget: int | str, dtype: str = "float32") -> None:
-    """BudgetError when `memory_budget` cannot hold one chunk of some layer: what layerwise_inference
-    checks first, for callers (gstore train) that must refuse before hours of work, not after."""
-    budget, dtype = parse_bytes(memory_budget), check_dtype(dtype)
-    features = check_store(store)
-    widths = check_model(model, int(features.shape[1]))
-    for layer, (w_in, w_out) in enumerate(zip(widths, widths[1:])):
-        _layer_working_set(budget, layer, w_in, w_out, features, dtype, model)
-
-
-def _layer_working_set(budget: int, layer: int, w_in: int, w_out: int, features: np.ndarray,
-                       dtype: str, model: LayerwiseModel):
-    last = layer == model.num_layers - 1
-    return working_set(budget, in_width=w_in,
-                       in_itemsize=features.dtype.itemsize if layer == 0 else np.dtype(dtype).itemsize,
-                       out_width=w_out, out_itemsize=np.dtype(dtype).itemsize,
-                       readout_dim=int(model.readout_dim), final_dim=int(model.out_dim) if last else 0,
-                       layer=layer)
 
 
 @contextmanager
@@ -308,12 +288,12 @@ class _Run:
                output: ShardArrayWriter | None) -> None:
         t0 = time.perf_counter()
         w_in, w_out = self.widths[layer], self.widths[layer + 1]
-        ws = _layer_working_set(self.budget, layer, w_in, w_out, self.features, self.dtype, self.model)
+        ws = layer_working_set(self.budget, layer, w_in, w_out, self.features, self.dtype, self.model)
         plan = (plan_chunks(self.indptr, ws.max_edges, ws.max_rows) if self.group is None
                 else plan_range(self.indptr, self.lo, self.hi, ws.max_edges, ws.max_rows))
         log.debug("layer %d: %d chunks (max %d edges, %d rows), %d hubs", layer, len(plan),
                   ws.max_edges, ws.max_rows, plan.num_hubs)
-        mode = self._sum_mode(layer)
+        mode = sum_mode(self.model, layer) if self.sums is not None else None
         if mode is not None:
             self._sum_layer(layer, mode, src, plan, ws.max_rows, ws.max_edges, writer, output, t0)
             return
@@ -380,18 +360,11 @@ class _Run:
         log.info("layer %d: %d nodes, %d edges, %d chunks in %.2f s (waited %.2f s on reads)", layer,
                  self.hi - self.lo, stats.edges, stats.chunks, stats.seconds, stats.wait_s)
 
-    def _sum_mode(self, layer: int) -> str | None:
-        if self.sums is None or not isinstance(self.model, SumAggregating):
-            return None
-        mode = self.model.sum_aggregation(layer)
-        return mode if mode in SUM_MODES else None
-
     def _sum_layer(self, layer: int, mode: str, src: np.ndarray, plan: ChunkPlan, max_rows: int,
                    max_edges: int, writer: ShardArrayWriter | None, output: ShardArrayWriter | None, t0: float) -> None:
-        w_in, w_out = self.widths[layer], self.widths[layer + 1]
-        stats = LayerStats(layer=layer, in_width=w_in, out_width=w_out, seconds=0.0, chunks=len(plan),
-                           hubs=plan.num_hubs, hub_slices=plan.num_hub_slices, edges=0,
-                           max_edges=max_edges,
+        stats = LayerStats(layer=layer, in_width=self.widths[layer], out_width=self.widths[layer + 1],
+                           seconds=0.0, chunks=len(plan), hubs=plan.num_hubs,
+                           hub_slices=plan.num_hub_slices, edges=0, max_edges=max_edges,
                            max_rows=max_rows, wait_s=0.0, compute_s=0.0, write_s=0.0, path="sum")
 
         def emit(start: int, out: torch.Tensor) -> None:

@@ -34,6 +34,15 @@ SUM_MODES = (SUM, GCN_SUM, NO_NEIGHBORS)
 _SCALE_ROWS = 1 << 22
 
 
+def sum_mode(model, layer: int) -> str | None:
+    """The sum path's mode for `layer` of `model` (SUM, GCN_SUM, NO_NEIGHBORS), or None when the
+    model does not aggregate a sum there (it then takes the block path)."""
+    if not isinstance(model, SumAggregating):
+        return None
+    mode = model.sum_aggregation(layer)
+    return mode if mode in SUM_MODES else None
+
+
 class SumLayers:
     """The sum path of one inference run over the checked CSR (indptr int64 (N+1,), indices (E,))."""
 
