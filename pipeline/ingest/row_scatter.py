@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from gstore.pipeline.ingest.spill_files import BucketFiles, read_into
+from gstore.pipeline.ingest.spill_files import BucketFiles
 from gstore.set_kernels import counting_groups
 
 
@@ -88,8 +88,8 @@ class RowDistributor:
             buf[...] = self.fill
             count = int(self._rows.counts[k])
             if count:
-                ids = self._read(self._ids, k, np.empty(count, dtype=np.int64))
-                rows = self._read(self._rows, k, np.empty((count,) + self.row_shape, dtype=self.dtype))
+                ids = self._ids.read(k, np.empty(count, dtype=np.int64))
+                rows = self._rows.read(k, np.empty((count,) + self.row_shape, dtype=self.dtype))
                 # one assignment per layer, in order: ids repeat only across layers
                 cuts = [0] + [int(c[k]) for c in self._layers] + [count]
                 for a, b in zip(cuts[:-1], cuts[1:]):
@@ -104,13 +104,3 @@ class RowDistributor:
             self._rows.remove_all()
             self._ids.remove_all()
 
-    @staticmethod
-    def _read(files: BucketFiles, k: int, out: np.ndarray) -> np.ndarray:
-        import os
-
-        fd = files.open_read(k)
-        try:
-            read_into(fd, out, 0)
-        finally:
-            os.close(fd)
-        return out

@@ -88,6 +88,18 @@ class BucketFiles:
             return None
         return os.open(self.path(b), os.O_RDONLY)
 
+    def read(self, b: int, out: np.ndarray) -> np.ndarray:
+        """Bucket b's records into `out` (an array of counts[b] records); `out` as it is when b is
+        empty. Returns `out`."""
+        fd = self.open_read(b)
+        if fd is None:
+            return out
+        try:
+            read_into(fd, out, 0)
+        finally:
+            os.close(fd)
+        return out
+
     def remove(self, b: int) -> None:
         try:
             os.unlink(self.path(b))

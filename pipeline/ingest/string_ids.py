@@ -8,7 +8,6 @@ error (about 1 in 40 at 10^9 distinct ids, 1 in 4000 at 10^8). The buckets then 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from gstore.memory import format_bytes
 from gstore.pipeline.ingest import id_remap_kernels as K
 from gstore.pipeline.ingest.chunks import StringColumn
 from gstore.pipeline.ingest.id_remap import BucketPlan, IdTable, _sorted_table
-from gstore.pipeline.ingest.spill_files import BucketFiles, RawArrayFile, read_into
+from gstore.pipeline.ingest.spill_files import BucketFiles, RawArrayFile
 
 
 def hash_column(col: StringColumn) -> np.ndarray:
@@ -132,12 +131,4 @@ def _text(offsets: np.ndarray, utf8: np.ndarray, i: int) -> str:
 
 
 def _load(files: BucketFiles, b: int, dtype, n: int) -> np.ndarray:
-    out = np.empty(n, dtype=dtype)
-    fd = files.open_read(b)
-    if fd is None:
-        return out
-    try:
-        read_into(fd, out, 0)
-    finally:
-        os.close(fd)
-    return out
+    return files.read(b, np.empty(n, dtype=dtype))

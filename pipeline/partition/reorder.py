@@ -22,7 +22,6 @@ follow their nodes. Derived arrays keyed by node
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +40,7 @@ from gstore.pipeline.partition.csr_stream import ArrayFile, row_ranges, store_ar
 from gstore.pipeline.partition.partition import inverse_perm, partition_arrays
 from gstore.faults import fault_point
 from gstore.store_update import store_lock
-from gstore.pipeline.ingest.spill_files import BucketFiles, read_into
+from gstore.pipeline.ingest.spill_files import BucketFiles
 from gstore.pipeline.partition.reorder_kernels import concat_rows, map_sort_rows, scatter_rows
 
 log = logging.getLogger(__name__)
@@ -279,7 +278,7 @@ def _distribute(sources: list[ArrayFile], old_ptr: np.ndarray, new_ptr: np.ndarr
         for k, (a, bb) in enumerate(buckets):
             blo = int(new_ptr[a])
             size = int(new_ptr[bb]) - blo
-            ids = _read_bucket(id_files, k, np.empty(int(id_files.counts[k]), np.int64))
+            ids = id_files.read(k, np.empty(int(id_files.counts[k]), np.int64))
             if len(ids) != bb - a or any(int(f.counts[k]) != size for f in val_files):
                 raise StoreError(f"reorder of {name}: spilled bucket {k} holds {len(ids)} rows, "
                                  f"expected {bb - a}", path=spill,
@@ -289,7 +288,7 @@ def _distribute(sources: list[ArrayFile], old_ptr: np.ndarray, new_ptr: np.ndarr
             start = new_ptr[a:bb] - blo
             outs = []
             for i, f in enumerate(val_files):
-                vals = _read_bucket(f, k, bufs.reading(i, size))
+                vals = f.read(k, bufs.reading(i, size))
                 out = bufs.out(i, size)
                 scatter_rows(spill_ptr, vals, 0, ids, a, bb, start, out)
                 outs.append(out)
@@ -305,17 +304,6 @@ def _distribute(sources: list[ArrayFile], old_ptr: np.ndarray, new_ptr: np.ndarr
         id_files.remove_all()
         for f in val_files:
             f.remove_all()
-
-
-def _read_bucket(files: BucketFiles, k: int, out: np.ndarray) -> np.ndarray:
-    fd = files.open_read(k)
-    if fd is None:
-        return out
-    try:
-        read_into(fd, out, 0)
-    finally:
-        os.close(fd)
-    return out
 
 
 def _permute_row_array(store, rec: ArrayRecord, inv: np.ndarray, b: StoreBuilder,
