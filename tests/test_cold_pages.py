@@ -297,3 +297,42 @@ def test_epoch_items_made_on_demand_match_the_rule():
     with pytest.raises(IndexError):
         items[4]
     assert len(EpochItems(plan, 0, 99, seed=9)) == 0
+
+
+class _SlowFirst:
+    """Sampler that takes 0.3 s on its first call and records when each call starts."""
+
+    def __init__(self, inner):
+        self.inner, self.starts, self._lock = inner, [], threading.Lock()
+
+    def sample(self, seeds, seed=0):
+        import time
+
+        with self._lock:
+            self.starts.append(time.perf_counter())
+            first = len(self.starts) == 1
+        if first:
+            time.sleep(0.3)
+        return self.inner.sample(seeds, seed)
+
+
+@pytest.mark.parametrize("ft", [0, 4])
+def test_first_batch_is_made_alone_then_the_pipeline_widens(store, ft):
+    import time
+
+    sampler = _SlowFirst(NeighborSampler.from_store(store, [3, 2]))
+    loader = NeighborLoader(store, [3, 2], 20, "train", num_workers=2, sampler=sampler, fault_threads=ft)
+    it = iter(loader)
+    next(it)
+    got_first = time.perf_counter()
+    for _ in range(4):
+        next(it)
+    it.close()
+    loader.close()
+    if ft:      # nothing else was sampled while the first batch was made
+        assert min(sampler.starts[1:]) >= got_first - 0.05
+    else:       # the second worker started at once
+        assert min(sampler.starts[1:]) < sampler.starts[0] + 0.25
+    again = iter(loader)                       # later runs are not held back
+    next(again)
+    again.close()
