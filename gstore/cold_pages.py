@@ -86,9 +86,10 @@ def fits_page_cache(nbytes: int, share: float = CACHE_SHARE) -> bool:
 
 
 class ColdStart:
-    """A loader's cold-page machinery: the threads that take the faults (started on first use), the
-    loader's own MADV_RANDOM mappings, and the read-ahead it starts with the first run (`start`),
-    one chunk in flight until the first batch is out (`first_batch_out`), then READ_AHEAD_DEPTH.
+    """A loader's cold-page machinery: the threads that take the faults (started on first use) and
+    the read-ahead it starts with the first run (`start`), one chunk in flight until the first batch
+    is out (`first_batch_out`), then READ_AHEAD_DEPTH. The loader's MADV_RANDOM mappings come from
+    `random_access`.
 
     `threads` 0 turns the touches off (ColdPages then do nothing).
     """
@@ -98,6 +99,7 @@ class ColdStart:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._read_ahead: ReadAhead | None = None
+        self.started = False             # `start` ran (the loader's first run began)
         # what to stop when the loader goes away without close(): its threads hold no reference
         # to this object, so garbage collection reaches it
         self._owned: list = []
@@ -110,15 +112,6 @@ class ColdStart:
                 self._owned.append(self._pool)
             return self._pool
 
-    def random_mapping(self, arr: np.ndarray) -> np.ndarray:
-        """`random_access(arr)`: the loader's own mapping (its file is read ahead by `start`)."""
-        return random_access(arr)
-
-    @property
-    def started(self) -> bool:
-        """Whether `start` ran (the loader's first run began)."""
-        return self._read_ahead is not None
-
     def start(self, paths) -> None:
         """Once, as the loader's first run begins: read `paths` ahead in a thread (throttled, see
         read_ahead), in order, each while the total still fits in the page cache (fits_page_cache).
@@ -126,13 +119,16 @@ class ColdStart:
         seed permutation is made (beside it, the page-cache fill made 2.3 s take 5.5 s on 2 cores):
         one chunk in flight beside the first batch's own faults, then the disk's bandwidth."""
         with self._lock:
-            if self._read_ahead is not None:
+            if self.started:
                 return
-            self._read_ahead = ReadAhead([])     # started; replaced below
+            self.started = True
         chosen: list[str] = []
-        for p in (str(p) for p in paths):
-            if p not in chosen and fits_page_cache(file_bytes(chosen + [p])):
+        total = 0
+        for p in dict.fromkeys(str(p) for p in paths):
+            size = file_bytes([p])
+            if fits_page_cache(total + size):
                 chosen.append(p)
+                total += size
         ahead = ReadAhead(chosen, depth=1)       # deeper once the first batch is out
         with self._lock:
             self._read_ahead = ahead
@@ -173,15 +169,16 @@ class ColdPages:
     Thread-safe. Counters: `probes`, `touches`.
     """
 
-    def __init__(self, threads: ColdStart | None) -> None:
-        self.threads = threads
+    def __init__(self, cold_start: ColdStart | None) -> None:
+        self.cold_start = cold_start
         self._lock = threading.Lock()
         self.probes = self.touches = 0
 
     def _slices(self, n: int) -> int:
-        if self.threads is None or self.threads.threads == 0 or n < 2 * ROWS_PER_THREAD_MIN:
+        threads = 0 if self.cold_start is None else self.cold_start.threads
+        if threads == 0 or n < 2 * ROWS_PER_THREAD_MIN:
             return 0
-        return min(self.threads.threads, n // ROWS_PER_THREAD_MIN)
+        return min(threads, n // ROWS_PER_THREAD_MIN)
 
     def _count(self, touched: bool) -> None:
         with self._lock:
@@ -189,7 +186,7 @@ class ColdPages:
             self.touches += int(touched)
 
     def _run(self, n: int, slices: int, body) -> None:
-        pool = self.threads.pool()
+        pool = self.cold_start.pool()
         bounds = np.linspace(0, n, slices + 1).astype(np.int64)
         futures = []
         try:

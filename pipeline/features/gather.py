@@ -139,8 +139,8 @@ class FeatureSource:
             (`should_sort`: only when the features exceed half the available RAM).
         cold_pages: a gstore.cold_pages.ColdPages (the loader's): each gather's rows are faulted in
             many at a time first while they are not cached, and features larger than the page
-            cache can hold are read through its ColdStart's MADV_RANDOM mapping
-            (gstore/cold_pages.py). None: the store's mapping, no touches.
+            cache can hold are read through their own MADV_RANDOM mapping (gstore/cold_pages.py).
+            None: the store's mapping, no touches.
     """
 
     def __init__(self, store, cache_bytes: int = 0, sort_ids: bool | None = None,
@@ -152,14 +152,14 @@ class FeatureSource:
         self.store = store
         self.features = store.features
         self.cold_pages = cold_pages if self.features is not None else None
-        if self.cold_pages is not None and self.cold_pages.threads is not None:
-            from gstore.cold_pages import fits_page_cache
+        if self.cold_pages is not None:
+            from gstore.cold_pages import fits_page_cache, random_access
 
             # features the page cache can hold keep read-around: a batch's rows land in most of
             # their 128 KiB windows (10^9 chain: 175k rows, 16% of the pages, 99% of the windows),
             # so its faults read the file at bandwidth and the next batches find it cached
             if not fits_page_cache(self.features.nbytes):
-                self.features = self.cold_pages.threads.random_mapping(self.features)
+                self.features = random_access(self.features)
         self.labels = store.labels
         self.num_nodes = store.num_nodes
         self.sort_ids = should_sort(self.features) if sort_ids is None else bool(sort_ids)

@@ -57,6 +57,7 @@ from gstore.pipeline.inference.checks import (check_device, check_dtype, check_m
 from gstore.pipeline.inference.chunks import CHUNKS_IN_FLIGHT, ChunkPlan, plan_chunks
 from gstore.pipeline.features.gather_kernels import in_degrees
 from gstore.pipeline.inference.protocol import LayerwiseModel
+from gstore.pipeline.inference.readout_state import ReadoutState
 from gstore.pipeline.inference.ranks import RankGroup, plan_range, rank_nodes
 from gstore.pipeline.inference.result import LayerStats, LayerwiseResult
 from gstore.pipeline.inference.sum_layer import SumLayers, sum_mode
@@ -223,7 +224,7 @@ class _Run:
         self.stats: list[LayerStats] = []
         self.peak_anon = anon_rss_bytes()
         self.readout_dim = int(model.readout_dim)
-        self.state_path = work / "readout_state"
+        self.state = ReadoutState(work / "readout_state", self.num_nodes, self.readout_dim)
 
     def layers(self) -> tuple[ArrayRecord, list[ArrayRecord]]:
         """Every layer in turn; returns the output's record and the kept layers' records."""
@@ -234,8 +235,7 @@ class _Run:
         if self.keep_layers and self.main:
             write_group_metadata(self.work / LAYERS_DIR)
         if self.readout_dim and L > 1 and self.main:
-            with open(self.state_path, "wb") as fh:
-                fh.truncate(self.num_nodes * self.readout_dim * 4)
+            self.state.create()
         output = self._writer(self.output_name, int(self.model.out_dim), "float32")
         try:
             for layer in range(L):
@@ -467,47 +467,19 @@ class _Run:
             writer.write_rows(start, out.detach().to("cpu", torch.float32).numpy())
         state = None
         if self.readout_dim:
-            prev = self._read_state(start, rows) if layer > 0 else None
+            prev = self.state.read(start, rows, self.dev) if layer > 0 else None
             state = model.readout_step(layer, out, prev)
             if not isinstance(state, torch.Tensor) or tuple(state.shape) != (rows, self.readout_dim):
                 raise OptionError(f"model readout_step({layer}) returned {_shape(state)}, expected "
                                   f"({rows}, {self.readout_dim}) (readout_dim)")
             if output is None:
-                self._write_state(start, state)
+                self.state.write(start, state)
         if output is not None:
             y = model.readout(state, out)
             if not isinstance(y, torch.Tensor) or tuple(y.shape) != (rows, int(model.out_dim)):
                 raise OptionError(f"model readout returned {_shape(y)}, expected ({rows}, {model.out_dim}) "
                                   "(out_dim)")
             output.write_rows(start, y.detach().to("cpu", torch.float32).numpy())
-
-    def _read_state(self, start: int, rows: int) -> torch.Tensor:
-        buf = np.empty((rows, self.readout_dim), dtype=np.float32)
-        _pread_exact(self.state_path, buf, start * self.readout_dim * 4)
-        return torch.from_numpy(buf).to(self.dev)
-
-    def _write_state(self, start: int, state: torch.Tensor) -> None:
-        arr = np.ascontiguousarray(state.detach().to("cpu", torch.float32).numpy())
-        fd = os.open(self.state_path, os.O_WRONLY)
-        try:
-            view, offset, done = memoryview(arr).cast("B"), start * self.readout_dim * 4, 0
-            while done < len(view):
-                done += os.pwrite(fd, view[done:], offset + done)
-        finally:
-            os.close(fd)
-
-
-def _pread_exact(path: Path, buf: np.ndarray, offset: int) -> None:
-    view, done = memoryview(buf).cast("B"), 0
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        while done < len(view):
-            got = os.preadv(fd, [view[done:]], offset + done)
-            if got == 0:
-                raise StoreError(f"read-out state ends early at byte {offset + done}", path=path)
-            done += got
-    finally:
-        os.close(fd)
 
 
 def _shape(x) -> str:

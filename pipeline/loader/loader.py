@@ -226,9 +226,8 @@ class StagedLoader:
     def _start_cold(self) -> None:
         """As the first run begins: read the store's per-node arrays, features and CSR indices
         ahead, those that fit in the page cache (gstore/cold_pages.py)."""
-        s = self.store
-        paths = [getattr(s.array(n), "filename", None)
-                 for n in ("indptr", "labels", "features", "indices") if s.has_array(n)]
+        s = self.store       # its own mappings (cached): their file names, no new mapping
+        paths = [getattr(a, "filename", None) for a in (s.indptr, s.labels, s.features, s.indices)]
         self.cold_start.start([p for p in paths if p is not None])
 
     def _run(self, items: EpochItems):

@@ -103,18 +103,18 @@ class NeighborSampler:
     def from_store(cls, store, fanouts, replace: bool = False, seed: int = 0,
                    cold_start=None) -> "NeighborSampler":
         """Sampler over an opened GraphStore's memory-mapped CSR (structurally checked first).
-        With a loader's `cold_start` (gstore.cold_pages.ColdStart), indices are read through its
-        MADV_RANDOM mapping (a sampled row's fault reads its page, not the 128 KiB around it) and
+        With a loader's `cold_start` (gstore.cold_pages.ColdStart), indices are read through their
+        own MADV_RANDOM mapping (a sampled row's fault reads its page, not the 128 KiB around it) and
         each hop's rows are faulted in many at a time first."""
         csr = store.csr()
         if cold_start is None:
             return cls(csr.indptr, csr.indices, fanouts, replace=replace, seed=seed)
-        from gstore.cold_pages import ColdPages
+        from gstore.cold_pages import ColdPages, random_access
 
         # MADV_RANDOM even when the page cache could hold the indices: a batch touches ~1.5% of
         # their pages, so read-around reads 128 KiB per sampled row (10^9 chain, cold: first
         # batch 15.5 s with it, 9.3 s without; ColdStart reads the file ahead instead)
-        return cls(csr.indptr, cold_start.random_mapping(csr.indices), fanouts, replace=replace,
+        return cls(csr.indptr, random_access(csr.indices), fanouts, replace=replace,
                    seed=seed, cold_pages=ColdPages(cold_start))
 
     @property
